@@ -1,0 +1,42 @@
+# biogate: every target sets itself up from nothing and is quick when already set up.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+BIOGATE := $(VENV)/bin/biogate
+SETUP_STAMP  := $(VENV)/.biogate-setup
+MODELS_STAMP := models/artifacts/.built
+
+.PHONY: setup models run test bench soak clean
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) pip install --quiet --python $(PY) -e '.[dev]'
+	# face_recognition declares the source-only `dlib`; dlib-bin (a dependency above) provides it.
+	$(UV) pip install --quiet --python $(PY) --no-deps face_recognition==1.3.0
+	touch $@
+
+models: $(MODELS_STAMP)
+
+$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py)
+	$(PY) -m models.build
+	touch $@
+
+run: models
+	$(BIOGATE) demo
+
+test: models
+	$(PY) -m pytest -q
+
+bench: models
+	$(BIOGATE) bench face
+	$(BIOGATE) bench finger
+
+soak: models
+	BIOGATE_SOAK=1 $(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) models/artifacts .pytest_cache

@@ -1,0 +1,6 @@
+"""Device drivers: cameras, fingerprint scanners, cash dispensers, behind small interfaces.
+
+Each kind of device has one abstract interface in `drivers.base` and any number of backends,
+registered by name (as python-can's `Bus`): configuration picks the backend, so the simulator and
+real hardware are interchangeable. Drivers raise `edge.errors.DeviceError` subclasses.
+"""

@@ -1,0 +1,102 @@
+"""Device interfaces and the backend registry.
+
+    @register_backend("fingerprint", "zfm")
+    class ZfmScanner(FingerprintScanner): ...
+
+    scanner = open_device("fingerprint", "zfm", port="/dev/ttyUSB0")
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable, TypeVar
+
+import numpy as np
+
+from edge.errors import ConfigError
+
+_REGISTRY: dict[str, dict[str, type]] = {}
+T = TypeVar("T", bound=type)
+
+
+def register_backend(kind: str, name: str) -> Callable[[T], T]:
+    """Class decorator: make `cls` available as backend `name` for device `kind`."""
+
+    def deco(cls: T) -> T:
+        _REGISTRY.setdefault(kind, {})[name] = cls
+        return cls
+
+    return deco
+
+
+def available_backends(kind: str) -> list[str]:
+    _import_builtin_backends()
+    return sorted(_REGISTRY.get(kind, {}))
+
+
+def open_device(kind: str, backend: str, **options):
+    """Instantiate the backend registered as `backend` for `kind` with its options."""
+    _import_builtin_backends()
+    try:
+        cls = _REGISTRY[kind][backend]
+    except KeyError:
+        known = ", ".join(available_backends(kind)) or "none"
+        raise ConfigError(f"no {kind} backend named {backend!r} (known: {known})") from None
+    return cls(**options)
+
+
+def _import_builtin_backends() -> None:
+    # Backends register themselves on import; importing here keeps the registry complete without
+    # every caller knowing which modules hold them.
+    import importlib
+
+    for module in BUILTIN_BACKEND_MODULES:
+        importlib.import_module(module)
+
+
+# Modules that hold built-in backends (each registers itself with @register_backend).
+BUILTIN_BACKEND_MODULES: list[str] = []
+
+
+class Device(abc.ABC):
+    """Every device can be closed and used as a context manager."""
+
+    def close(self) -> None:  # pragma: no cover - trivial default
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Camera(Device):
+    """A source of BGR uint8 frames."""
+
+    @abc.abstractmethod
+    def read(self, timeout: float = 2.0) -> np.ndarray:
+        """The next frame (H x W x 3, BGR, uint8); raises DeviceError on timeout or end of stream."""
+
+
+class FingerprintScanner(Device):
+    """A scanner that captures greyscale fingerprint images."""
+
+    @abc.abstractmethod
+    def finger_present(self) -> bool:
+        """True when a finger is on the sensor now."""
+
+    @abc.abstractmethod
+    def capture(self, timeout: float = 10.0) -> np.ndarray:
+        """Wait up to `timeout` s for a finger, then return its image (H x W, uint8, 500 dpi)."""
+
+
+class CashDispenser(Device):
+    """A dispenser that only dispenses against an end-to-end token for its current nonce."""
+
+    @abc.abstractmethod
+    def get_command_nonce(self) -> str:
+        """A fresh command nonce (hex); tokens must be made over it."""
+
+    @abc.abstractmethod
+    def dispense(self, token: str, amount: str, currency: str) -> dict:
+        """Dispense `amount` `currency` authorised by `token`; returns the device's completion."""

@@ -1,0 +1,1 @@
+"""The `biogate` command line (typer). `app.py` holds the groups; each command module registers itself."""

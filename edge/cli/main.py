@@ -1,0 +1,10 @@
+"""Entry point of the `biogate` console script: the app plus every command module."""
+from __future__ import annotations
+
+from edge.cli.app import app
+
+# Each import registers its commands on the groups defined in edge.cli.app.
+from edge.cli import face_commands  # noqa: F401,E402
+
+if __name__ == "__main__":
+    app()
