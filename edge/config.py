@@ -10,7 +10,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,6 +39,7 @@ class FaceConfig(Section):
     # never recomputed on the pairs being evaluated.
     threshold: float = 0.6
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
+    flip_augment: bool = True  # embed each chip and its mirror image, average the two descriptors
     detector_score: float = Field(0.5, ge=0.0, le=1.0)
     min_face_px: int = Field(48, ge=8, description="smallest accepted face (inter-ocular box side, pixels)")
     max_image_px: int = Field(40_000_000, description="images with more pixels are refused before decoding")
@@ -49,10 +50,108 @@ class FaceConfig(Section):
     max_roll_deg: float = 30.0
 
 
+class StorageConfig(Section):
+    """edge.store: the SQLite file under paths.state_dir and how durable each commit is."""
+
+    db_file: str = Field("biogate.sqlite", description="file name under paths.state_dir (or an absolute path)")
+    # WAL + synchronous=FULL: every COMMIT fsyncs the WAL, so a power cut loses nothing committed.
+    # NORMAL would only survive process crashes (the last commits could vanish on power loss).
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    busy_timeout_ms: int = Field(5000, ge=0)
+    evidence_retention_days: int = Field(180, ge=1, description="NBK: ATM face images kept >= 180 days")
+    purge_interval_s: float = Field(3600.0, gt=0, description="how often the daemon purges expired evidence")
+
+
+class KeysConfig(Section):
+    """edge.store / edge.service secrets: data keys (AES-256-GCM at rest), API keys per role, token HMAC key.
+
+    Everything not given here is read from (or created once in) `secrets_file`, 0600, under state_dir.
+    Environment: BIOGATE_KEYS__DATA_KEY=<base64 32 bytes>, BIOGATE_KEYS__API_KEYS='{"teller": "..."}', ...
+    """
+
+    secrets_file: str = Field("secrets.json", description="file name under paths.state_dir (or absolute)")
+    data_key: str | None = Field(None, description="base64 AES-256 key; overrides the secrets file's active key")
+    api_keys: dict[str, str] = Field(default_factory=dict, description="role -> API key (terminal/teller/auditor/admin)")
+    dispense_hmac_key: str | None = Field(None, description="hex HMAC-SHA256 key shared with the dispenser")
+    template_signing_key: str | None = Field(None, description="hex HMAC key signing exported face templates")
+
+
+class DeviceSpec(Section):
+    backend: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DevicesConfig(Section):
+    """edge.service: which driver backend serves each device (see drivers.base.open_device)."""
+
+    camera: DeviceSpec | None = None
+    fingerprint: DeviceSpec | None = None
+    dispenser: DeviceSpec | None = None
+    capture_timeout_s: float = Field(10.0, gt=0)
+
+
+class ServiceConfig(Section):
+    """edge.service: the HTTP daemon."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    session_ttl_s: float = Field(300.0, gt=0, description="an open verification session expires after this")
+    token_ttl_s: float = Field(60.0, gt=0, description="a dispense token must be used within this")
+    log_level: str = "INFO"
+    max_upload_bytes: int = Field(8_000_000, ge=1024)
+    enrol_face_samples: int = Field(3, ge=1, le=10)
+    enrol_finger_impressions: int = Field(3, ge=1, le=10)
+    enrol_fingers: list[str] = Field(default_factory=lambda: ["right_index", "right_middle"])
+    capture_retries: int = Field(3, ge=1, le=10, description="captures per sample before the quality gate gives up")
+    duplicate_llr: float = Field(6.9, description="face log-LR above which another customer is flagged as a duplicate")
+
+
+class OperationPolicy(Section):
+    """What one operation needs: `factors`, or `factors_above` when the amount exceeds `threshold_usd`."""
+
+    factors: Literal["none", "face", "face+finger", "refuse"] = "face+finger"
+    threshold_usd: float | None = Field(None, ge=0)
+    factors_above: Literal["none", "face", "face+finger", "refuse"] | None = None
+    target_fmr: float | None = Field(None, gt=0, lt=1, description="overrides PolicyConfig.target_fmr")
+    dispenses: bool = Field(False, description="allow issues an XFS4IoT dispense token for the amount")
+
+
+def _default_operations() -> dict[str, "OperationPolicy"]:
+    return {
+        "cash_withdrawal": OperationPolicy(factors="face+finger", dispenses=True),
+        "cash_deposit": OperationPolicy(factors="none"),
+        "balance_inquiry": OperationPolicy(factors="none"),
+        # Identity verification for card loads above 913 USD equivalent (edge.decision.policy).
+        "card_load": OperationPolicy(factors="none", threshold_usd=913.0, factors_above="face+finger"),
+    }
+
+
+class PolicyConfig(Section):
+    """edge.decision: which factors each operation needs, attempt limits, fusion threshold."""
+
+    operations: dict[str, OperationPolicy] = Field(default_factory=_default_operations)
+    # USD per one unit of the currency (configurable; used only to compare against thresholds).
+    usd_rates: dict[str, float] = Field(default_factory=lambda: {
+        "USD": 1.0, "EUR": 1.08, "GBP": 1.27, "KZT": 0.0020, "RUB": 0.011, "CNY": 0.14})
+    attempts_per_session: int = Field(3, ge=1, le=10)
+    lockout_base_s: float = Field(30.0, ge=0, description="first lockout; NIST 800-63B-4: >= 30 s")
+    lockout_growth: float = Field(2.0, ge=1.0)
+    lockout_max_s: float = Field(86400.0, ge=0)
+    total_failure_cap: int = Field(50, ge=1, description="then biometrics are disabled for the card (NIST cap 50)")
+    target_fmr: float = Field(1e-5, gt=0, lt=1, description="combined false-match rate the fused threshold targets")
+    calibration_file: str | None = Field(None, description="fitted LR calibration JSON (default: edge/decision/calibration.json)")
+    liveness_required: bool = True
+
+
 class Config(Section):
     terminal_id: str = "ATM-0001"
     paths: PathsConfig = PathsConfig()
     face: FaceConfig = FaceConfig()
+    storage: StorageConfig = StorageConfig()
+    keys: KeysConfig = KeysConfig()
+    devices: DevicesConfig = DevicesConfig()
+    service: ServiceConfig = ServiceConfig()
+    policy: PolicyConfig = PolicyConfig()
 
 
 def _deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
