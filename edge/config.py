@@ -29,6 +29,8 @@ class PathsConfig(Section):
 
     models_dir: Path = REPO_ROOT / "models" / "artifacts"
     state_dir: Path = REPO_ROOT / "var"
+    # Shared evaluation data (LFW, FVC2000, NUAA) lives beside the repository, never inside it.
+    data_dir: Path = REPO_ROOT.parent / "shared" / "data"
 
 
 class FaceConfig(Section):

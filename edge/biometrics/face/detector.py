@@ -1,0 +1,146 @@
+"""BlazeFace short-range face detection (ONNX), with our own anchor decoding and weighted NMS.
+
+The network sees a 128 x 128 RGB image scaled to [-1, 1]; frames are letterboxed into it (aspect ratio
+kept, zero border), as MediaPipe does. It predicts, for each of 896 fixed SSD anchors, a score logit and
+16 regressors: box centre offset, box size and 6 keypoints (right eye, left eye, nose tip, mouth centre,
+right ear tragion, left ear tragion; "right" is the subject's right, i.e. the image's left side).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.models import load_session
+
+INPUT_SIZE = 128
+# MediaPipe's SsdAnchorsCalculator options for face_detection_short_range: 4 layers with strides
+# 8, 16, 16, 16 and two anchors per cell each (fixed anchor size, so only centres matter).
+ANCHOR_STRIDES = (8, 16, 16, 16)
+ANCHORS_PER_LAYER = 2
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+NMS_IOU = 0.3
+
+
+def ssd_anchors() -> np.ndarray:
+    """The 896 anchor centres (x, y) in [0, 1] of the 128 x 128 input, in the network's output order."""
+    centres = []
+    layer = 0
+    while layer < len(ANCHOR_STRIDES):
+        stride = ANCHOR_STRIDES[layer]
+        # Consecutive layers with the same stride share one grid; their anchors are interleaved per cell.
+        repeats = 0
+        while layer < len(ANCHOR_STRIDES) and ANCHOR_STRIDES[layer] == stride:
+            repeats += ANCHORS_PER_LAYER
+            layer += 1
+        cells = int(np.ceil(INPUT_SIZE / stride))
+        ys, xs = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(grid, repeats, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: box (x0, y0, x1, y1) and keypoints (6 x 2, see KEYPOINT_NAMES) in image pixels."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def eye_distance(self) -> float:
+        return float(np.linalg.norm(self.keypoints[0] - self.keypoints[1]))
+
+
+class FaceDetector:
+    """BlazeFace on one onnxruntime session, created once and reused."""
+
+    def __init__(self, models_dir: Path, threads: int = 1, min_score: float = 0.5):
+        self.session = load_session("face_detector", models_dir, threads)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.channels_first = len(inp.shape) == 4 and inp.shape[1] == 3
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        self.regressors_name = next(n for n, s in outputs.items() if s[-1] == 16)
+        self.scores_name = next(n for n, s in outputs.items() if s[-1] == 1)
+        self.min_score = min_score
+        self.anchors = ssd_anchors()
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """Faces in an RGB frame, most confident first."""
+        tensor, scale, pad_x, pad_y = self._letterbox(image_rgb)
+        regressors, logits = self.session.run([self.regressors_name, self.scores_name], {self.input_name: tensor})
+        regressors = regressors.reshape(-1, 16)
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -100.0, 100.0)))
+        keep = np.nonzero(scores >= self.min_score)[0]
+        if keep.size == 0:
+            return []
+        raw = regressors[keep] / INPUT_SIZE
+        anchors = self.anchors[keep]
+        cx = raw[:, 0] + anchors[:, 0]
+        cy = raw[:, 1] + anchors[:, 1]
+        boxes = np.stack([cx - raw[:, 2] / 2, cy - raw[:, 3] / 2, cx + raw[:, 2] / 2, cy + raw[:, 3] / 2], axis=1)
+        kps = raw[:, 4:].reshape(-1, 6, 2) + anchors[:, None, :]
+        # From the letterboxed unit square back to image pixels.
+        to_px = lambda v, pad: (v * INPUT_SIZE - pad) / scale  # noqa: E731
+        boxes[:, [0, 2]] = to_px(boxes[:, [0, 2]], pad_x)
+        boxes[:, [1, 3]] = to_px(boxes[:, [1, 3]], pad_y)
+        kps[:, :, 0] = to_px(kps[:, :, 0], pad_x)
+        kps[:, :, 1] = to_px(kps[:, :, 1], pad_y)
+        return _weighted_nms(boxes, kps, scores[keep])
+
+    @staticmethod
+    def _prepare(image_rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        h, w = image_rgb.shape[:2]
+        scale = INPUT_SIZE / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        resized = cv2.resize(image_rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        pad_x, pad_y = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
+        canvas[pad_y:pad_y + nh, pad_x:pad_x + nw] = resized
+        # `scale` maps image pixels to 128-px input units; the pads are in input units.
+        return canvas, scale, float(pad_x), float(pad_y)
+
+    def _letterbox(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        canvas, scale, pad_x, pad_y = self._prepare(image_rgb)
+        tensor = canvas.astype(np.float32) / 127.5 - 1.0
+        tensor = tensor.transpose(2, 0, 1)[None] if self.channels_first else tensor[None]
+        return np.ascontiguousarray(tensor), scale, pad_x, pad_y
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray) -> list[Detection]:
+    """MediaPipe's weighted NMS: overlapping candidates are averaged by score, not just dropped."""
+    order = np.argsort(-scores)
+    remaining = order
+    out: list[Detection] = []
+    while remaining.size:
+        best = remaining[0]
+        overlap = _iou(boxes[best], boxes[remaining])
+        group = remaining[overlap > NMS_IOU]
+        w = scores[group][:, None]
+        box = (boxes[group] * w).sum(0) / w.sum()
+        kp = (kps[group] * w[:, :, None]).sum(0) / w.sum()
+        out.append(Detection(tuple(float(v) for v in box), float(scores[best]), kp.astype(np.float32)))
+        remaining = remaining[overlap <= NMS_IOU]
+    return out

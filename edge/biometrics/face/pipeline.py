@@ -1,0 +1,110 @@
+"""The face path: detect -> 5-point landmarks -> 150 x 150 chip -> ONNX embedding -> distance.
+
+`FacePipeline` holds the ONNX sessions and the dlib predictor, created once and reused; it takes BGR
+frames (the project's convention at API boundaries) and returns `FaceAnalysis` objects that say what
+was found, how good it is and, when usable, the embedding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.biometrics.face.align import AlignedFace, Aligner
+from edge.biometrics.face.detector import Detection, FaceDetector
+from edge.biometrics.face.embedder import FaceEmbedder, face_distance
+from edge.biometrics.face.image import as_rgb
+from edge.biometrics.face.quality import QualityFinding, QualityMeasures, findings, measure
+from edge.config import FaceConfig
+from edge.errors import QualityError
+
+
+@dataclass
+class FaceAnalysis:
+    """What the pipeline saw in one image. `embedding` is None when no face was found."""
+
+    faces: list[Detection]
+    face: Detection | None = None
+    aligned: AlignedFace | None = None
+    measures: QualityMeasures | None = None
+    findings: list[QualityFinding] = field(default_factory=list)
+    embedding: np.ndarray | None = None
+
+    @property
+    def acquired(self) -> bool:
+        return self.embedding is not None
+
+    def blocking(self, strict: bool) -> list[QualityFinding]:
+        """Findings that forbid using this sample: all of them in strict mode, else only "no face"."""
+        if strict:
+            return list(self.findings)
+        return [f for f in self.findings if f.code == "quality.no_face"]
+
+    def require(self, strict: bool = True) -> np.ndarray:
+        """The embedding, or QualityError naming the first blocking finding."""
+        blocking = self.blocking(strict)
+        if blocking or self.embedding is None:
+            first = blocking[0] if blocking else QualityFinding("quality.no_face", "no face found")
+            raise QualityError(first.message, code=first.code,
+                               details={"findings": [f.code for f in blocking]})
+        return self.embedding
+
+    def wipe(self) -> None:
+        """Zeroise the sample-derived arrays (chip, embedding) once the transaction is over."""
+        if self.aligned is not None:
+            self.aligned.chip.fill(0)
+        if self.embedding is not None:
+            self.embedding.fill(0)
+
+
+def _prominence(det: Detection, width: int, height: int) -> float:
+    """Bigger and more central faces win: the customer stands in front of the camera."""
+    cx = (det.box[0] + det.box[2]) / 2 / width - 0.5
+    cy = (det.box[1] + det.box[3]) / 2 / height - 0.5
+    return det.width * det.height / (1.0 + 4.0 * (cx * cx + cy * cy))
+
+
+class FacePipeline:
+    def __init__(self, cfg: FaceConfig, models_dir: Path):
+        self.cfg = cfg
+        self.detector = FaceDetector(models_dir, cfg.threads, cfg.detector_score)
+        self.aligner = Aligner()
+        self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment)
+
+    def analyze(self, image_bgr: np.ndarray) -> FaceAnalysis:
+        return self.analyze_many([image_bgr])[0]
+
+    def analyze_many(self, images_bgr: list[np.ndarray]) -> list[FaceAnalysis]:
+        """Analyse several frames; all chips go through the embedder in one batch."""
+        results: list[FaceAnalysis] = []
+        for image in images_bgr:
+            results.append(self._locate(as_rgb(image)))
+        chips = [r.aligned.chip for r in results if r.aligned is not None]
+        if chips:
+            embeddings = iter(self.embedder.embed(np.stack(chips)))
+            for r in results:
+                if r.aligned is not None:
+                    r.embedding = next(embeddings)
+        return results
+
+    def _locate(self, rgb: np.ndarray) -> FaceAnalysis:
+        faces = self.detector.detect(rgb)
+        if not faces:
+            return FaceAnalysis(faces, findings=[QualityFinding("quality.no_face", "no face found in the image")])
+        h, w = rgb.shape[:2]
+        face = max(faces, key=lambda d: _prominence(d, w, h))
+        aligned = self.aligner.align(rgb, face)
+        measures = measure(aligned.chip, aligned.landmarks, face.width)
+        found = findings(measures, self.cfg)
+        if len(faces) > 1:
+            found.insert(0, QualityFinding("quality.multiple_faces",
+                                           f"{len(faces)} faces in the image; exactly one is expected",
+                                           float(len(faces))))
+        return FaceAnalysis(faces, face, aligned, measures, found)
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        return face_distance(a, b)
+
+    def is_same(self, distance: float) -> bool:
+        return distance < self.cfg.threshold

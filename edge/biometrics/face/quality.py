@@ -1,0 +1,72 @@
+"""Quality gates for a detected face, each with an explicit reason code.
+
+Measured on the aligned chip (so the figures do not depend on the frame's size) and on the landmarks.
+Which findings block a comparison is the caller's choice: the product (enrolment, ATM verification)
+blocks on all of them; the LFW evaluation only on "no face".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.config import FaceConfig
+
+
+@dataclass(frozen=True)
+class QualityFinding:
+    code: str
+    message: str
+    value: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "value": self.value}
+
+
+@dataclass(frozen=True)
+class QualityMeasures:
+    face_px: float       # face box width in frame pixels
+    brightness: float    # mean grey level of the chip's central face area, 0-255
+    sharpness: float     # variance of the Laplacian of that area
+    yaw_deg: float       # + = subject turned to their left (nose towards image right)
+    roll_deg: float
+
+    def to_dict(self) -> dict:
+        return {k: round(float(v), 2) for k, v in self.__dict__.items()}
+
+
+def measure(chip_rgb: np.ndarray, landmarks5: np.ndarray, face_px: float) -> QualityMeasures:
+    grey = cv2.cvtColor(chip_rgb, cv2.COLOR_RGB2GRAY)
+    centre = grey[30:120, 30:120]  # the face proper; the padding holds background and hair
+    sharpness = float(cv2.Laplacian(centre, cv2.CV_64F).var())
+    # dlib 5-point order: 0,1 right eye (outer, inner); 2,3 left eye (outer, inner); 4 nose base.
+    right_eye = landmarks5[0:2].mean(axis=0)
+    left_eye = landmarks5[2:4].mean(axis=0)
+    eye_vec = right_eye - left_eye if right_eye[0] > left_eye[0] else left_eye - right_eye
+    eye_dist = max(float(np.linalg.norm(eye_vec)), 1e-6)
+    roll = float(np.degrees(np.arctan2(eye_vec[1], eye_vec[0])))
+    # Nose offset from the eye midpoint, along the eye line, relative to half the eye distance.
+    eye_mid = (right_eye + left_eye) / 2
+    offset = float(np.dot(landmarks5[4] - eye_mid, eye_vec / eye_dist)) / (eye_dist / 2)
+    yaw = float(np.degrees(np.arcsin(np.clip(offset, -1.0, 1.0))))
+    return QualityMeasures(face_px, float(centre.mean()), sharpness, yaw, roll)
+
+
+def findings(m: QualityMeasures, cfg: FaceConfig) -> list[QualityFinding]:
+    out: list[QualityFinding] = []
+    if m.face_px < cfg.min_face_px:
+        out.append(QualityFinding("quality.face_too_small",
+                                  f"face is {m.face_px:.0f} px wide, at least {cfg.min_face_px} needed", m.face_px))
+    if m.brightness < cfg.min_brightness:
+        out.append(QualityFinding("quality.too_dark", f"face too dark (mean level {m.brightness:.0f})", m.brightness))
+    if m.brightness > cfg.max_brightness:
+        out.append(QualityFinding("quality.overexposed", f"face overexposed (mean level {m.brightness:.0f})",
+                                  m.brightness))
+    if m.sharpness < cfg.min_sharpness:
+        out.append(QualityFinding("quality.blurred", f"face too blurred (sharpness {m.sharpness:.1f})", m.sharpness))
+    if abs(m.yaw_deg) > cfg.max_yaw_deg or abs(m.roll_deg) > cfg.max_roll_deg:
+        out.append(QualityFinding("quality.strong_pose",
+                                  f"head turned too far (yaw {m.yaw_deg:.0f} deg, roll {m.roll_deg:.0f} deg)",
+                                  max(abs(m.yaw_deg), abs(m.roll_deg))))
+    return out
