@@ -54,7 +54,9 @@ def _import_builtin_backends() -> None:
 
 
 # Modules that hold built-in backends (each registers itself with @register_backend).
-BUILTIN_BACKEND_MODULES: list[str] = []
+BUILTIN_BACKEND_MODULES: list[str] = [
+    "drivers.fingerprint.zfm",  # fingerprint backend "zfm" (ZFM/R30x/AS608/R503 on a serial port)
+]
 
 
 class Device(abc.ABC):

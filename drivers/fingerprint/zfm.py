@@ -1,0 +1,619 @@
+"""Driver for the UART fingerprint modules (ZFM-20/60/70, R30x, R503, AS608) over pyserial.
+
+Two layers:
+- `ZfmModule`: one method per module command, speaking the frames of `drivers.fingerprint.protocol`.
+  Every read has a deadline; garbage on the line (a power-on 0x55, noise) is skipped; a reply with a
+  bad checksum or of the wrong kind makes the command be sent once more; every other failure is a
+  typed `DeviceError` (see `drivers.fingerprint.errors`).
+- `ZfmScanner`: the `zfm` backend of `drivers.base.FingerprintScanner` (finger presence and image
+  capture), built on `ZfmModule`.
+
+Image transfers (UpImage) are all-or-nothing: the data packets must arrive complete, with valid
+checksums, at the module's packet size, adding up to exactly width x height / 2 bytes; otherwise the
+transfer raises and the line is drained before the next command.
+
+The port is opened with `serial.serial_for_url`, so a device path, a pseudo-terminal or a pyserial
+URL (`loop://`, `socket://host:port`) all work.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import serial
+
+from drivers.base import FingerprintScanner, register_backend
+from drivers.fingerprint import protocol as P
+from drivers.fingerprint.errors import (
+    MODULE_ERROR_BY_NAME,
+    ChecksumError,
+    DeviceTimeout,
+    DisconnectedError,
+    FingerprintError,
+    ModuleError,
+    NoFingerError,
+    ProtocolError,
+    WrongPasswordError,
+)
+from edge.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    matched: bool
+    score: int
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    found: bool
+    page: int | None
+    score: int
+
+
+class _LineFault(Exception):
+    """Internal: a reply was unusable in a way that is worth one retry (checksum, garbage, wrong kind)."""
+
+    def __init__(self, error: FingerprintError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class ZfmModule:
+    """Low-level access to one module: one method per command.
+
+    `timeout` bounds each reply (and each silence between data packets); `model` picks the
+    confirmation-code table and image size ("zfm" covers ZFM-20/60/70 and R30x, "as608", "r503").
+    """
+
+    #: seconds a single pyserial read may block; the deadline loop runs around it
+    POLL_INTERVAL = 0.02
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int = 57600,
+        address: int = P.DEFAULT_ADDRESS,
+        password: int = P.DEFAULT_PASSWORD,
+        model: str = "zfm",
+        timeout: float = 2.0,
+        *,
+        retries: int = 1,
+        wait_ready: float = 0.0,
+    ):
+        self.model = P.get_model(model)
+        P.baud_n_from_rate(baudrate)  # validates 9600 x N
+        self.address = address
+        self.password = password
+        self.timeout = float(timeout)
+        self.retries = retries
+        self._lock = threading.RLock()
+        self._reader = P.PacketReader()
+        self._events: deque = deque()
+        self._packet_size: int | None = None
+        self.port = port
+        try:
+            self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=self.POLL_INTERVAL, write_timeout=self.timeout)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise DisconnectedError(f"cannot open fingerprint module port {port!r}: {exc}") from exc
+        if wait_ready > 0:
+            self.wait_ready(wait_ready, required=False)
+        # Anything already on the line (a power-on 0x55, a stale reply) is not an answer to us.
+        self._discard_input()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        try:
+            self._serial.close()
+        except Exception:  # closing an unplugged port may itself fail; nothing left to do
+            pass
+
+    def __enter__(self) -> "ZfmModule":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def baudrate(self) -> int:
+        return self._serial.baudrate
+
+    # -- line handling -----------------------------------------------------------------------------
+
+    def _read_chunk(self) -> bytes:
+        try:
+            waiting = self._serial.in_waiting
+            return self._serial.read(max(1, waiting))
+        except (serial.SerialException, OSError) as exc:
+            raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._serial.write(data)
+            self._serial.flush()
+        except serial.SerialTimeoutException as exc:
+            raise DeviceTimeout(f"writing to the fingerprint module timed out: {exc}") from exc
+        except (serial.SerialException, OSError) as exc:
+            raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
+
+    def _discard_input(self) -> None:
+        """Forget everything received so far (stale replies, a 0x55, half frames)."""
+        self._events.clear()
+        self._reader.flush()
+        try:
+            self._serial.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
+        except Exception:  # some URL handlers do not implement it
+            pass
+
+    def _drain(self, quiet: float = 0.05) -> None:
+        """After a failed transfer: read until the line has been silent for `quiet` s (bounded)."""
+        end = time.monotonic() + self.timeout
+        last = time.monotonic()
+        try:
+            while time.monotonic() < end and time.monotonic() - last < quiet:
+                if self._read_chunk():
+                    last = time.monotonic()
+        except DisconnectedError:
+            pass
+        self._events.clear()
+        self._reader.flush()
+
+    def _next_event(self, deadline: float):
+        """The next parser event, or DeviceTimeout at `deadline`."""
+        while not self._events:
+            if time.monotonic() >= deadline:
+                raise DeviceTimeout(
+                    f"no complete reply from the fingerprint module within the deadline "
+                    f"({self._reader.pending} bytes of a partial frame pending)"
+                )
+            chunk = self._read_chunk()
+            if chunk:
+                self._events.extend(self._reader.feed(chunk))
+        return self._events.popleft()
+
+    def _next_packet(self, deadline: float) -> P.Packet:
+        """The next valid packet; garbage is skipped, broken frames raise (retryable) _LineFault."""
+        while True:
+            event = self._next_event(deadline)
+            if isinstance(event, P.Packet):
+                return event
+            if isinstance(event, P.Garbage):
+                log.debug("skipped %d garbage bytes on the fingerprint line", len(event.data))
+                continue
+            if isinstance(event, P.BadChecksum):
+                raise _LineFault(
+                    ChecksumError(
+                        "fingerprint module reply failed its checksum",
+                        details={"expected": event.expected, "received": event.received},
+                    )
+                )
+            if isinstance(event, P.BadLength):
+                raise _LineFault(ProtocolError(f"frame with impossible length field {event.length}"))
+
+    def wait_ready(self, timeout: float, *, required: bool = True) -> bool:
+        """Wait for the module's ready byte 0x55 (power-on, after SoftRst)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                event = self._next_event(deadline)
+                if isinstance(event, P.Garbage) and P.POWER_ON_BYTE in event.data:
+                    return True
+        except DeviceTimeout:
+            if required:
+                raise DeviceTimeout(f"the fingerprint module did not signal ready (0x55) within {timeout} s") from None
+            return False
+
+    # -- command transactions ----------------------------------------------------------------------
+
+    def _raise_for(self, instruction: int, code: int) -> None:
+        name, message = self.model.describe(code)
+        cls = MODULE_ERROR_BY_NAME.get(name, ModuleError)
+        if instruction == P.Instruction.VFY_PWD and code == 0x13:
+            cls = WrongPasswordError  # AS608 says "command invalid" (0x13) for a wrong password
+        raise cls(
+            f"{P.Instruction(instruction).name}: {message} (confirmation {code:#04x})",
+            confirmation=code,
+            name=name,
+            model=self.model.name,
+        )
+
+    def _send_command(self, instruction: int, params: bytes = b"") -> None:
+        self._write(P.encode(P.command(instruction, params, self.address)))
+
+    def _read_ack(self, deadline: float, addresses: tuple[int, ...]) -> P.Packet:
+        packet = self._next_packet(deadline)
+        if packet.pid != P.PacketId.ACK or not packet.payload:
+            raise _LineFault(ProtocolError(f"expected an acknowledgement, got packet id {packet.pid:#04x}"))
+        if packet.address not in addresses:
+            raise _LineFault(ProtocolError(f"reply from address {packet.address:#010x}, expected {self.address:#010x}"))
+        return packet
+
+    def transact(
+        self,
+        instruction: int,
+        params: bytes = b"",
+        *,
+        ok: tuple[int, ...] = (P.OK,),
+        reply_size: int | None = None,
+        timeout: float | None = None,
+        extra_addresses: tuple[int, ...] = (),
+    ) -> P.Packet:
+        """Send one command and return its acknowledgement.
+
+        The confirmation code must be one of `ok` (else a ModuleError subclass is raised); when
+        `reply_size` is given the data after the confirmation code must be at least that long.
+        A checksum error, garbage frame or wrong-kind reply makes the command be re-sent (at most
+        `self.retries` times); silence is never retried (DeviceTimeout).
+        """
+        with self._lock:
+            last: FingerprintError | None = None
+            for _attempt in range(self.retries + 1):
+                self._discard_input()
+                self._send_command(instruction, params)
+                deadline = time.monotonic() + (timeout or self.timeout)
+                try:
+                    reply = self._read_ack(deadline, (self.address, *extra_addresses))
+                except _LineFault as fault:
+                    last = fault.error
+                    log.warning("fingerprint %s: %s; retrying", P.Instruction(instruction).name, fault.error.code)
+                    self._drain()
+                    continue
+                if reply.confirmation not in ok:
+                    self._raise_for(instruction, reply.confirmation)
+                if reply_size is not None and len(reply.body) < reply_size:
+                    last = ProtocolError(
+                        f"{P.Instruction(instruction).name} reply carries {len(reply.body)} bytes, expected {reply_size}"
+                    )
+                    self._drain()
+                    continue
+                return reply
+            assert last is not None
+            raise last
+
+    def _receive_data(self, expected_size: int | None, what: str) -> bytes:
+        """Collect the data packets that follow an UpImage/UpChar acknowledgement.
+
+        Each packet must arrive within `timeout` of the previous one and the whole transfer within a
+        budget from the baud rate; every packet but the last must be exactly the packet size.
+        """
+        packet_size = self.packet_size
+        out = bytearray()
+        budget_bytes = (expected_size or 4096) * (packet_size + 11) / packet_size
+        overall = time.monotonic() + self.timeout + 3 * budget_bytes * 10 / self._serial.baudrate
+        try:
+            while True:
+                deadline = min(time.monotonic() + self.timeout, overall)
+                try:
+                    packet = self._next_packet(deadline)
+                except _LineFault as fault:
+                    raise fault.error from None
+                except DeviceTimeout:
+                    raise DeviceTimeout(
+                        f"{what} stopped after {len(out)} of {expected_size or '?'} bytes (line silent or too slow)"
+                    ) from None
+                if not packet.is_data:
+                    raise ProtocolError(f"{what}: expected a data packet, got packet id {packet.pid:#04x}")
+                if packet.address != self.address:
+                    raise ProtocolError(f"{what}: data packet from address {packet.address:#010x}")
+                if packet.pid == P.PacketId.DATA and len(packet.payload) != packet_size:
+                    raise ProtocolError(
+                        f"{what}: data packet of {len(packet.payload)} bytes, module packet size is {packet_size}"
+                    )
+                if len(packet.payload) > packet_size:
+                    raise ProtocolError(f"{what}: final data packet larger than the packet size")
+                out += packet.payload
+                if expected_size is not None and len(out) > expected_size:
+                    raise ProtocolError(f"{what}: more than the expected {expected_size} bytes")
+                if packet.pid == P.PacketId.END_DATA:
+                    break
+            if expected_size is not None and len(out) != expected_size:
+                raise ProtocolError(f"{what}: received {len(out)} bytes, expected exactly {expected_size}")
+            return bytes(out)
+        except DisconnectedError:
+            raise
+        except FingerprintError:
+            self._drain()
+            raise
+
+    def _send_data(self, data: bytes) -> None:
+        for packet in P.data_packets(data, self.packet_size, self.address):
+            self._write(P.encode(packet))
+
+    # -- system --------------------------------------------------------------------------------------
+
+    def verify_password(self, password: int | None = None) -> None:
+        """VfyPwd; raises WrongPasswordError."""
+        pw = self.password if password is None else password
+        self.transact(P.Instruction.VFY_PWD, pw.to_bytes(4, "big"))
+        self.password = pw
+
+    def set_password(self, password: int) -> None:
+        """SetPwd: the module's new password (4 bytes)."""
+        _check_range("password", password, 0, 0xFFFFFFFF)
+        self.transact(P.Instruction.SET_PWD, password.to_bytes(4, "big"))
+        self.password = password
+
+    def set_address(self, address: int) -> None:
+        """SetAddr: the module answers, and is addressed, under the new address from now on."""
+        _check_range("address", address, 0, 0xFFFFFFFF)
+        self.transact(P.Instruction.SET_ADDR, address.to_bytes(4, "big"), extra_addresses=(address,))
+        self.address = address
+
+    def handshake(self) -> None:
+        """R503 HandShake (0x40, answers 0x00) or ZFM-70 handshake (0x53, answers 0x55)."""
+        if self.model.name == "r503":
+            self.transact(P.Instruction.HANDSHAKE)
+        else:
+            self.transact(P.Instruction.ZFM_HANDSHAKE, ok=(P.HANDSHAKE_OK, P.OK))
+
+    def read_sys_para(self) -> P.SystemParameters:
+        reply = self.transact(P.Instruction.READ_SYS_PARA, reply_size=P.SystemParameters.SIZE)
+        params = P.SystemParameters.unpack(reply.body)
+        if params.packet_size_code not in P.PACKET_SIZES:
+            raise ProtocolError(f"module reports an invalid packet-size code {params.packet_size_code}")
+        self._packet_size = params.packet_size
+        return params
+
+    def set_sys_para(self, parameter: int, value: int) -> None:
+        """SetSysPara: parameter number (4 baud N, 5 security level, 6 packet-size code) and value."""
+        self.transact(P.Instruction.SET_SYS_PARA, bytes([int(parameter), value]))
+
+    def set_baudrate(self, baudrate: int) -> None:
+        """Change the module's baud rate, then follow it on this side of the line."""
+        try:
+            n = P.baud_n_from_rate(baudrate)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if n not in self.model.baud_ns:
+            raise InputError(f"{self.model.name} does not support {baudrate} baud")
+        with self._lock:
+            self.set_sys_para(P.SysParam.BAUD, n)
+            self._serial.baudrate = baudrate
+
+    def set_security_level(self, level: int) -> None:
+        _check_range("security level", level, 1, 5)
+        self.set_sys_para(P.SysParam.SECURITY_LEVEL, level)
+
+    def set_packet_size(self, size: int) -> None:
+        try:
+            code = P.packet_size_code(size)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.set_sys_para(P.SysParam.PACKET_SIZE, code)
+        self._packet_size = size
+
+    @property
+    def packet_size(self) -> int:
+        """Data-packet size; read from the module (ReadSysPara) the first time it is needed."""
+        if self._packet_size is None:
+            self.read_sys_para()
+        assert self._packet_size is not None
+        return self._packet_size
+
+    def get_random_code(self) -> int:
+        reply = self.transact(P.Instruction.GET_RANDOM_CODE, reply_size=4)
+        return int.from_bytes(reply.body[:4], "big")
+
+    def write_notepad(self, page: int, data: bytes) -> None:
+        _check_range("notepad page", page, 0, P.NOTEPAD_PAGES - 1)
+        if len(data) > P.NOTEPAD_PAGE_SIZE:
+            raise InputError(f"a notepad page holds {P.NOTEPAD_PAGE_SIZE} bytes, got {len(data)}")
+        self.transact(P.Instruction.WRITE_NOTEPAD, bytes([page]) + bytes(data).ljust(P.NOTEPAD_PAGE_SIZE, b"\0"))
+
+    def read_notepad(self, page: int) -> bytes:
+        _check_range("notepad page", page, 0, P.NOTEPAD_PAGES - 1)
+        reply = self.transact(P.Instruction.READ_NOTEPAD, bytes([page]), reply_size=P.NOTEPAD_PAGE_SIZE)
+        return reply.body[: P.NOTEPAD_PAGE_SIZE]
+
+    def soft_reset(self, ready_timeout: float | None = None) -> None:
+        """R503 SoftRst: acknowledged, then the module sends 0x55 once it is ready again."""
+        with self._lock:
+            self.transact(P.Instruction.SOFT_RESET)
+            self.wait_ready(self.timeout if ready_timeout is None else ready_timeout)
+            self._discard_input()
+
+    def check_sensor(self) -> None:
+        """R503 CheckSensor: returns when the sensor is normal, raises SensorFaultError (0x29) else."""
+        self.transact(P.Instruction.CHECK_SENSOR)
+
+    def aura_led_config(self, control: int, speed: int, colour: int, times: int = 0) -> None:
+        """R503 AuraLedConfig: control (1 breathing, 2 flashing, 3 on, 4 off, 5 fade in, 6 fade out),
+        speed 0-255, colour index (1 red, 2 blue, 3 purple, ...), times (0 = endless)."""
+        for label, value in (("control", control), ("speed", speed), ("colour", colour), ("times", times)):
+            _check_range(label, value, 0, 255)
+        self.transact(P.Instruction.AURA_LED_CONFIG, bytes([control, speed, colour, times]))
+
+    def firmware_version(self) -> str:
+        """R503 firmware version string (0x3A)."""
+        reply = self.transact(P.Instruction.GET_FIRMWARE_VERSION)
+        return reply.body.rstrip(b"\0").decode("ascii", "replace").strip()
+
+    # -- images and character buffers ----------------------------------------------------------------
+
+    def gen_img(self) -> None:
+        """GenImg: capture into the image buffer; raises NoFingerError when no finger is there."""
+        self.transact(P.Instruction.GEN_IMG)
+
+    def get_image_ex(self) -> None:
+        """R503 GetImageEx: as GenImg, with the module's own image-quality check."""
+        self.transact(P.Instruction.GET_IMAGE_EX)
+
+    def img2tz(self, buffer: int = 1) -> None:
+        """Img2Tz / GenChar: image buffer -> character file in `buffer` (1 or 2)."""
+        self.transact(P.Instruction.IMG2TZ, bytes([_buffer(buffer)]))
+
+    def match(self) -> MatchResult:
+        """Match: compare character buffers 1 and 2."""
+        reply = self.transact(P.Instruction.MATCH, ok=(P.OK, 0x08))
+        score = int.from_bytes(reply.body[:2], "big") if len(reply.body) >= 2 else 0
+        return MatchResult(reply.confirmation == P.OK, score)
+
+    def search(self, buffer: int = 1, start: int = 0, count: int | None = None, *, high_speed: bool = False) -> SearchResult:
+        """Search (or HiSpeedSearch) the library pages [start, start + count) for `buffer`."""
+        count = self.model.library_capacity - start if count is None else count
+        _check_range("start page", start, 0, 0xFFFF)
+        _check_range("page count", count, 0, 0xFFFF)
+        instruction = P.Instruction.HI_SPEED_SEARCH if high_speed else P.Instruction.SEARCH
+        params = bytes([_buffer(buffer)]) + start.to_bytes(2, "big") + count.to_bytes(2, "big")
+        reply = self.transact(instruction, params, ok=(P.OK, 0x09))
+        if reply.confirmation != P.OK:
+            return SearchResult(False, None, 0)
+        if len(reply.body) < 4:
+            raise ProtocolError("search reply lacks page and score")
+        return SearchResult(True, int.from_bytes(reply.body[0:2], "big"), int.from_bytes(reply.body[2:4], "big"))
+
+    def hi_speed_search(self, buffer: int = 1, start: int = 0, count: int | None = None) -> SearchResult:
+        return self.search(buffer, start, count, high_speed=True)
+
+    def reg_model(self) -> None:
+        """RegModel: combine character buffers 1 and 2 into a template."""
+        self.transact(P.Instruction.REG_MODEL)
+
+    def store(self, page: int, buffer: int = 1) -> None:
+        self.transact(P.Instruction.STORE, bytes([_buffer(buffer)]) + _page(page, self.model))
+
+    def load_char(self, page: int, buffer: int = 1) -> None:
+        self.transact(P.Instruction.LOAD_CHAR, bytes([_buffer(buffer)]) + _page(page, self.model))
+
+    def delete_char(self, page: int, count: int = 1) -> None:
+        _check_range("count", count, 1, 0xFFFF)
+        self.transact(P.Instruction.DELETE_CHAR, _page(page, self.model) + count.to_bytes(2, "big"))
+
+    def empty(self) -> None:
+        """Empty: delete every template in the library."""
+        self.transact(P.Instruction.EMPTY)
+
+    def template_count(self) -> int:
+        reply = self.transact(P.Instruction.TEMPLATE_NUM, reply_size=2)
+        return int.from_bytes(reply.body[:2], "big")
+
+    def read_index_table(self, table_page: int = 0) -> list[int]:
+        """Library pages in use within index page `table_page` (0-3, 256 templates each)."""
+        _check_range("index table page", table_page, 0, P.INDEX_TABLE_PAGES - 1)
+        reply = self.transact(P.Instruction.READ_INDEX_TABLE, bytes([table_page]), reply_size=P.INDEX_TABLE_PAGE_BYTES)
+        return P.index_table_to_pages(reply.body[: P.INDEX_TABLE_PAGE_BYTES], table_page)
+
+    def up_char(self, buffer: int = 1) -> bytes:
+        """UpChar: the character file / template in `buffer` (opaque, proprietary format)."""
+        with self._lock:
+            self.packet_size  # make sure the packet size is known before the data flows
+            self.transact(P.Instruction.UP_CHAR, bytes([_buffer(buffer)]))
+            return self._receive_data(None, "UpChar")
+
+    def down_char(self, data: bytes, buffer: int = 1) -> None:
+        """DownChar: send a character file / template into `buffer`."""
+        if not data:
+            raise InputError("empty template")
+        with self._lock:
+            self.packet_size
+            self.transact(P.Instruction.DOWN_CHAR, bytes([_buffer(buffer)]))
+            self._send_data(bytes(data))
+
+    def up_image(self) -> bytes:
+        """UpImage: the image buffer as packed 4-bpp bytes, exactly width x height / 2 of them."""
+        with self._lock:
+            self.packet_size
+            self.transact(P.Instruction.UP_IMAGE)
+            return self._receive_data(self.model.image_bytes, "UpImage")
+
+    def down_image(self, packed: bytes) -> None:
+        """DownImage: load a packed 4-bpp image into the module's image buffer."""
+        if len(packed) != self.model.image_bytes:
+            raise InputError(f"an image for {self.model.name} is {self.model.image_bytes} packed bytes, got {len(packed)}")
+        with self._lock:
+            self.packet_size
+            self.transact(P.Instruction.DOWN_IMAGE)
+            self._send_data(bytes(packed))
+
+    def read_image(self) -> np.ndarray:
+        """UpImage, unpacked to (height, width) uint8 0..255."""
+        return P.unpack_image(self.up_image(), self.model.image_width, self.model.image_height)
+
+
+def _check_range(label: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{label} must be an integer in {low}..{high}, got {value!r}")
+
+
+def _buffer(buffer: int) -> int:
+    _check_range("character buffer", buffer, 1, 2)
+    return buffer
+
+
+def _page(page: int, model: P.ModuleModel) -> bytes:
+    _check_range("library page", page, 0, 0xFFFF)
+    return page.to_bytes(2, "big")
+
+
+@register_backend("fingerprint", "zfm")
+class ZfmScanner(FingerprintScanner):
+    """The `zfm` fingerprint backend: a ZFM/R30x/AS608/R503 module on a serial port.
+
+    Opening verifies the password and reads the system parameters (which fixes the data-packet
+    size). `capture` polls GenImg until a finger is on the sensor, then uploads the image.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int = 57600,
+        address: int = P.DEFAULT_ADDRESS,
+        password: int = P.DEFAULT_PASSWORD,
+        model: str = "zfm",
+        timeout: float = 2.0,
+        poll_interval: float = 0.1,
+        wait_ready: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.module = ZfmModule(port, baudrate, address, password, model, timeout, wait_ready=wait_ready)
+        self.poll_interval = poll_interval
+        self._clock = clock
+        try:
+            self.module.verify_password()
+            self.parameters = self.module.read_sys_para()
+        except Exception:
+            self.module.close()
+            raise
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (self.module.model.image_height, self.module.model.image_width)
+
+    def close(self) -> None:
+        self.module.close()
+
+    def finger_present(self) -> bool:
+        try:
+            self.module.gen_img()
+        except NoFingerError:
+            return False
+        return True
+
+    def capture(self, timeout: float = 10.0) -> np.ndarray:
+        deadline = self._clock() + timeout
+        while True:
+            try:
+                self.module.gen_img()
+                break
+            except NoFingerError as exc:
+                if self._clock() + self.poll_interval > deadline:
+                    raise NoFingerError(
+                        f"no finger on the sensor within {timeout} s",
+                        confirmation=exc.confirmation,
+                        name=exc.name,
+                        model=exc.model,
+                    ) from None
+                time.sleep(self.poll_interval)
+        image = self.module.read_image()
+        assert image.shape == self.image_shape and image.dtype == np.uint8
+        return image
