@@ -145,6 +145,28 @@ class PolicyConfig(Section):
     liveness_required: bool = True
 
 
+class LivenessConfig(Section):
+    """edge.biometrics.liveness: passive PAD threshold and the active challenge's tolerances."""
+
+    passive_model: str = Field("pad_passive", description="artefact name of the passive PAD classifier")
+    # Bona fide probability below which a frame is taken for an attack. Default: the threshold the
+    # training chose at APCER 5 % on out-of-fold scores of its training subjects (models/pad/weights.json).
+    passive_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    passive_frames: int = Field(5, ge=1, le=30, description="frames of a sequence scored by the passive detector")
+    challenges: list[Literal["blink", "turn_left", "turn_right", "move_closer"]] = Field(
+        default_factory=lambda: ["blink", "turn_left", "turn_right", "move_closer"])
+    challenge_timeout_s: float = Field(6.0, gt=0, description="the action must be seen within this")
+    camera_mirrored: bool = Field(False, description="frames are mirror images (selfie view): swaps left/right")
+    min_face_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of frames that must show a face")
+    blink_drop: float = Field(0.28, gt=0, lt=1, description="eye openness dip below the sequence median for a blink")
+    turn_offset: float = Field(0.10, gt=0, description="nose shift (x inter-ocular distance) from the start pose")
+    closer_growth: float = Field(1.15, gt=1, description="inter-ocular distance growth for move_closer")
+    static_max_change: float = Field(0.6, ge=0, description="mean grey-level change (0-255) per frame below which a "
+                                                            "sequence is a still image")
+    planar_min_residual: float = Field(0.02, ge=0, description="keypoint deviation (x inter-ocular distance) from "
+                                                               "one planar motion below which the face is a flat photo")
+
+
 class Config(Section):
     terminal_id: str = "ATM-0001"
     paths: PathsConfig = PathsConfig()
@@ -154,6 +176,7 @@ class Config(Section):
     devices: DevicesConfig = DevicesConfig()
     service: ServiceConfig = ServiceConfig()
     policy: PolicyConfig = PolicyConfig()
+    liveness: LivenessConfig = LivenessConfig()
 
 
 def _deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
