@@ -1,0 +1,1 @@
+"""Biometric core: pure functions from images/arrays to templates and comparison scores."""

@@ -1,0 +1,150 @@
+"""Image-level stages of minutiae extraction: normalisation, segmentation, orientation, ridge period
+and Gabor enhancement.
+
+Angles in this module are *image* angles: atan2(dy, dx) with y pointing down, ridge orientations
+taken modulo pi. Every stage is whole-array numpy/OpenCV work; nothing loops over pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Typical ridge period at 500 dpi is 8-11 px; periods outside this band are measurement noise.
+MIN_PERIOD_500DPI = 5.0
+MAX_PERIOD_500DPI = 15.0
+
+
+@dataclass
+class RidgeField:
+    """What the enhancement stage knows about the print, all at full image resolution."""
+
+    normalised: np.ndarray   # float32, zero mean / unit variance over the foreground
+    mask: np.ndarray         # bool, True on the fingerprint area
+    orientation: np.ndarray  # float32 ridge orientation, radians modulo pi (image angles)
+    coherence: np.ndarray    # float32 0..1, how clearly oriented the ridges are locally
+    period: float            # median ridge period in pixels
+    enhanced: np.ndarray     # float32 Gabor response: negative on ridges, positive in valleys
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance (robust to a few saturated pixels)."""
+    img = image.astype(np.float32)
+    mean = float(img.mean())
+    std = float(img.std())
+    return (img - mean) / max(std, 1e-3)
+
+
+def segment(norm: np.ndarray, block: int = 16, rel_threshold: float = 0.3) -> np.ndarray:
+    """Foreground mask from local grey-level variance, cleaned to one solid region."""
+    mean = cv2.boxFilter(norm, cv2.CV_32F, (block, block))
+    sq = cv2.boxFilter(norm * norm, cv2.CV_32F, (block, block))
+    std = np.sqrt(np.maximum(sq - mean * mean, 0))
+    thr = rel_threshold * float(np.percentile(std, 95))
+    raw = (std > thr).astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (block + 1, block + 1))
+    raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, k)
+    raw = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, k)
+    # Keep the largest region and fill its holes (a print is one connected area).
+    contours, _ = cv2.findContours(raw, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    mask = np.zeros_like(raw)
+    if contours:
+        biggest = max(contours, key=cv2.contourArea)
+        cv2.drawContours(mask, [biggest], -1, 1, thickness=cv2.FILLED)
+    return mask.astype(bool)
+
+
+def orientation_field(norm: np.ndarray, tensor_sigma: float = 5.0,
+                      smooth_sigma: float = 7.0) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge orientation (mod pi) from the smoothed gradient structure tensor, and its coherence."""
+    blurred = cv2.GaussianBlur(norm, (0, 0), 1.0)
+    gx = cv2.Sobel(blurred, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(blurred, cv2.CV_32F, 0, 1, ksize=3)
+    gxx = cv2.GaussianBlur(gx * gx, (0, 0), tensor_sigma)
+    gyy = cv2.GaussianBlur(gy * gy, (0, 0), tensor_sigma)
+    gxy = cv2.GaussianBlur(gx * gy, (0, 0), tensor_sigma)
+    c2 = gxx - gyy
+    s2 = 2 * gxy
+    energy = gxx + gyy
+    coherence = np.sqrt(c2 * c2 + s2 * s2) / np.maximum(energy, 1e-6)
+    # Second, larger smoothing of the doubled-angle field bridges creases and noisy patches.
+    c2 = cv2.GaussianBlur(c2, (0, 0), smooth_sigma)
+    s2 = cv2.GaussianBlur(s2, (0, 0), smooth_sigma)
+    gradient_dir = 0.5 * np.arctan2(s2, c2)
+    ridge = np.mod(gradient_dir + np.pi / 2, np.pi).astype(np.float32)
+    return ridge, np.clip(coherence, 0, 1).astype(np.float32)
+
+
+def ridge_period(norm: np.ndarray, mask: np.ndarray, dpi: int = 500, block: int = 32) -> float:
+    """Median ridge period over foreground blocks, from each block's 2-D spectrum."""
+    scale = dpi / 500.0
+    lo_f, hi_f = 1.0 / (MAX_PERIOD_500DPI * scale), 1.0 / (MIN_PERIOD_500DPI * scale)
+    h, w = norm.shape
+    nby, nbx = h // block, w // block
+    default = 9.0 * scale
+    if nby == 0 or nbx == 0:
+        return default
+    crop = norm[: nby * block, : nbx * block]
+    blocks = crop.reshape(nby, block, nbx, block).swapaxes(1, 2).reshape(-1, block, block)
+    mcrop = mask[: nby * block, : nbx * block].reshape(nby, block, nbx, block).swapaxes(1, 2)
+    inside = mcrop.reshape(-1, block * block).mean(axis=1) > 0.9
+    if inside.sum() < 2:
+        return default
+    blocks = blocks[inside]
+    blocks = blocks - blocks.mean(axis=(1, 2), keepdims=True)
+    window = np.outer(np.hanning(block), np.hanning(block)).astype(np.float32)
+    power = np.abs(np.fft.rfft2(blocks * window)) ** 2
+    fy = np.fft.fftfreq(block)[:, None]
+    fx = np.fft.rfftfreq(block)[None, :]
+    radius = np.sqrt(fx * fx + fy * fy)
+    band = (radius >= lo_f) & (radius <= hi_f)
+    p = power * band
+    p = p * p  # sharpen towards the peak before averaging the frequency
+    freq = (p * radius).sum(axis=(1, 2)) / np.maximum(p.sum(axis=(1, 2)), 1e-12)
+    freq = freq[freq > 0]
+    if freq.size == 0:
+        return default
+    return float(np.clip(1.0 / np.median(freq), MIN_PERIOD_500DPI * scale, MAX_PERIOD_500DPI * scale))
+
+
+def gabor_bank(period: float, n_orientations: int) -> list[np.ndarray]:
+    """Even-symmetric, zero-DC Gabor kernels tuned to `period`, one per orientation bin."""
+    sigma = 0.45 * period
+    half = int(np.ceil(2.6 * sigma))
+    kernels = []
+    for k in range(n_orientations):
+        ridge_angle = k * np.pi / n_orientations
+        wave_angle = ridge_angle + np.pi / 2  # the cosine runs across the ridges
+        kern = cv2.getGaborKernel((2 * half + 1, 2 * half + 1), sigma, wave_angle, period, 1.0, 0,
+                                  ktype=cv2.CV_32F)
+        kern -= kern.mean()
+        kern /= np.abs(kern).sum()
+        kernels.append(kern)
+    return kernels
+
+
+def gabor_enhance(norm: np.ndarray, orientation: np.ndarray, period: float,
+                  n_orientations: int = 16) -> np.ndarray:
+    """Filter every pixel with the kernel of its orientation bin (one filter2D per bin)."""
+    bins = np.rint(orientation / (np.pi / n_orientations)).astype(np.int32) % n_orientations
+    out = np.zeros_like(norm)
+    for k, kern in enumerate(gabor_bank(period, n_orientations)):
+        sel = bins == k
+        if not sel.any():
+            continue
+        resp = cv2.filter2D(norm, cv2.CV_32F, kern, borderType=cv2.BORDER_REFLECT)
+        out[sel] = resp[sel]
+    return out
+
+
+def analyse(image: np.ndarray, dpi: int = 500) -> RidgeField:
+    norm = normalise(image)
+    mask = segment(norm)
+    if mask.any():  # re-normalise on the print itself so the background does not set the contrast
+        fg = norm[mask]
+        norm = (norm - fg.mean()) / max(float(fg.std()), 1e-3)
+    orientation, coherence = orientation_field(norm)
+    period = ridge_period(norm, mask, dpi)
+    enhanced = gabor_enhance(norm, orientation, period)
+    return RidgeField(norm, mask, orientation, coherence, period, enhanced)

@@ -1,0 +1,98 @@
+"""Minutiae extraction: greyscale image in, FingerTemplate out.
+
+Pipeline: normalise -> segment -> orientation field -> ridge period -> Gabor enhancement ->
+binarise -> thin -> crossing-number minutiae -> spurious-minutia removal -> qualities.
+The image stages live in `enhance`, the skeleton stages in `skeleton`; this module strings them
+together and turns pixels into ISO-convention minutiae.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.biometrics.finger import enhance, skeleton
+from edge.biometrics.finger.template import FingerTemplate
+from edge.errors import InputError
+
+MIN_SIDE_PX = 64              # smaller images cannot hold a usable fingerprint area
+MAX_SIDE_PX = 4096
+MAX_MINUTIAE = 120            # keep the best ones: bounds matching cost, enough for any print
+BORDER_PERIODS = 1.2          # minutiae closer than this many ridge periods to the mask edge are dropped
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read a fingerprint image file as 8-bit greyscale; InputError if unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"fingerprint image not found: {p}", code="input.not_found")
+    data = np.fromfile(str(p), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    if image is None:
+        raise InputError(f"cannot decode fingerprint image: {p.name}", code="input.unreadable_image")
+    return image
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InputError("fingerprint image must be a numpy array", code="input.bad_image")
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = cv2.cvtColor(image[:, :, :3].astype(np.uint8), cv2.COLOR_BGR2GRAY)
+    if image.ndim != 2:
+        raise InputError(f"fingerprint image must be 2-D greyscale, got shape {image.shape}",
+                         code="input.bad_image")
+    h, w = image.shape
+    if min(h, w) < MIN_SIDE_PX or max(h, w) > MAX_SIDE_PX:
+        raise InputError(f"fingerprint image size {w}x{h} outside {MIN_SIDE_PX}..{MAX_SIDE_PX} px",
+                         code="input.bad_image_size")
+    if image.dtype != np.uint8:
+        if not np.all(np.isfinite(image)):
+            raise InputError("fingerprint image holds NaN or infinite values", code="input.bad_image")
+        lo, hi = float(image.min()), float(image.max())
+        image = ((image - lo) * (255.0 / max(hi - lo, 1e-9))).astype(np.uint8)
+    return image
+
+
+def _print_quality(field: enhance.RidgeField, dpi: int) -> int:
+    """0..100 from ridge clarity (coherence over the print) and usable area."""
+    if not field.mask.any():
+        return 0
+    clarity = float(np.clip(np.mean(field.coherence[field.mask]) / 0.6, 0, 1))
+    area_in2 = field.mask.sum() / float(dpi * dpi)
+    area = float(np.clip(area_in2 / 0.16, 0, 1))  # 0.4 x 0.4 inch is a fully usable capture
+    return int(round(100 * clarity * np.sqrt(area)))
+
+
+def extract(image: np.ndarray, dpi: int = 500) -> FingerTemplate:
+    """Minutiae of a greyscale fingerprint image of any size (`dpi` = its resolution)."""
+    if not isinstance(dpi, int) or not 250 <= dpi <= 2000:
+        raise InputError(f"resolution must be 250..2000 dpi, got {dpi!r}", code="input.bad_resolution")
+    image = _check_image(image)
+    h, w = image.shape
+    field = enhance.analyse(image, dpi)
+    ridges = skeleton.binarise(field.enhanced, field.mask)
+    skel = skeleton.thin(ridges)
+    # distance to the background, with the image frame counted as background too
+    framed = field.mask.astype(np.uint8)
+    framed[[0, -1], :] = 0
+    framed[:, [0, -1]] = 0
+    distance = cv2.distanceTransform(framed, cv2.DIST_L2, 3)
+    raw = skeleton.find_minutiae(skel, distance, field.orientation, field.period,
+                                 border=BORDER_PERIODS * field.period)
+    if not raw:
+        return FingerTemplate([], [], [], [], [], w, h, dpi, _print_quality(field, dpi))
+    xs = np.array([m.x for m in raw])
+    ys = np.array([m.y for m in raw])
+    image_angle = np.array([m.angle for m in raw])
+    kinds = np.array([m.kind for m in raw])
+    # Minutia quality: local ridge clarity, lowered near the edge of the print.
+    coh = cv2.GaussianBlur(field.coherence, (0, 0), field.period)[ys, xs]
+    edge = np.clip(distance[ys, xs] / (4.0 * field.period), 0.3, 1.0)
+    q = np.clip(np.round(100 * np.clip(coh / 0.7, 0, 1) * edge), 1, 100).astype(np.uint8)
+    if xs.size > MAX_MINUTIAE:
+        best = np.argsort(-q.astype(np.int32), kind="stable")[:MAX_MINUTIAE]
+        xs, ys, image_angle, kinds, q = xs[best], ys[best], image_angle[best], kinds[best], q[best]
+    # image angles have y pointing down; ISO angles turn counter-clockwise as seen on screen
+    iso_angle = np.mod(-image_angle, 2 * np.pi)
+    return FingerTemplate(xs, ys, iso_angle, kinds, q, w, h, dpi, _print_quality(field, dpi))
