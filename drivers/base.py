@@ -55,6 +55,8 @@ def _import_builtin_backends() -> None:
 
 # Modules that hold built-in backends (each registers itself with @register_backend).
 BUILTIN_BACKEND_MODULES: list[str] = [
+    "drivers.camera.opencv",
+    "simulator.camera.virtual",  # camera backend "simulated" (the virtual camera, in-process)
     "drivers.fingerprint.zfm",  # fingerprint backend "zfm" (ZFM/R30x/AS608/R503 on a serial port)
 ]
 

@@ -185,7 +185,11 @@ class Garbage:
 
 @dataclass(frozen=True)
 class BadChecksum:
-    """A complete, well-formed frame whose checksum is wrong; `frame` is all of its bytes."""
+    """A complete, well-formed frame whose checksum is wrong.
+
+    `frame` is all of its bytes, or only those before a start code inside it where another frame
+    may begin (which is then rescanned).
+    """
 
     frame: bytes
     expected: int
@@ -283,6 +287,19 @@ class PacketReader:
             return None
         return end - pos
 
+    def _could_be_frame_at(self, pos: int) -> bool:
+        """A start code at `pos` that is a valid frame, or may still become one as bytes arrive."""
+        buf = self._buf
+        if buf[pos : pos + 2] != START_CODE:
+            return False
+        if len(buf) < pos + HEADER_SIZE:
+            return True
+        pid = buf[pos + 6]
+        length = (buf[pos + 7] << 8) | buf[pos + 8]
+        if not _valid_pid(pid) or not _min_length(pid) <= length <= self.max_payload + 2:
+            return False
+        return len(buf) < pos + HEADER_SIZE + length or self._frame_length_at(pos) is not None
+
     def _later_valid_frame(self, start: int, stop: int) -> int | None:
         """Position of the first complete valid frame starting in (start, stop)."""
         pos = self._buf.find(START_CODE, start + 1, stop + 1)
@@ -322,7 +339,16 @@ class PacketReader:
         later = self._later_valid_frame(0, total)
         if later is not None:
             return Garbage(self._take(later))
-        return BadChecksum(self._take(total), expected, received)
+        # A frame may begin inside the broken one (its tail may not have arrived yet): give back
+        # everything from there on for rescanning.
+        end = total
+        pos = buf.find(START_CODE, 1, total)
+        while 0 < pos < total:
+            if self._could_be_frame_at(pos):
+                end = pos
+                break
+            pos = buf.find(START_CODE, pos + 1, total)
+        return BadChecksum(self._take(end), expected, received)
 
 
 def parse_packets(data: bytes, max_payload: int = MAX_PAYLOAD) -> list[Packet]:

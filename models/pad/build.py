@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.pad.classifier import WEIGHTS_PATH, PadClassifier, load_weights
+from models.pad.classifier import WEIGHTS_PATH, PadClassifier
 
 MODEL_NAME = "pad_passive"
 INPUT_NAME = "features"
@@ -54,15 +54,22 @@ def make_model(clf: PadClassifier):
     return model
 
 
+def onnx_bytes(weights_json: bytes) -> bytes:
+    """The serialised ONNX model for the given weights file contents (deterministic: same bytes in, same out).
+
+    Shaped for a manifest builder whose "source" is `models/pad/weights.json`."""
+    import json
+
+    return make_model(PadClassifier.from_json(json.loads(weights_json))).SerializeToString()
+
+
 def build_onnx(out_path: str | Path, weights: str | Path = WEIGHTS_PATH) -> Path:
     """Write the ONNX model built from `weights` to `out_path` and return the path."""
-    import onnx
-
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    model = make_model(load_weights(weights))
+    data = onnx_bytes(Path(weights).read_bytes())
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    onnx.save(model, str(tmp))
+    tmp.write_bytes(data)
     tmp.replace(out_path)  # never leave a half-written model where the loader looks
     return out_path
 

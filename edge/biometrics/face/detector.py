@@ -82,7 +82,7 @@ class FaceDetector:
         tensor, scale, pad_x, pad_y = self._letterbox(image_rgb)
         regressors, logits = self.session.run([self.regressors_name, self.scores_name], {self.input_name: tensor})
         regressors = regressors.reshape(-1, 16)
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -100.0, 100.0)))
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1).astype(np.float64), -100.0, 100.0)))
         keep = np.nonzero(scores >= self.min_score)[0]
         if keep.size == 0:
             return []

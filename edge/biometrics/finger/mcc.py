@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.special import erf
+from scipy.special import erf, expit
 
 from edge.biometrics.finger.template import FingerTemplate
 
@@ -55,8 +55,8 @@ def _wrap(a: np.ndarray) -> np.ndarray:
     return (a + np.pi) % (2 * np.pi) - np.pi
 
 
-def _sigmoid(v: np.ndarray, mu: float, tau: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-tau * (v - mu)))
+def _sigmoid(v, mu: float, tau: float):
+    return expit(tau * (v - mu))
 
 
 class _Grid:
@@ -93,6 +93,17 @@ class Cylinders:
     dist: np.ndarray       # (n, n) pairwise distances
     rel_dir: np.ndarray    # (n, n) wrapped theta_k - theta_t
     radial: np.ndarray     # (n, n) wrapped angle between theta_t and the line t->k
+    # Local similarity needs four products; two matrix products give them:
+    # values_a @ values_b.T, and [energy; valid]_a @ [valid, energy]_b.T (2n x 2n blocks).
+    values_f: np.ndarray = None   # type: ignore[assignment]
+    rows_ev: np.ndarray = None    # type: ignore[assignment]  # (2n, C): energy rows then valid rows
+    cols_ve: np.ndarray = None    # type: ignore[assignment]  # (C, 2n): valid columns then energy columns
+
+    def __post_init__(self) -> None:
+        self.values_f = np.ascontiguousarray(self.values, dtype=np.float32)
+        self.values_t = np.ascontiguousarray(self.values_f.T)
+        self.rows_ev = np.ascontiguousarray(np.concatenate([self.energy, self.valid]), dtype=np.float32)
+        self.cols_ve = np.ascontiguousarray(np.concatenate([self.valid, self.energy]).T, dtype=np.float32)
 
     @property
     def count(self) -> int:
@@ -185,10 +196,12 @@ def _empty(C: int, nd: int) -> Cylinders:
 
 def local_similarity(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> np.ndarray:
     """(na, nb) matrix of cylinder similarities in 0..1, restricted to cells valid in both."""
-    common = a.valid @ b.valid.T                    # cells valid in both
-    norm_a2 = a.energy @ b.valid.T                  # |a restricted to common|^2
-    norm_b2 = a.valid @ b.energy.T
-    dot = a.values @ b.values.T
+    na, nb = a.count, b.count
+    dot = a.values_f @ b.values_t
+    blocks = a.rows_ev @ b.cols_ve
+    norm_a2 = blocks[:na, :nb]                      # |a restricted to cells valid in both|^2
+    common = blocks[na:, :nb]                       # number of cells valid in both
+    norm_b2 = blocks[na:, nb:]
     diff = np.sqrt(np.maximum(norm_a2 + norm_b2 - 2 * dot, 0))
     denom = np.sqrt(norm_a2) + np.sqrt(norm_b2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -218,9 +231,10 @@ def similarity(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> flo
     if nr == 1:
         return float(lam0[0] * min(1, 1 / n_p))
     # compatibility of every two selected pairs: same distance, same relative direction, same bearing
-    d1 = np.abs(a.dist[np.ix_(ia, ia)] - b.dist[np.ix_(ib, ib)])
-    d2 = np.abs(_wrap(a.rel_dir[np.ix_(ia, ia)] - b.rel_dir[np.ix_(ib, ib)]))
-    d3 = np.abs(_wrap(a.radial[np.ix_(ia, ia)] - b.radial[np.ix_(ib, ib)]))
+    ra, ca, rb, cb = ia[:, None], ia[None, :], ib[:, None], ib[None, :]
+    d1 = np.abs(a.dist[ra, ca] - b.dist[rb, cb])
+    d2 = np.abs(_wrap(a.rel_dir[ra, ca] - b.rel_dir[rb, cb]))
+    d3 = np.abs(_wrap(a.radial[ra, ca] - b.radial[rb, cb]))
     rho = (_sigmoid(d1, p.mu_rho[0], p.tau_rho[0]) * _sigmoid(d2, p.mu_rho[1], p.tau_rho[1])
            * _sigmoid(d3, p.mu_rho[2], p.tau_rho[2]))
     np.fill_diagonal(rho, 0)

@@ -1,0 +1,1 @@
+"""Cash-dispenser backends: `xfs4iot` (an XFS4IoT CashDispenser service over WebSocket)."""

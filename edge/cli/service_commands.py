@@ -1,0 +1,92 @@
+"""Commands of the edge daemon: serve, demo, audit verify, keys rotate, evidence purge."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edge.cli.app import app, audit_app, fail, print_json
+from edge.config import load_config
+from edge.errors import BiogateError
+
+keys_app = typer.Typer(help="Data keys (AES-256-GCM at rest).", no_args_is_help=True)
+evidence_app = typer.Typer(help="Decision evidence (encrypted face crops) and its retention.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(evidence_app, name="evidence")
+
+ConfigOpt = typer.Option(None, "--config", help="TOML configuration file (default: $BIOGATE_CONFIG)")
+JsonOpt = typer.Option(False, "--json", help="one JSON object on stdout")
+
+
+@audit_app.command("verify")
+def audit_verify(db: Optional[Path] = typer.Option(None, "--db", help="database file (default: from config)"),
+                 config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Check the hash chain; exit 1 naming the first bad seq if any entry was edited, deleted or moved."""
+    from edge.audit import verify_database
+    from edge.store import db_path
+
+    try:
+        path = db or db_path(load_config(config))
+        result = verify_database(path)
+    except BiogateError as exc:
+        fail(exc, as_json)
+    if as_json:
+        print_json({"db": str(path), **result.to_dict()})
+    elif result.ok:
+        typer.echo(f"audit chain OK: {result.entries} entries, head seq {result.head_seq} {result.head_hash}")
+    else:
+        typer.echo(f"audit chain BROKEN at seq {result.first_bad_seq}: {result.reason} "
+                   f"({result.entries} entries verified before it)", err=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@keys_app.command("rotate")
+def keys_rotate(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Make a new data key active, re-encrypt every template and evidence blob, retire the old keys."""
+    from edge.store import load_secrets, open_store
+    from edge.store.secrets import add_data_key, retire_data_keys
+
+    try:
+        cfg = load_config(config)
+        if cfg.keys.data_key:
+            raise BiogateError("the data key comes from configuration (keys.data_key); rotate it there",
+                               code="config.invalid")
+        secrets = load_secrets(cfg)
+        new_id = add_data_key(secrets.path)          # 1: new key written (old ones kept)
+        secrets = load_secrets(cfg)
+        with open_store(cfg, secrets) as store:
+            with store.transaction() as tx:          # 2: re-seal everything in one transaction
+                counts = tx.reencrypt_all()
+                tx.audit("admin:cli", "keys.rotated", {"new_key_id": new_id, "template_blobs": counts["templates"], "evidence_blobs": counts["evidence"]})
+            with store.transaction() as tx:
+                still_old = {k: n for k, n in tx.key_usage().items() if k != new_id}
+        if still_old:
+            raise BiogateError(f"blobs still sealed with old keys: {still_old}", code="storage.error")
+        dropped = retire_data_keys(secrets.path, keep=new_id)   # 3: old keys leave the key file
+    except BiogateError as exc:
+        fail(exc, as_json)
+    out = {"active_key_id": new_id, "reencrypted": counts, "retired_key_ids": dropped}
+    if as_json:
+        print_json(out)
+    else:
+        typer.echo(f"active key {new_id}; re-encrypted {counts['templates']} templates and "
+                   f"{counts['evidence']} evidence blobs; retired {len(dropped)} key(s)")
+
+
+@evidence_app.command("purge")
+def evidence_purge(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Delete evidence past its retention date (the daemon also does this on a schedule)."""
+    from edge.service.retention import purge_expired_evidence
+    from edge.store import open_store
+
+    try:
+        cfg = load_config(config)
+        with open_store(cfg) as store:
+            purged = purge_expired_evidence(store, actor="admin:cli")
+    except BiogateError as exc:
+        fail(exc, as_json)
+    if as_json:
+        print_json({"purged": len(purged)})
+    else:
+        typer.echo(f"purged {len(purged)} evidence item(s)")

@@ -1,0 +1,1 @@
+"""The edge daemon: sessions, enrolment, HTTP API (FastAPI), roles."""

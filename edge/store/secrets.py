@@ -1,0 +1,139 @@
+"""Deployment secrets: data keys, API keys per role, the dispense-token HMAC key, the template signing key.
+
+They live in one JSON file (0600) under the state directory, created with fresh random values on first
+use; any value given in configuration (`[keys]` or BIOGATE_KEYS__*) takes precedence. Writes are atomic
+(temporary file, fsync, rename) so a crash never leaves a half-written key file.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets as pysecrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.config import Config
+from edge.errors import ConfigError
+from edge.store.crypto import KeyRing, decode_key, key_id_for, new_key
+
+ROLES = ("terminal", "teller", "auditor", "admin")
+
+
+@dataclass
+class Secrets:
+    path: Path
+    data_keys: dict[str, bytes]
+    active_data_key: str
+    api_keys: dict[str, str]
+    dispense_hmac_key: bytes
+    template_signing_key: bytes
+    retired: list[str] = field(default_factory=list)
+
+    def keyring(self) -> KeyRing:
+        return KeyRing(self.data_keys, self.active_data_key)
+
+
+def state_path(cfg: Config, name: str) -> Path:
+    p = Path(name)
+    return p if p.is_absolute() else Path(cfg.paths.state_dir) / p
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _fresh_file_content() -> dict:
+    key = new_key()
+    kid = key_id_for(key)
+    return {
+        "version": 1,
+        "data_keys": {kid: base64.b64encode(key).decode()},
+        "active_data_key": kid,
+        "api_keys": {role: pysecrets.token_urlsafe(24) for role in ROLES},
+        "dispense_hmac_key": pysecrets.token_hex(32),
+        "template_signing_key": pysecrets.token_hex(32),
+    }
+
+
+def read_secrets_file(path: Path, create: bool = True) -> dict:
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"no secrets file at {path}")
+        _write_atomic(path, _fresh_file_content())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"secrets file {path} is unreadable: {exc}") from None
+    # Fill roles or keys added by later versions without touching existing values.
+    changed = False
+    fresh = _fresh_file_content()
+    for name in ("dispense_hmac_key", "template_signing_key"):
+        if name not in data:
+            data[name], changed = fresh[name], True
+    for role in ROLES:
+        if role not in data.setdefault("api_keys", {}):
+            data["api_keys"][role], changed = fresh["api_keys"][role], True
+    if not data.get("data_keys"):
+        data["data_keys"], data["active_data_key"], changed = fresh["data_keys"], fresh["active_data_key"], True
+    if changed:
+        _write_atomic(path, data)
+    return data
+
+
+def load_secrets(cfg: Config, create: bool = True) -> Secrets:
+    path = state_path(cfg, cfg.keys.secrets_file)
+    data = read_secrets_file(path, create=create)
+    keys = {kid: decode_key(b64) for kid, b64 in data["data_keys"].items()}
+    active = data["active_data_key"]
+    if cfg.keys.data_key:
+        override = decode_key(cfg.keys.data_key)
+        active = key_id_for(override)
+        keys[active] = override
+    api_keys = {**data["api_keys"], **cfg.keys.api_keys}
+    unknown = set(api_keys) - set(ROLES)
+    if unknown:
+        raise ConfigError(f"unknown roles in api_keys: {sorted(unknown)} (roles: {', '.join(ROLES)})")
+    for role, key in api_keys.items():
+        if len(key) < 16:
+            raise ConfigError(f"API key for {role} is shorter than 16 characters")
+    try:
+        hmac_key = bytes.fromhex(cfg.keys.dispense_hmac_key or data["dispense_hmac_key"])
+        signing = bytes.fromhex(cfg.keys.template_signing_key or data["template_signing_key"])
+    except ValueError:
+        raise ConfigError("dispense_hmac_key / template_signing_key must be hex") from None
+    return Secrets(path, keys, active, api_keys, hmac_key, signing, list(data.get("retired", [])))
+
+
+def add_data_key(path: Path) -> str:
+    """Step 1 of rotation: add a fresh key and make it active (old keys stay until re-encryption is done)."""
+    data = read_secrets_file(path, create=True)
+    key = new_key()
+    kid = key_id_for(key)
+    data["data_keys"][kid] = base64.b64encode(key).decode()
+    data["active_data_key"] = kid
+    _write_atomic(path, data)
+    return kid
+
+
+def retire_data_keys(path: Path, keep: str) -> list[str]:
+    """Step 3 of rotation: drop every key but `keep` once no blob uses them any more."""
+    data = read_secrets_file(path, create=False)
+    dropped = sorted(k for k in data["data_keys"] if k != keep)
+    data["data_keys"] = {keep: data["data_keys"][keep]}
+    data["active_data_key"] = keep
+    data["retired"] = sorted(set(data.get("retired", [])) | set(dropped))
+    _write_atomic(path, data)
+    return dropped

@@ -1,0 +1,194 @@
+"""The biometric engine the Biometric service delegates to, so the bridge hard-codes no algorithm.
+
+The service only moves bytes and events; an engine turns device output into templates and
+compares templates into calibrated scores:
+
+    class BiometricEngine(Protocol):
+        formats: dict[str, Modality]            # XFS4IoT data format -> "face" | "finger"
+        def face_template(frame) -> bytes | None     # None: no face in this frame (keep looking)
+                                                     # QualityError: a face, but not usable
+        def finger_template(image) -> bytes          # ISO/IEC 19794-2 record of one impression
+        def parse_template(fmt, data) -> object      # InputError when `data` is not a valid `fmt`
+        def compare(modality, probe, reference) -> float   # calibrated score in [0, 1]
+        def wipe(parsed) -> None                     # zeroise what parse_template returned
+
+Calibration contract: `compare` returns a score in [0, 1] that is 0.5 exactly at the engine's
+configured operating threshold for that modality, higher for more similar. The service reports
+confidenceLevel = round(100 * score), and a Match threshold T (0..100) accepts confidenceLevel >= T,
+so the default threshold 50 is the configured operating point.
+
+Data formats (XFS4IoT `format` values):
+    isoFmd             fingerprint minutiae, ISO/IEC 19794-2 finger minutiae record
+    reservedTemplate1  biogate face template (layout below; `FACE_TEMPLATE_FORMAT`)
+
+biogate face template v1 (all integers big-endian):
+    magic  b"BGFT"   4 bytes
+    ver    1         1 byte
+    dtype  1         1 byte (1 = float32 little-endian)
+    dim    128       2 bytes
+    model  16 bytes  ASCII name of the embedder, NUL padded ("dlib-resnet-v1")
+    values dim * 4 bytes
+"""
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from edge.errors import InputError
+
+Modality = Literal["face", "finger"]
+FINGER_TEMPLATE_FORMAT = "isoFmd"
+FACE_TEMPLATE_FORMAT = "reservedTemplate1"
+
+FACE_MAGIC = b"BGFT"
+FACE_VERSION = 1
+FACE_MODEL = "dlib-resnet-v1"
+_FACE_HEADER = struct.Struct(">4sBBH16s")
+
+
+@runtime_checkable
+class BiometricEngine(Protocol):
+    formats: dict[str, Modality]
+
+    def face_template(self, frame: np.ndarray) -> bytes | None: ...
+
+    def finger_template(self, image: np.ndarray) -> bytes: ...
+
+    def parse_template(self, fmt: str, data: bytes) -> Any: ...
+
+    def compare(self, modality: Modality, probe: Any, reference: Any) -> float: ...
+
+    def wipe(self, parsed: Any) -> None: ...
+
+
+# --- the biogate face template --------------------------------------------------------------------
+
+def encode_face_template(embedding: np.ndarray, model: str = FACE_MODEL) -> bytes:
+    vec = np.asarray(embedding, dtype="<f4").reshape(-1)
+    if vec.size == 0 or vec.size > 4096 or not np.all(np.isfinite(vec)):
+        raise InputError("face embedding must be 1..4096 finite values")
+    name = model.encode("ascii")[:16].ljust(16, b"\0")
+    return _FACE_HEADER.pack(FACE_MAGIC, FACE_VERSION, 1, vec.size, name) + vec.tobytes()
+
+
+def decode_face_template(data: bytes, expected_dim: int | None = None) -> np.ndarray:
+    """The embedding in a biogate face template; InputError (code input.face_template) if malformed."""
+    def bad(reason: str) -> InputError:
+        return InputError(f"not a biogate face template: {reason}", code="input.face_template")
+
+    if len(data) < _FACE_HEADER.size:
+        raise bad("too short")
+    magic, version, dtype, dim, _model = _FACE_HEADER.unpack_from(data)
+    if magic != FACE_MAGIC:
+        raise bad("bad magic")
+    if version != FACE_VERSION or dtype != 1:
+        raise bad(f"unsupported version {version} / value type {dtype}")
+    if len(data) != _FACE_HEADER.size + 4 * dim or dim == 0:
+        raise bad("length does not match the dimension")
+    if expected_dim is not None and dim != expected_dim:
+        raise bad(f"dimension {dim}, this engine compares {expected_dim}")
+    vec = np.frombuffer(data, dtype="<f4", offset=_FACE_HEADER.size).astype(np.float32)
+    if not np.all(np.isfinite(vec)) or not np.any(vec):
+        raise bad("values are not finite or all zero")
+    return vec
+
+
+def logistic(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def wipe_object(parsed: Any) -> None:
+    """Zeroise numpy arrays and bytearrays held by `parsed` (itself or its attributes)."""
+    items = [parsed] + (list(vars(parsed).values()) if hasattr(parsed, "__dict__") else [])
+    for item in items:
+        if isinstance(item, np.ndarray) and item.flags.writeable:
+            item.fill(0)
+        elif isinstance(item, bytearray):
+            item[:] = bytes(len(item))
+
+
+class BiogateEngine:
+    """The real engine: biogate's face pipeline and fingerprint matcher.
+
+    face: `edge.biometrics.face.FacePipeline` (detect, align, embed); the face score is
+          logistic((threshold - distance) / face_scale), 0.5 at `FaceConfig.threshold`.
+    finger: `edge.biometrics.finger` extract + MCC similarity, ISO 19794-2 records through the
+          finger package's codec; score logistic((similarity - finger_threshold) / finger_scale).
+    """
+
+    def __init__(self, face_pipeline: Any | None = None, *, face_threshold: float | None = None,
+                 face_scale: float = 0.05, finger_threshold: float = 0.2, finger_scale: float = 0.04,
+                 strict_face_quality: bool = True):
+        self.face = face_pipeline
+        self.face_threshold = face_threshold if face_threshold is not None else (
+            face_pipeline.cfg.threshold if face_pipeline is not None else 0.6)
+        self.face_scale = face_scale
+        self.finger_threshold = finger_threshold
+        self.finger_scale = finger_scale
+        self.strict_face_quality = strict_face_quality
+        self.formats: dict[str, Modality] = {FINGER_TEMPLATE_FORMAT: "finger"}
+        if face_pipeline is not None:
+            self.formats[FACE_TEMPLATE_FORMAT] = "face"
+
+    # face
+    def face_template(self, frame: np.ndarray) -> bytes | None:
+        if self.face is None:
+            raise InputError("this engine has no face pipeline")
+        analysis = self.face.analyze(frame)
+        try:
+            if analysis.face is None:
+                return None
+            embedding = analysis.require(strict=self.strict_face_quality)  # QualityError if unusable
+            return encode_face_template(embedding)
+        finally:
+            analysis.wipe()
+
+    # finger
+    def finger_template(self, image: np.ndarray) -> bytes:
+        from edge.biometrics.finger import extract as finger_extract
+        template = finger_extract.extract(image)
+        return _finger_codec().encode(template)
+
+    def parse_template(self, fmt: str, data: bytes) -> Any:
+        if fmt == FACE_TEMPLATE_FORMAT and self.face is not None:
+            return decode_face_template(data, expected_dim=128)
+        if fmt == FINGER_TEMPLATE_FORMAT:
+            try:
+                template = _finger_codec().decode(bytes(data))
+            except InputError:
+                raise
+            except Exception as exc:  # codec errors of any kind are bad input here
+                raise InputError(f"not an ISO/IEC 19794-2 record: {type(exc).__name__}",
+                                 code="input.finger_template") from None
+            from edge.biometrics.finger import mcc
+            return mcc.build_cylinders(template)
+        raise InputError(f"format {fmt} is not supported", code="input.format")
+
+    def compare(self, modality: Modality, probe: Any, reference: Any) -> float:
+        if modality == "face":
+            distance = float(np.linalg.norm(np.asarray(probe, np.float64) - np.asarray(reference, np.float64)))
+            return logistic((self.face_threshold - distance) / self.face_scale)
+        from edge.biometrics.finger import mcc
+        similarity = float(mcc.similarity(probe, reference))
+        return logistic((similarity - self.finger_threshold) / self.finger_scale)
+
+    def wipe(self, parsed: Any) -> None:
+        wipe_object(parsed)
+
+
+class _FingerCodec(Protocol):
+    def encode(self, template: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+def _finger_codec() -> _FingerCodec:
+    """The ISO/IEC 19794-2 reader/writer of edge.biometrics.finger (owned by the finger package)."""
+    from xfs4iot_bridge import _finger_iso
+    return _finger_iso.codec()

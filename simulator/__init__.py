@@ -1,0 +1,1 @@
+"""The hardware simulator: virtual devices speaking the real wire protocols, and scenarios."""

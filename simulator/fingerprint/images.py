@@ -1,0 +1,297 @@
+"""What the virtual sensor "sees": fitting any greyscale print to the sensor, and where prints come from.
+
+The documented path from a source image to the bytes UpImage sends (the quantisation check in
+tests/simulator relies on it, pixel for pixel):
+
+1. greyscale: BGR(A) images are converted with OpenCV's BGR->GRAY; 16-bit images keep their high byte;
+2. resample to the sensor's 500 dpi: scale = 500 / source_dpi, `cv2.INTER_AREA` when shrinking,
+   `cv2.INTER_LINEAR` when enlarging (no resampling at all when source_dpi is 500);
+3. centre-crop each axis that is too large (offset (size - sensor) // 2) and pad each axis that is
+   too small with white (255), the extra pixel of an odd margin going right / bottom;
+4. quantise to 4 bits with `drivers.fingerprint.protocol.quantize_to_nibbles` (nearest level,
+   level x 17 = the 8-bit value clients such as pyfingerprint reconstruct).
+
+Image sources hand the module one 8-bit print per capture request (or None: no finger).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+import cv2
+import numpy as np
+
+from drivers.fingerprint.protocol import quantize_to_nibbles
+from edge.errors import InputError
+
+SENSOR_DPI = 500.0
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg", ".pgm")
+
+
+# --------------------------------------------------------------------------------------------------
+# Fitting a print to the sensor
+# --------------------------------------------------------------------------------------------------
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """Any uint8/uint16 greyscale or BGR(A) array -> 2-D uint8."""
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.dtype != np.uint8:
+        raise InputError(f"fingerprint image must be uint8 or uint16, got {img.dtype}", code="input.image_type")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    elif img.ndim == 3 and img.shape[2] in (3, 4):
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    if img.ndim != 2 or min(img.shape) < 1:
+        raise InputError(f"fingerprint image must be 2-D greyscale, got shape {img.shape}", code="input.image_shape")
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a print from disk as 2-D uint8 (typed error when unreadable)."""
+    p = Path(path)
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"cannot read image file {p.name}", code="input.unreadable_image", details={"path": str(p)})
+    return to_grey(img)
+
+
+def fit_to_sensor(image: np.ndarray, width: int, height: int, source_dpi: float = SENSOR_DPI) -> np.ndarray:
+    """Steps 1-3 of the module docstring: 8-bit print at the sensor's geometry (height x width)."""
+    img = to_grey(image)
+    if source_dpi <= 0:
+        raise InputError(f"source_dpi must be positive, got {source_dpi}", code="input.dpi")
+    scale = SENSOR_DPI / float(source_dpi)
+    if abs(scale - 1.0) > 1e-9:
+        new_w = max(1, int(round(img.shape[1] * scale)))
+        new_h = max(1, int(round(img.shape[0] * scale)))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(img, (new_w, new_h), interpolation=interp)
+    return _crop_or_pad(_crop_or_pad(img, height, axis=0), width, axis=1)
+
+
+def _crop_or_pad(img: np.ndarray, size: int, axis: int) -> np.ndarray:
+    have = img.shape[axis]
+    if have > size:
+        start = (have - size) // 2
+        return img[start : start + size, :] if axis == 0 else img[:, start : start + size]
+    if have < size:
+        before = (size - have) // 2
+        after = size - have - before
+        pad = ((before, after), (0, 0)) if axis == 0 else ((0, 0), (before, after))
+        return np.pad(img, pad, mode="constant", constant_values=255)
+    return img
+
+
+def sensor_levels(image: np.ndarray, width: int, height: int, source_dpi: float = SENSOR_DPI) -> np.ndarray:
+    """The whole documented path: (height, width) array of 4-bit levels 0..15."""
+    return quantize_to_nibbles(fit_to_sensor(image, width, height, source_dpi))
+
+
+def levels_to_grey(levels: np.ndarray) -> np.ndarray:
+    """4-bit levels -> the 8-bit image a client reconstructs (level x 17)."""
+    return (np.asarray(levels, dtype=np.uint8) * np.uint8(17)).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Image sources
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """One finger on the sensor: the 8-bit print, its resolution and a label (never the pixels in logs)."""
+
+    image: np.ndarray
+    source_dpi: float = SENSOR_DPI
+    label: str = ""
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """Asked once per capture request (GenImg); returns the finger now on the sensor or None."""
+
+    def capture(self) -> Presentation | None: ...
+
+
+@dataclass
+class NoFingerSource:
+    """Never a finger (only `place_finger` puts one on the sensor)."""
+
+    def capture(self) -> Presentation | None:
+        return None
+
+
+@dataclass
+class FixedImageSource:
+    """The same print on every capture."""
+
+    image: np.ndarray
+    source_dpi: float = SENSOR_DPI
+    label: str = "fixed"
+
+    def __post_init__(self) -> None:
+        self.image = to_grey(self.image)
+
+    def capture(self) -> Presentation | None:
+        return Presentation(self.image, self.source_dpi, self.label)
+
+
+@dataclass
+class FolderImageSource:
+    """Cycles through the prints of a folder (sorted by name), one per capture request.
+
+    `absent_polls` capture requests answer "no finger" before each presentation, as a person who
+    needs a moment to put the finger down (0 = a finger on every request, the default).
+    """
+
+    folder: str | Path
+    source_dpi: float = SENSOR_DPI
+    absent_polls: int = 0
+    pattern: str = "*"
+    _files: list[Path] = field(default_factory=list, init=False, repr=False)
+    _index: int = field(default=0, init=False, repr=False)
+    _waited: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        root = Path(self.folder)
+        if not root.is_dir():
+            raise InputError(f"image folder does not exist: {root}", code="input.no_folder", details={"path": str(root)})
+        self._files = sorted(p for p in root.glob(self.pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise InputError(f"no images in {root}", code="input.empty_folder", details={"path": str(root)})
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self._files)
+
+    def capture(self) -> Presentation | None:
+        if self._waited < self.absent_polls:
+            self._waited += 1
+            return None
+        self._waited = 0
+        path = self._files[self._index % len(self._files)]
+        self._index += 1
+        return Presentation(read_image(path), self.source_dpi, path.name)
+
+
+@dataclass
+class SyntheticFingerSource:
+    """Deterministic synthetic prints, so the simulator works without any data set.
+
+    Finger `f` has its own ridge flow (core position, pattern type, low-frequency warp, all drawn from
+    `seed` and `f`); impression `i` of it moves, rotates and re-inks that flow. `fingers` lists the
+    finger ids presented in turn, each `impressions_per_finger` times.
+    """
+
+    fingers: Sequence[int] = (0, 1, 2, 3, 4)
+    impressions_per_finger: int = 1
+    seed: int = 0
+    absent_polls: int = 0
+    _count: int = field(default=0, init=False, repr=False)
+    _waited: int = field(default=0, init=False, repr=False)
+
+    def capture(self) -> Presentation | None:
+        if self._waited < self.absent_polls:
+            self._waited += 1
+            return None
+        self._waited = 0
+        n = self._count
+        self._count += 1
+        finger = self.fingers[(n // self.impressions_per_finger) % len(self.fingers)]
+        impression = n % self.impressions_per_finger + (n // (self.impressions_per_finger * len(self.fingers))) * self.impressions_per_finger
+        return Presentation(synthetic_print(finger, impression, seed=self.seed), SENSOR_DPI, f"synthetic-{finger}-{impression}")
+
+
+def synthetic_print(finger: int, impression: int = 0, *, seed: int = 0, size: tuple[int, int] = (300, 300)) -> np.ndarray:
+    """An 8-bit, 500 dpi fingerprint-like image (dark ridges on white) of `finger`, `impression`."""
+    h, w = size
+    frng = np.random.default_rng([seed, finger, 0xF1])
+    irng = np.random.default_rng([seed, finger, impression, 0x1A])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+
+    # impression: rigid move of the finger under the sensor (impression 0 is the reference pose)
+    angle = math.radians(irng.uniform(-8, 8)) if impression else 0.0
+    dx, dy = (irng.uniform(-14, 14, size=2) if impression else (0.0, 0.0))
+    cx0, cy0 = w / 2, h / 2
+    c, s = math.cos(angle), math.sin(angle)
+    x = c * (xx - cx0 - dx) + s * (yy - cy0 - dy) + cx0
+    y = -s * (xx - cx0 - dx) + c * (yy - cy0 - dy) + cy0
+
+    # finger: a phase field whose level lines are the ridges
+    core_x, core_y = cx0 + frng.uniform(-40, 40), cy0 + frng.uniform(-50, 30)
+    kind = int(frng.integers(0, 3))
+    rx, ry = x - core_x, (y - core_y) * frng.uniform(0.7, 1.3)
+    r = np.hypot(rx, ry)
+    theta = np.arctan2(ry, rx)
+    if kind == 0:  # whorl: closed rings around the core
+        phase = r
+    elif kind == 1:  # loop: rings opened downwards
+        phase = r + frng.uniform(8, 20) * np.cos(theta - frng.uniform(-0.6, 0.6)) * np.exp(-r / 120)
+    else:  # arch: waves rising over the core
+        phase = (y - core_y) + frng.uniform(20, 45) * np.exp(-((x - core_x) / frng.uniform(50, 90)) ** 2)
+    for _ in range(4):  # individual low-frequency warp of the flow
+        kx, ky = frng.normal(0, 0.02, size=2)
+        phase = phase + frng.uniform(4, 12) * np.sin(kx * x + ky * y + frng.uniform(0, 2 * math.pi))
+    period = frng.uniform(8.0, 10.5)
+    ridges = np.cos(2 * math.pi * phase / period)
+
+    # finger outline, pressure and ink
+    ex, ey = (x - cx0) / (w * 0.42), (y - cy0 - 10) / (h * 0.55)
+    contact = np.clip(1.6 - 1.6 * np.hypot(ex, ey) ** 2, 0, 1) * irng.uniform(0.8, 1.0)
+    grey = 255 - contact * (95 + 80 * ridges) - contact * 20
+    grey += irng.normal(0, 9, size=grey.shape)
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
+def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
+    """Build a source from a user-friendly spec.
+
+    - an `ImageSource` object: used as is;
+    - None or "none": no finger unless `place_finger` is called;
+    - "synthetic": `SyntheticFingerSource(seed=seed)`;
+    - a folder path: `FolderImageSource`; a file path: `FixedImageSource` of that print;
+    - a numpy array: `FixedImageSource`;
+    - a dict: {"kind": "folder"|"synthetic"|"file"|"none", ...the class's fields}.
+    """
+    if spec is None or spec == "none":
+        return NoFingerSource()
+    if isinstance(spec, ImageSource):
+        return spec
+    if isinstance(spec, np.ndarray):
+        return FixedImageSource(spec)
+    if spec == "synthetic":
+        return SyntheticFingerSource(seed=seed)
+    if isinstance(spec, (str, Path)):
+        p = Path(spec)
+        if p.is_dir():
+            return FolderImageSource(p)
+        if p.is_file():
+            return FixedImageSource(read_image(p), label=p.name)
+        raise InputError(f"image source not found: {p}", code="input.image_source", details={"path": str(p)})
+    if isinstance(spec, dict):
+        opts = dict(spec)
+        kind = opts.pop("kind", "folder" if "folder" in opts else "synthetic")
+        if kind == "folder":
+            return FolderImageSource(**opts)
+        if kind == "synthetic":
+            opts.setdefault("seed", seed)
+            if "fingers" in opts:
+                opts["fingers"] = tuple(opts["fingers"])
+            return SyntheticFingerSource(**opts)
+        if kind == "file":
+            path = Path(opts.pop("path"))
+            return FixedImageSource(read_image(path), label=path.name, **opts)
+        if kind == "none":
+            return NoFingerSource()
+        raise InputError(f"unknown image source kind {kind!r}", code="input.image_source")
+    raise InputError(f"cannot make an image source from {type(spec).__name__}", code="input.image_source")
+
+
+def iter_prints(folder: str | Path) -> Iterable[Path]:
+    """The print files of a folder in the order FolderImageSource presents them."""
+    return FolderImageSource(folder).files
