@@ -1,0 +1,122 @@
+"""The FVC protocol on one database folder: files, comparison pairs and scores.
+
+A database folder holds `<finger>_<impression>.tif` files (FVC2000 B sets: 10 fingers x 8
+impressions). Per database:
+- genuine pairs: every two impressions of the same finger (10 fingers x 28 = 280);
+- impostor pairs: every impression against every impression of every other finger, each unordered
+  pair once (80 x 72 / 2 = 2,880).
+A print that fails extraction makes every pair it is in score `-inf` (rejected at every threshold:
+a genuine error, never dropped) and is counted in `failures_to_extract`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from edge.errors import BiogateError, InputError
+
+Key = tuple[int, int]  # (finger, impression)
+FILE_PATTERN = re.compile(r"^(\d+)_(\d+)\.(tif|tiff|bmp|png)$", re.IGNORECASE)
+
+
+def read_db(db_dir: str | Path) -> dict[Key, Path]:
+    """Map (finger, impression) to the image file, for every `<finger>_<impression>.<ext>` file."""
+    db = Path(db_dir)
+    if not db.is_dir():
+        raise InputError(f"fingerprint database folder not found: {db}", code="input.not_found")
+    files: dict[Key, Path] = {}
+    for path in sorted(db.iterdir()):
+        match = FILE_PATTERN.match(path.name)
+        if match:
+            files[(int(match.group(1)), int(match.group(2)))] = path
+    if not files:
+        raise InputError(f"{db}: no <finger>_<impression>.tif files", code="input.bad_database")
+    return files
+
+
+def protocol_pairs(keys: Iterable[Key]) -> tuple[list[tuple[Key, Key]], list[tuple[Key, Key]]]:
+    """(genuine, impostor) pairs of the FVC protocol above, in a fixed order."""
+    ordered = sorted(set(keys))
+    genuine: list[tuple[Key, Key]] = []
+    impostor: list[tuple[Key, Key]] = []
+    for a, b in combinations(ordered, 2):
+        (genuine if a[0] == b[0] else impostor).append((a, b))
+    return genuine, impostor
+
+
+@dataclass
+class Matcher:
+    """How a system turns a file into a template and two templates into a similarity."""
+
+    name: str
+    extract: Callable[[Path], Any]          # raises BiogateError on a failure to extract
+    compare: Callable[[Any, Any], float]    # similarity, higher = more likely mated
+
+
+def biogate_matcher(dpi: int = 500) -> Matcher:
+    from edge.biometrics import finger
+
+    def extract(path: Path) -> Any:
+        image = finger.load_image(path)
+        try:
+            return finger.prepare(finger.extract(image, dpi))
+        finally:
+            image.fill(0)
+
+    return Matcher("biogate", extract, finger.compare)
+
+
+def extract_all(files: Mapping[Key, Path], matcher: Matcher,
+                progress: Callable[[int], None] | None = None) -> tuple[dict[Key, Any], dict[Key, str]]:
+    """Templates of every file, and the error code of every file that failed."""
+    templates: dict[Key, Any] = {}
+    failed: dict[Key, str] = {}
+    for key, path in files.items():
+        try:
+            templates[key] = matcher.extract(path)
+        except BiogateError as exc:
+            failed[key] = exc.code
+        if progress:
+            progress(1)
+    return templates, failed
+
+
+def score_pairs(templates: Mapping[Key, Any], pairs: Iterable[tuple[Key, Key]], compare: Callable[[Any, Any], float],
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+    scores = []
+    for a, b in pairs:
+        if a in templates and b in templates:
+            scores.append(float(compare(templates[a], templates[b])))
+        else:
+            scores.append(-np.inf)  # failure to extract: an error at every threshold
+        if progress:
+            progress(1)
+    return np.asarray(scores, dtype=np.float64)
+
+
+def score_db(db_dir: str | Path, matcher: Matcher | None = None,
+             progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(genuine scores, impostor scores, failures to extract) of one database under the FVC protocol.
+
+    `progress(n)` is called as work is done: once per image extracted, once per pair compared
+    (total = images + genuine pairs + impostor pairs).
+    """
+    matcher = matcher or biogate_matcher()
+    files = read_db(db_dir)
+    templates, failed = extract_all(files, matcher, progress)
+    genuine_pairs, impostor_pairs = protocol_pairs(files)
+    genuine = score_pairs(templates, genuine_pairs, matcher.compare, progress)
+    impostor = score_pairs(templates, impostor_pairs, matcher.compare, progress)
+    return genuine, impostor, len(failed)
+
+
+def work_units(db_dir: str | Path) -> int:
+    """How many progress steps `score_db` reports for this folder."""
+    files = read_db(db_dir)
+    genuine, impostor = protocol_pairs(files)
+    return len(files) + len(genuine) + len(impostor)
