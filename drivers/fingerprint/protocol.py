@@ -340,14 +340,18 @@ class PacketReader:
         if later is not None:
             return Garbage(self._take(later))
         # A frame may begin inside the broken one (its tail may not have arrived yet): give back
-        # everything from there on for rescanning.
+        # everything from there on for rescanning. The start code may straddle the broken frame's
+        # end (its last byte 0xEF, the 0x01 in the next byte), or that last 0xEF may be all that
+        # has arrived so far: it is kept either way.
         end = total
-        pos = buf.find(START_CODE, 1, total)
+        pos = buf.find(START_CODE, 1, total + 1)
         while 0 < pos < total:
             if self._could_be_frame_at(pos):
                 end = pos
                 break
-            pos = buf.find(START_CODE, pos + 1, total)
+            pos = buf.find(START_CODE, pos + 1, total + 1)
+        if end == total and len(buf) == total and buf[total - 1] == START_CODE[0]:
+            end = total - 1
         return BadChecksum(self._take(end), expected, received)
 
 

@@ -135,10 +135,25 @@ def test_reader_resynchronises_after_any_garbage(garbage, pkts, chunk):
     for i in range(0, len(stream), chunk):
         events += reader.feed(stream[i : i + chunk])
     events += reader.flush()
-    found = [e for e in events if isinstance(e, P.Packet)]
-    assert found[-len(pkts) :] == pkts
     # every byte lands in exactly one event, in order: nothing is lost or invented
     assert b"".join(event_bytes(e) for e in events) == stream
+    # Each real packet is found exactly where it starts, unless a frame with a VALID checksum that
+    # began earlier covers its start: noise can end in a header whose length and checksum happen
+    # to hold over the next bytes (hypothesis finds such cases), and no reader can tell that frame
+    # from a real one without dropping genuine data packets that contain EF 01.
+    spans, offset = [], 0
+    for event in events:
+        size = len(event_bytes(event))
+        spans.append((offset, offset + size, event))
+        offset += size
+    start = len(garbage)
+    for packet in pkts:
+        found_here = any(s == start and e == packet for s, _, e in spans)
+        swallowed = any(s < start < end and isinstance(e, P.Packet) for s, end, e in spans)
+        assert found_here or swallowed, (start, packet)
+        start += len(P.encode(packet))
+    if not any(isinstance(e, P.Packet) and s < len(garbage) < end for s, end, e in spans):
+        assert [e for e in events if isinstance(e, P.Packet)][-len(pkts) :] == pkts
 
 
 def test_power_on_byte_is_garbage_not_a_packet():
