@@ -143,6 +143,8 @@ class PolicyConfig(Section):
     target_fmr: float = Field(1e-5, gt=0, lt=1, description="combined false-match rate the fused threshold targets")
     calibration_file: str | None = Field(None, description="fitted LR calibration JSON (default: edge/decision/calibration.json)")
     liveness_required: bool = True
+    min_factor_llr: float = Field(0.0, description="each required factor must on its own reach this log-LR "
+                                                     "(0 = its evidence favours the claim)")
 
 
 class LivenessConfig(Section):

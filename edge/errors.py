@@ -37,6 +37,20 @@ class InputError(BiogateError):
     http_status = 422
 
 
+class NotFoundError(InputError):
+    """The thing named in the request does not exist (customer, session, evidence item...)."""
+
+    code = "input.not_found"
+    http_status = 404
+
+
+class ConflictError(InputError):
+    """The request contradicts the current state (session already decided, card already enrolled...)."""
+
+    code = "input.conflict"
+    http_status = 409
+
+
 class ModelError(BiogateError):
     """A model artefact is missing, corrupt or does not match the manifest."""
 
@@ -77,6 +91,13 @@ class AuthError(BiogateError):
 
     code = "auth.denied"
     http_status = 401
+
+
+class ForbiddenError(AuthError):
+    """A valid key whose role may not do this."""
+
+    code = "auth.forbidden"
+    http_status = 403
 
 
 class StorageError(BiogateError):
