@@ -58,6 +58,7 @@ BUILTIN_BACKEND_MODULES: list[str] = [
     "drivers.camera.opencv",
     "simulator.camera.virtual",  # camera backend "simulated" (the virtual camera, in-process)
     "drivers.fingerprint.zfm",  # fingerprint backend "zfm" (ZFM/R30x/AS608/R503 on a serial port)
+    "drivers.dispenser.xfs4iot",  # dispenser backend "xfs4iot" (an XFS4IoT CashDispenser service, WebSocket)
 ]
 
 
