@@ -52,6 +52,7 @@ log = logging.getLogger("xfs4iot_bridge")
 SendText = Callable[[str], Awaitable[None]]
 ReceiveText = Callable[[], Awaitable["str | bytes | None"]]
 Handler = Callable[["CommandContext"], Awaitable["dict[str, Any] | None"]]
+BLOCKING_STOP_GRACE_S = 15.0  # how long a cancelled command waits for its device thread to stop
 
 
 class CommandError(Exception):
@@ -102,6 +103,24 @@ class CommandContext:
     @property
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking device work in a thread. If the command is cancelled or times out, set
+        `cancel_event` (the work must poll it) and keep waiting for the thread to stop before
+        re-raising, so the device queue is not released while the device is still in use."""
+        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            self.cancel_event.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout=BLOCKING_STOP_GRACE_S)
+            except asyncio.TimeoutError:
+                log.warning("%s#%s: device work still running %.0f s after cancel",
+                            self.name, self.request_id, BLOCKING_STOP_GRACE_S)
+            except Exception:  # the work's own failure no longer matters: the command is over
+                pass
+            raise
 
 
 @dataclass
@@ -162,8 +181,10 @@ class Connection:
         payload: dict[str, Any] | None = None
         code, error_code, description = CompletionCode.SUCCESS, None, None
         ctx = CommandContext(self.service, self, msg.name, rid, msg.payload)
-        pending.ctx = ctx
+        pending.ctx = ctx  # from here on `cancel` may cancel this task (it has started)
         try:
+            if pending.cancel_requested:  # cancelled while the task was not yet running
+                raise asyncio.CancelledError
             if spec is None:
                 raise CommandError(CompletionCode.UNSUPPORTED_COMMAND,
                                    description=f"{msg.name} is not supported by {self.service.name}")
@@ -205,10 +226,13 @@ class Connection:
                    if rid != exclude and (request_ids is None or rid in request_ids)]
         for p in targets:
             p.cancel_requested = True
+            # A task that has not started yet must not be cancelled: the CancelledError would be
+            # thrown before `_run` could catch it and no completion would be sent. `_run` checks
+            # `cancel_requested` as its first step instead.
             if p.ctx is not None:
                 p.ctx.cancel_event.set()
-            if p.task is not None:
-                p.task.cancel()
+                if p.task is not None:
+                    p.task.cancel()
         tasks = [p.task for p in targets if p.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
@@ -310,6 +334,9 @@ class XFS4IoTService:
 
     async def on_disconnect(self, conn: Connection) -> None:
         """Hook for subclasses (e.g. clearing data when the last client leaves)."""
+
+    async def shutdown(self) -> None:
+        """Hook for subclasses: stop background work before the host closes."""
 
     async def broadcast(self, name: str, payload: dict[str, Any] | None = None, version: str = "2.0") -> None:
         message = env.unsolicited(name, payload, version=version)

@@ -23,7 +23,8 @@ API (small on purpose; the dispenser simulator and the daemon import it):
     make_dispense_token(nonce, amount: Decimal, currency, key: bytes) -> str
     parse_dispense_token(text) -> DispenseToken                 # format only, no key needed
     verify_dispense_token(text, key, expected_nonce) -> DispenseToken
-        # format, then key present, then nonce, then HMAC (constant-time compare)
+        # format, then key present, then HMAC (constant-time), then nonce
+    check_token_hmac(token, key)                                # key present, then HMAC only
     DispenseToken.check_dispense(amount, currency, already_dispensed=Decimal(0))
         # the dispenser's check that a request stays within the token's value
 
@@ -189,17 +190,31 @@ def parse_dispense_token(text: str) -> DispenseToken:
     return DispenseToken(nonce=m["nonce"], amount=amount, currency=currency, text=text)
 
 
-def verify_dispense_token(text: str, key: bytes | None, expected_nonce: str | None) -> DispenseToken:
-    """Format, key, nonce and HMAC checks, in that order; return the token or raise TokenError."""
-    token = parse_dispense_token(text)
+def check_token_hmac(token: DispenseToken, key: bytes | None) -> None:
+    """Is the token genuine? TokenKeyNoValueError without a key, TokenHMACError when forged/altered."""
     if not key:
         raise TokenKeyNoValueError("no token key loaded in the verifier")
-    if not expected_nonce:
-        raise NoCommandNonceError("the device has no current command nonce")
-    if not hmac.compare_digest(token.nonce.encode(), expected_nonce.upper().encode()):
-        raise TokenNonceError("token was made for another command nonce")
+    text = token.text
     signed = text[: text.rindex(_HMAC_KEY) + len(_HMAC_KEY)]
     expected = bytes.fromhex(_mac(key, signed))
     if not hmac.compare_digest(expected, bytes.fromhex(text[len(signed):])):
         raise TokenHMACError("token HMAC does not verify")
+
+
+def check_token_nonce(token: DispenseToken, current_nonce: str | None) -> None:
+    """Is the token for the device's current nonce? NoCommandNonceError / TokenNonceError."""
+    if not current_nonce:
+        raise NoCommandNonceError("the device has no current command nonce")
+    if not hmac.compare_digest(token.nonce.encode(), current_nonce.upper().encode()):
+        raise TokenNonceError("token was made for another command nonce")
+
+
+def verify_dispense_token(text: str, key: bytes | None, expected_nonce: str | None) -> DispenseToken:
+    """Format, key, HMAC and nonce checks, in that order; return the token or raise TokenError.
+
+    Genuineness comes before currency so a forged token is always reported as invalidTokenHMAC,
+    whatever nonce it names."""
+    token = parse_dispense_token(text)
+    check_token_hmac(token, key)
+    check_token_nonce(token, expected_nonce)
     return token
