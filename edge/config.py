@@ -104,6 +104,8 @@ class ServiceConfig(Section):
     enrol_face_samples: int = Field(3, ge=1, le=10)
     enrol_finger_impressions: int = Field(3, ge=1, le=10)
     enrol_fingers: list[str] = Field(default_factory=lambda: ["right_index", "right_middle"])
+    enrol_min_finger_quality: int = Field(30, ge=0, le=100, description="print quality 0-100 an enrolment "
+                                                                            "impression must reach")
     capture_retries: int = Field(3, ge=1, le=10, description="captures per sample before the quality gate gives up")
     duplicate_llr: float = Field(6.9, description="face log-LR above which another customer is flagged as a duplicate")
 
