@@ -28,6 +28,7 @@ below the bridge and must not depend on it.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import threading
@@ -51,6 +52,9 @@ from drivers.dispenser.errors import (
 from edge.errors import InputError
 
 PUBLISHER_PATH = "/xfs4iot/v1.0/"
+# websockets >= 16 wants `legacy=True` to return a plain connection without a deprecation warning;
+# older releases do not know the flag.
+_LEGACY = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
 
 
 @register_backend("dispenser", "xfs4iot")
@@ -185,7 +189,7 @@ class XFS4IoTDispenser(CashDispenser):
     def _open(self, url: str) -> ClientConnection:
         try:
             return connect(url, open_timeout=self.connect_timeout, close_timeout=1.0, ping_interval=None,
-                           max_size=4 * 1024 * 1024, proxy=None, compression=None)
+                           max_size=4 * 1024 * 1024, proxy=None, compression=None, **_LEGACY)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as exc:
             raise DispenserUnavailable(f"cannot connect to the dispenser at {url}: {type(exc).__name__}",
                                        details={"url": url}) from None
