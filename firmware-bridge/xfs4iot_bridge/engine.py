@@ -116,30 +116,38 @@ def wipe_object(parsed: Any) -> None:
 class BiogateEngine:
     """The real engine: biogate's face pipeline and fingerprint matcher.
 
-    face: `edge.biometrics.face.FacePipeline` (detect, align, embed); the face score is
-          logistic((threshold - distance) / face_scale), 0.5 at `FaceConfig.threshold`.
-    finger: `edge.biometrics.finger` extract + MCC similarity, ISO 19794-2 records through the
-          finger package's codec; score logistic((similarity - finger_threshold) / finger_scale).
+    face:   `edge.biometrics.face.FacePipeline` (detect, align, embed); the face score is
+            logistic((face_threshold - distance) / face_scale), 0.5 at `FaceConfig.threshold`.
+    finger: the public API of `edge.biometrics.finger` (extract, prepare, compare, encode_iso,
+            decode_iso, DEFAULT_THRESHOLD); templates travel as ISO/IEC 19794-2 records and the
+            score is logistic((similarity - finger_threshold) / finger_scale), 0.5 at the finger
+            package's DEFAULT_THRESHOLD unless `finger_threshold` is given.
+    A modality whose part is missing (no face pipeline given; the finger package not importable)
+    is left out of `formats`, so the service reports it as unsupported instead of failing later.
     """
 
     def __init__(self, face_pipeline: Any | None = None, *, face_threshold: float | None = None,
-                 face_scale: float = 0.05, finger_threshold: float = 0.2, finger_scale: float = 0.04,
-                 strict_face_quality: bool = True):
+                 face_scale: float = 0.05, finger_threshold: float | None = None, finger_scale: float = 0.04,
+                 strict_face_quality: bool = True, finger: bool = True):
         self.face = face_pipeline
         self.face_threshold = face_threshold if face_threshold is not None else (
             face_pipeline.cfg.threshold if face_pipeline is not None else 0.6)
         self.face_scale = face_scale
-        self.finger_threshold = finger_threshold
+        self.finger_api = finger_api() if finger else None
+        self.finger_threshold = finger_threshold if finger_threshold is not None else (
+            float(self.finger_api.DEFAULT_THRESHOLD) if self.finger_api is not None else 0.0)
         self.finger_scale = finger_scale
         self.strict_face_quality = strict_face_quality
-        self.formats: dict[str, Modality] = {FINGER_TEMPLATE_FORMAT: "finger"}
+        self.formats: dict[str, Modality] = {}
+        if self.finger_api is not None:
+            self.formats[FINGER_TEMPLATE_FORMAT] = "finger"
         if face_pipeline is not None:
             self.formats[FACE_TEMPLATE_FORMAT] = "face"
 
     # face
     def face_template(self, frame: np.ndarray) -> bytes | None:
         if self.face is None:
-            raise InputError("this engine has no face pipeline")
+            raise InputError("this engine has no face pipeline", code="input.format")
         analysis = self.face.analyze(frame)
         try:
             if analysis.face is None:
@@ -150,45 +158,51 @@ class BiogateEngine:
             analysis.wipe()
 
     # finger
+    def _finger(self) -> Any:
+        if self.finger_api is None:
+            raise InputError("this engine has no fingerprint matcher", code="input.format")
+        return self.finger_api
+
     def finger_template(self, image: np.ndarray) -> bytes:
-        from edge.biometrics.finger import extract as finger_extract
-        template = finger_extract.extract(image)
-        return _finger_codec().encode(template)
+        api = self._finger()
+        template = api.extract(image)
+        try:
+            return bytes(api.encode_iso(template))
+        finally:
+            wipe_object(template)
 
     def parse_template(self, fmt: str, data: bytes) -> Any:
         if fmt == FACE_TEMPLATE_FORMAT and self.face is not None:
             return decode_face_template(data, expected_dim=128)
-        if fmt == FINGER_TEMPLATE_FORMAT:
+        if fmt == FINGER_TEMPLATE_FORMAT and self.finger_api is not None:
+            api = self.finger_api
             try:
-                template = _finger_codec().decode(bytes(data))
+                template = api.decode_iso(bytes(data))
             except InputError:
                 raise
             except Exception as exc:  # codec errors of any kind are bad input here
                 raise InputError(f"not an ISO/IEC 19794-2 record: {type(exc).__name__}",
                                  code="input.finger_template") from None
-            from edge.biometrics.finger import mcc
-            return mcc.build_cylinders(template)
+            return api.prepare(template)
         raise InputError(f"format {fmt} is not supported", code="input.format")
 
     def compare(self, modality: Modality, probe: Any, reference: Any) -> float:
         if modality == "face":
             distance = float(np.linalg.norm(np.asarray(probe, np.float64) - np.asarray(reference, np.float64)))
             return logistic((self.face_threshold - distance) / self.face_scale)
-        from edge.biometrics.finger import mcc
-        similarity = float(mcc.similarity(probe, reference))
+        similarity = float(self._finger().compare(probe, reference))
         return logistic((similarity - self.finger_threshold) / self.finger_scale)
 
     def wipe(self, parsed: Any) -> None:
         wipe_object(parsed)
 
 
-class _FingerCodec(Protocol):
-    def encode(self, template: Any) -> bytes: ...
-
-    def decode(self, data: bytes) -> Any: ...
-
-
-def _finger_codec() -> _FingerCodec:
-    """The ISO/IEC 19794-2 reader/writer of edge.biometrics.finger (owned by the finger package)."""
-    from xfs4iot_bridge import _finger_iso
-    return _finger_iso.codec()
+def finger_api() -> Any | None:
+    """The fingerprint package's public API, or None while it is not available."""
+    try:
+        from edge.biometrics import finger
+        for name in ("extract", "prepare", "compare", "encode_iso", "decode_iso", "DEFAULT_THRESHOLD"):
+            getattr(finger, name)
+    except (ImportError, AttributeError):
+        return None
+    return finger

@@ -27,7 +27,8 @@ What the dispatcher does for every text message a client sends (XFS4IoT envelope
    canceled before the Cancel itself completes. Unknown ids are ignored.
 6. handler errors: `CommandError(code, error_code)` -> that completionCode (+ payload.errorCode when
    code is commandErrorCode); biogate errors map by class (DeviceError -> hardwareError,
-   InputError -> invalidData, ...); anything else -> internalError. Logs carry names, requestIds
+   InputError -> invalidData, PolicyError/AuthError -> authorisationRequired, ...); anything else ->
+   internalError. Logs carry names, requestIds
    and codes, never payloads (they may hold biometric data).
 
 Unsolicited events go to every open connection of the service, without requestId: `await
@@ -42,7 +43,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from edge.errors import BiogateError, DeviceError, InputError, LivenessError, PolicyError, QualityError
+from edge.errors import AuthError, BiogateError, DeviceError, InputError, LivenessError, PolicyError, QualityError
 
 from xfs4iot_bridge import envelope as env
 from xfs4iot_bridge.envelope import AckStatus, CompletionCode, Message, MessageError
@@ -258,7 +259,7 @@ def _map_biogate_error(exc: BiogateError) -> tuple[CompletionCode, str | None]:
         return CompletionCode.USER_ERROR, None
     if isinstance(exc, InputError):
         return CompletionCode.INVALID_DATA, None
-    if isinstance(exc, PolicyError):
+    if isinstance(exc, (PolicyError, AuthError)):
         return CompletionCode.AUTHORISATION_REQUIRED, None
     return CompletionCode.INTERNAL_ERROR, None
 

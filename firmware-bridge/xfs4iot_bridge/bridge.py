@@ -1,0 +1,67 @@
+"""Starting the firmware bridge: the XFS4IoT Biometric service on the first free XFS4IoT port.
+
+    handle = start_bridge(cfg.bridge, BridgeDevices(camera=cam, scanner=scanner, dispenser=dispenser),
+                          engine, authoriser, dispense_key=bytes.fromhex(cfg.keys.dispense_hmac_key))
+    handle.urls      # {"publisher": "ws://127.0.0.1:5846/xfs4iot/v1.0/",
+                     #  "Biometric1": "ws://127.0.0.1:5846/xfs4iot/v1.0/Biometric1/"}
+    handle.port      # 5846 (the first free of cfg.ports)
+    handle.stop()
+
+The service runs in its own thread with its own event loop, so `biogate serve` (uvicorn) and
+threaded callers start it the same way. Callers check `cfg.enabled` first; starting a disabled
+bridge is a ConfigError.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.config import BridgeConfig
+from edge.errors import ConfigError
+
+from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices
+from xfs4iot_bridge.biometric import BiometricService
+from xfs4iot_bridge.engine import BiometricEngine
+from xfs4iot_bridge.host import ServiceHost
+
+
+@dataclass
+class BridgeHandle:
+    host: ServiceHost
+    service: BiometricService
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.host.urls
+
+    @property
+    def port(self) -> int:
+        assert self.host.port is not None
+        return self.host.port
+
+    @property
+    def url(self) -> str:
+        """The Biometric service endpoint."""
+        return self.host.service_url(self.service.name)
+
+    @property
+    def publisher_url(self) -> str:
+        return self.host.publisher_url
+
+    def stop(self) -> None:
+        self.host.stop()
+
+    def __enter__(self) -> "BridgeHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_bridge(cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEngine,
+                 authoriser: Authoriser | None, dispense_key: bytes | None) -> BridgeHandle:
+    """Serve the Biometric service (and its publisher) until `.stop()`."""
+    if not cfg.enabled:
+        raise ConfigError("the XFS4IoT bridge is disabled (bridge.enabled = false)")
+    service = BiometricService(cfg, devices, engine, authoriser, dispense_key)
+    host = ServiceHost([service], host=cfg.host, ports=cfg.ports, vendor_name=cfg.vendor_name).start()
+    return BridgeHandle(host, service)
