@@ -8,9 +8,10 @@ Two layers:
 - `ZfmScanner`: the `zfm` backend of `drivers.base.FingerprintScanner` (finger presence and image
   capture), built on `ZfmModule`.
 
-Image transfers (UpImage) are all-or-nothing: the data packets must arrive complete, with valid
-checksums, at the module's packet size, adding up to exactly width x height / 2 bytes; otherwise the
-transfer raises and the line is drained before the next command.
+Transfers (UpImage, UpChar) are all-or-nothing: the data packets must arrive complete, with valid
+checksums, at the module's packet size, adding up to exactly width x height / 2 bytes (the template
+size for UpChar); otherwise the line is drained and the transfer requested once more (the module
+still holds the buffer), and if that fails too it raises. A corrupt image is never returned.
 
 The port is opened with `serial.serial_for_url`, so a device path, a pseudo-terminal or a pyserial
 URL (`loop://`, `socket://host:port`) all work.
@@ -299,7 +300,8 @@ class ZfmModule:
                     raise fault.error from None
                 except DeviceTimeout:
                     raise DeviceTimeout(
-                        f"{what} stopped after {len(out)} of {expected_size or '?'} bytes (line silent or too slow)"
+                        f"{what} stopped after {len(out)} of {expected_size or '?'} bytes (line silent or too slow)",
+                        details={"bytes_received": len(out)},
                     ) from None
                 if not packet.is_data:
                     raise ProtocolError(f"{what}: expected a data packet, got packet id {packet.pid:#04x}")
@@ -503,12 +505,30 @@ class ZfmModule:
         reply = self.transact(P.Instruction.READ_INDEX_TABLE, bytes([table_page]), reply_size=P.INDEX_TABLE_PAGE_BYTES)
         return P.index_table_to_pages(reply.body[: P.INDEX_TABLE_PAGE_BYTES], table_page)
 
-    def up_char(self, buffer: int = 1) -> bytes:
-        """UpChar: the character file / template in `buffer` (opaque, proprietary format)."""
+    def _upload(self, instruction: int, params: bytes, expected_size: int, what: str) -> bytes:
+        """Request a module -> host transfer (UpImage, UpChar) and collect all of it.
+
+        A transfer the line broke (a checksum error, a malformed, short or missing data packet, or a
+        stall after data had started to flow) is requested again, at most `self.retries` times: the
+        module still holds the buffer. Silence from the start and a vanished port are not retried.
+        """
         with self._lock:
             self.packet_size  # make sure the packet size is known before the data flows
-            self.transact(P.Instruction.UP_CHAR, bytes([_buffer(buffer)]))
-            return self._receive_data(None, "UpChar")
+            for attempt in range(self.retries + 1):
+                self.transact(instruction, params)
+                try:
+                    return self._receive_data(expected_size, what)
+                except (ChecksumError, ProtocolError, DeviceTimeout) as exc:
+                    started = not isinstance(exc, DeviceTimeout) or exc.details.get("bytes_received", 0) > 0
+                    if attempt == self.retries or not started:
+                        raise
+                    log.warning("fingerprint %s broken on the line (%s); requesting it again", what, exc.code)
+            raise AssertionError("unreachable")  # the loop returns or raises
+
+    def up_char(self, buffer: int = 1) -> bytes:
+        """UpChar: the template in `buffer` (opaque, proprietary format), exactly the model's
+        template size (`protocol.MODELS[...].template_size`: 512 bytes on ZFM/AS608, 1536 on R503)."""
+        return self._upload(P.Instruction.UP_CHAR, bytes([_buffer(buffer)]), self.model.template_size, "UpChar")
 
     def down_char(self, data: bytes, buffer: int = 1) -> None:
         """DownChar: send a character file / template into `buffer`."""
@@ -521,10 +541,7 @@ class ZfmModule:
 
     def up_image(self) -> bytes:
         """UpImage: the image buffer as packed 4-bpp bytes, exactly width x height / 2 of them."""
-        with self._lock:
-            self.packet_size
-            self.transact(P.Instruction.UP_IMAGE)
-            return self._receive_data(self.model.image_bytes, "UpImage")
+        return self._upload(P.Instruction.UP_IMAGE, b"", self.model.image_bytes, "UpImage")
 
     def down_image(self, packed: bytes) -> None:
         """DownImage: load a packed 4-bpp image into the module's image buffer."""
@@ -615,5 +632,6 @@ class ZfmScanner(FingerprintScanner):
                     ) from None
                 time.sleep(self.poll_interval)
         image = self.module.read_image()
-        assert image.shape == self.image_shape and image.dtype == np.uint8
+        if image.shape != self.image_shape:  # unpack_image already checks the size; keep the promise explicit
+            raise ProtocolError(f"image of shape {image.shape}, expected {self.image_shape}")
         return image

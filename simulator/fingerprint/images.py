@@ -207,6 +207,43 @@ class SyntheticFingerSource:
         return Presentation(synthetic_print(finger, impression, seed=self.seed), SENSOR_DPI, f"synthetic-{finger}-{impression}")
 
 
+@dataclass
+class MessyImageSource:
+    """A finger on every capture, but smeared: wet or moving, its ridges mostly lost in smudge.
+
+    Each capture is a synthetic print of which only about `clear` of the area keeps its ridges; the
+    rest is a smudge whose ridge direction changes every few pixels. Enough ridge area remains to
+    count as a finger, too little flow is coherent to code it: Img2Tz answers "image too messy" (0x06).
+    """
+
+    clear: float = 0.2
+    seed: int = 0
+    _count: int = field(default=0, init=False, repr=False)
+
+    def capture(self) -> Presentation | None:
+        n = self._count
+        self._count += 1
+        return Presentation(smudged_print(n, seed=self.seed, clear=self.clear), SENSOR_DPI, f"messy-{n}")
+
+
+def smudged_print(n: int, *, seed: int = 0, clear: float = 0.2, size: tuple[int, int] = (300, 300)) -> np.ndarray:
+    """Synthetic print `n` with all but `clear` of its area replaced by an incoherent smudge."""
+    base = synthetic_print(n, 0, seed=seed, size=size)
+    rng = np.random.default_rng([seed, n, 0x5E])
+    h, w = base.shape
+    # smudge: ridges of the right period whose direction and phase wander within a few pixels
+    theta = cv2.GaussianBlur(rng.uniform(0, 2 * math.pi, (h, w)).astype(np.float32), (0, 0), 3)
+    theta = (theta - theta.mean()) / max(float(theta.std()), 1e-6) * 3.0
+    phase = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 3) * 200
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    smudge = 150 - 90 * np.cos(2 * math.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / 9.0 + phase)
+    smudge += rng.normal(0, 12, (h, w))
+    # the clear islands: the top `clear` quantile of a smooth random field
+    field_ = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 25)
+    keep = field_ > np.quantile(field_, 1 - clear)
+    return np.clip(np.where(keep, base.astype(np.float32), smudge), 0, 255).astype(np.uint8)
+
+
 def synthetic_print(finger: int, impression: int = 0, *, seed: int = 0, size: tuple[int, int] = (300, 300)) -> np.ndarray:
     """An 8-bit, 500 dpi fingerprint-like image (dark ridges on white) of `finger`, `impression`."""
     h, w = size
@@ -254,6 +291,8 @@ def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
     - an `ImageSource` object: used as is;
     - None or "none": no finger unless `place_finger` is called;
     - "synthetic": `SyntheticFingerSource(seed=seed)`;
+    - "messy": `MessyImageSource(seed=seed)` (a finger whose image is too messy to code, 0x06);
+    - "default": the FVC2000 DB1_B folder of the shared data when present, else "synthetic";
     - a folder path: `FolderImageSource`; a file path: `FixedImageSource` of that print;
     - a numpy array: `FixedImageSource`;
     - a dict: {"kind": "folder"|"synthetic"|"file"|"none", ...the class's fields}.
@@ -266,6 +305,11 @@ def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
         return FixedImageSource(spec)
     if spec == "synthetic":
         return SyntheticFingerSource(seed=seed)
+    if spec == "messy":
+        return MessyImageSource(seed=seed)
+    if spec == "default":
+        folder = default_print_folder()
+        return FolderImageSource(folder) if folder is not None else SyntheticFingerSource(seed=seed)
     if isinstance(spec, (str, Path)):
         p = Path(spec)
         if p.is_dir():
@@ -288,6 +332,9 @@ def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
             return FixedImageSource(read_image(path), label=path.name, **opts)
         if kind == "none":
             return NoFingerSource()
+        if kind == "messy":
+            opts.setdefault("seed", seed)
+            return MessyImageSource(**opts)
         raise InputError(f"unknown image source kind {kind!r}", code="input.image_source")
     raise InputError(f"cannot make an image source from {type(spec).__name__}", code="input.image_source")
 
@@ -295,3 +342,12 @@ def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
 def iter_prints(folder: str | Path) -> Iterable[Path]:
     """The print files of a folder in the order FolderImageSource presents them."""
     return FolderImageSource(folder).files
+
+
+def default_print_folder(data_dir: str | Path | None = None) -> Path | None:
+    """FVC2000 DB1_B in the shared data folder (`<repo>/../shared/data` unless given), or None."""
+    from edge.config import REPO_ROOT
+
+    root = Path(data_dir) if data_dir is not None else REPO_ROOT.parent / "shared" / "data"
+    folder = root / "fingerprints" / "fvc2000" / "DB1_B"
+    return folder if folder.is_dir() else None
