@@ -31,6 +31,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import logging
 import threading
 import time
 from decimal import Decimal, InvalidOperation
@@ -55,6 +56,9 @@ PUBLISHER_PATH = "/xfs4iot/v1.0/"
 # websockets >= 16 wants `legacy=True` to return a plain connection without a deprecation warning;
 # older releases do not know the flag.
 _LEGACY = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+# websockets logs frame contents at DEBUG and those carry dispense tokens: keep its logger at INFO.
+wire_log = logging.getLogger("drivers.dispenser.wire")
+wire_log.setLevel(logging.INFO)
 
 
 @register_backend("dispenser", "xfs4iot")
@@ -189,7 +193,8 @@ class XFS4IoTDispenser(CashDispenser):
     def _open(self, url: str) -> ClientConnection:
         try:
             return connect(url, open_timeout=self.connect_timeout, close_timeout=1.0, ping_interval=None,
-                           max_size=4 * 1024 * 1024, proxy=None, compression=None, **_LEGACY)
+                           max_size=4 * 1024 * 1024, proxy=None, compression=None, logger=wire_log,
+                           **_LEGACY)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as exc:
             raise DispenserUnavailable(f"cannot connect to the dispenser at {url}: {type(exc).__name__}",
                                        details={"url": url}) from None

@@ -39,6 +39,10 @@ from xfs4iot_bridge.envelope import MAX_MESSAGE_CHARS
 from xfs4iot_bridge.server import CommandContext, XFS4IoTService
 
 log = logging.getLogger("xfs4iot_bridge.host")
+# The websockets library logs frame contents at DEBUG; those frames carry templates and tokens, so
+# its server logger is held at INFO whatever the root level is.
+wire_log = logging.getLogger("xfs4iot_bridge.wire")
+wire_log.setLevel(logging.INFO)
 
 XFS4IOT_PORTS = tuple(range(5846, 5857))
 BASE_PATH = "/xfs4iot/v1.0/"
@@ -158,7 +162,8 @@ class ServiceHost:
     async def _serve(self, sock: socket.socket, ready: Future) -> None:
         self._stop_event = asyncio.Event()
         self._server = await serve(self._handle, sock=sock, process_request=self._route,
-                                   max_size=MAX_MESSAGE_CHARS, ping_interval=None, compression=None)
+                                   max_size=MAX_MESSAGE_CHARS, ping_interval=None, compression=None,
+                                   logger=wire_log)
         ready.set_result(None)
         await self._stop_event.wait()
         for service in [self.publisher, *self.services]:

@@ -14,7 +14,8 @@ What the dispatcher does for every text message a client sends (XFS4IoT envelope
 
 1. parse it (`envelope.parse_message`); a refused message gets an acknowledge with status
    invalidMessage, a requestId already in flight on this connection invalidRequestID, and a
-   connection already holding `max_requests` unfinished commands tooManyRequests. Nothing runs.
+   connection already holding `max_requests` unfinished commands tooManyRequests (except
+   Common.Cancel, always accepted so a client at the limit can free itself). Nothing runs.
 2. otherwise acknowledge with status null BEFORE anything executes.
 3. unknown command names complete at once with completionCode unsupportedCommand.
 4. commands run in arrival order, one at a time per service (a device does one thing at a time),
@@ -164,7 +165,8 @@ class Connection:
             await self.send(env.ack(message.name, rid, AckStatus.INVALID_REQUEST_ID,
                                     error_description=f"requestId {rid} is already in flight"))
             return
-        if len(self.pending) >= self.service.max_requests:
+        # Common.Cancel is always accepted: a client at the limit must be able to free itself.
+        if len(self.pending) >= self.service.max_requests and message.name != "Common.Cancel":
             await self.send(env.ack(message.name, rid, AckStatus.TOO_MANY_REQUESTS,
                                     error_description=f"at most {self.service.max_requests} commands "
                                                       "may be outstanding per connection"))

@@ -11,18 +11,21 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import logging
 import time
 from typing import Any
 
 from websockets.sync.client import connect
 
 _LEGACY = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+CLIENT_LOGGER = "tests.xfs_client"  # the test client's own websockets log (not the product's)
 
 
 class XfsClient:
     def __init__(self, url: str, timeout: float = 10.0):
         self.ws = connect(url, open_timeout=5, close_timeout=1, ping_interval=None, proxy=None,
-                          max_size=8 * 1024 * 1024, **_LEGACY)
+                          max_size=8 * 1024 * 1024,
+                          logger=logging.getLogger(CLIENT_LOGGER), **_LEGACY)
         self.timeout = timeout
         self.ids = itertools.count(1)
         self.unsolicited: list[dict] = []
