@@ -90,3 +90,21 @@ def evidence_purge(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) 
         print_json({"purged": len(purged)})
     else:
         typer.echo(f"purged {len(purged)} evidence item(s)")
+
+
+@app.command("serve")
+def serve(config: Optional[Path] = ConfigOpt,
+          simulated: bool = typer.Option(False, "--simulated", help="start the simulator's devices in-process and "
+                                                                    "use them (camera, fingerprint module, dispenser)"),
+          host: Optional[str] = typer.Option(None, "--host", help="override service.host"),
+          port: Optional[int] = typer.Option(None, "--port", help="override service.port (0 = any free port)"),
+          ready_file: Optional[Path] = typer.Option(None, "--ready-file", help="write {url, ...} as JSON here once "
+                                                                               "the API is listening")) -> None:
+    """Run the edge daemon (HTTP API; with --simulated, against the hardware simulator)."""
+    from edge.service.server import run_daemon
+
+    try:
+        cfg = load_config(config)
+        run_daemon(cfg, simulated=simulated, host=host, port=port, ready_file=ready_file)
+    except BiogateError as exc:
+        fail(exc)

@@ -150,6 +150,13 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def consents(self, customer_id: str) -> list[Consent]: ...
 
+    @abc.abstractmethod
+    def withdraw_consents(self, customer_id: str, at: str) -> int: ...
+
+    @abc.abstractmethod
+    def erase_customer(self, customer_id: str) -> dict[str, int]:
+        """Remove templates, evidence, cards and the name; keep the id (audit entries refer to it)."""
+
     # templates -----------------------------------------------------------------------------
     @abc.abstractmethod
     def add_template(self, meta: TemplateMeta, payload: bytes) -> None: ...

@@ -309,6 +309,17 @@ class SQLiteTransaction(Transaction):
                                "FROM consents WHERE customer_id = ? ORDER BY given_at", (customer_id,)).fetchall()
         return [Consent(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
+    def withdraw_consents(self, customer_id: str, at: str) -> int:
+        return self._c.execute("UPDATE consents SET withdrawn_at = ? WHERE customer_id = ? AND withdrawn_at IS NULL",
+                               (at, customer_id)).rowcount
+
+    def erase_customer(self, customer_id: str) -> dict[str, int]:
+        counts = {"templates": self.delete_templates(customer_id), "evidence": self.delete_evidence_of(customer_id),
+                  "cards": self._c.execute("DELETE FROM cards WHERE customer_id = ?", (customer_id,)).rowcount}
+        self._c.execute("UPDATE customers SET status = 'erased', display_name = '', review_reason = NULL "
+                        "WHERE id = ?", (customer_id,))
+        return counts
+
     # -- templates --------------------------------------------------------------------------
     def add_template(self, meta: TemplateMeta, payload: bytes) -> None:
         sealed = self._s.keyring.seal(payload, _template_aad(meta))
@@ -341,7 +352,8 @@ class SQLiteTransaction(Transaction):
         return [TemplateMeta(r[0], r[1], r[2], r[3], int(r[4]), r[5], float(r[6]), r[7], r[8]) for r in rows]
 
     def all_templates(self, modality: str, exclude_customer: str | None = None) -> list[StoredTemplate]:
-        rows = self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates t JOIN customers c "
+        cols = ", ".join("t." + c.strip() for c in self._TEMPLATE_COLS.split(","))
+        rows = self._c.execute(f"SELECT {cols} FROM templates t JOIN customers c "
                                "ON c.id = t.customer_id WHERE t.modality = ? AND c.status != 'erased' "
                                "AND t.customer_id != ?", (modality, exclude_customer or "")).fetchall()
         return [self._open_template(r) for r in rows]

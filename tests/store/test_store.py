@@ -149,3 +149,22 @@ def test_reopen_migrates_once(cfg):
         assert s2.schema_version() == SCHEMA_VERSION
         with s2.transaction() as tx:
             assert tx.get_customer("cus_1") is not None
+
+
+def test_all_templates_skips_the_customer_and_erased_customers(store):
+    from edge.store import Customer, TemplateMeta, iso, new_id, utcnow
+
+    now = iso(utcnow())
+    ids = []
+    with store.transaction() as tx:
+        for n in range(3):
+            cid = new_id("cus")
+            ids.append(cid)
+            tx.add_customer(Customer(cid, f"C{n}", now, card_refs=[f"card-{n}"]))
+            tx.add_template(TemplateMeta(new_id("tpl"), cid, "face", "face", 0, "biogate-face-v1", 50.0, now),
+                            bytes([n]) * 16)
+        tx.erase_customer(ids[2])
+    with store.transaction() as tx:
+        others = tx.all_templates("face", exclude_customer=ids[0])
+    assert [t.customer_id for t in others] == [ids[1]]
+    assert bytes(others[0].payload) == bytes([1]) * 16

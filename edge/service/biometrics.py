@@ -1,0 +1,149 @@
+"""The daemon's one door to the biometric core: face, finger, liveness and calibration, loaded once.
+
+The service layers (enrolment, verification) speak in samples, templates and scores through this
+class and never touch a model or an algorithm directly, so what runs at an ATM is exactly what the
+command line measures (`biogate eval ...`).
+
+Score conventions handed to edge.decision: face score = minus the smallest Euclidean distance to the
+enrolled embeddings (higher = more alike), finger score = the largest matcher similarity.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from edge.config import Config
+from edge.decision.calibration import Calibration, load_calibration
+from edge.errors import QualityError
+from edge.store.base import StoredTemplate
+
+FINGER_TEMPLATE_FORMAT = "iso19794-2:2005"
+
+
+@dataclass
+class FaceSample:
+    """A usable face from one frame: its embedding, the evidence crop (JPEG) and what quality found."""
+
+    embedding: np.ndarray
+    crop_jpeg: bytes
+    quality: dict
+    findings: list[str] = field(default_factory=list)
+
+    def wipe(self) -> None:
+        self.embedding.fill(0)
+        self.crop_jpeg = b""
+
+
+def _evidence_crop(frame_bgr: np.ndarray, box: Sequence[float], margin: float = 0.35, side: int = 224) -> bytes:
+    """The face with a margin, resized to a fixed side and JPEG-encoded: what an auditor needs to see."""
+    h, w = frame_bgr.shape[:2]
+    x0, y0, x1, y1 = [float(v) for v in box]
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    xa, ya = int(max(0, x0 - mx)), int(max(0, y0 - my))
+    xb, yb = int(min(w, x1 + mx)), int(min(h, y1 + my))
+    crop = frame_bgr[ya:yb, xa:xb]
+    if crop.size == 0:
+        crop = frame_bgr
+    scale = side / max(crop.shape[:2])
+    crop = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale))),
+                      interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else b""
+
+
+class BiometricCore:
+    def __init__(self, cfg: Config, calibration: Calibration | None = None):
+        from edge.biometrics.face import FacePipeline
+
+        self.cfg = cfg
+        self.face = FacePipeline(cfg.face, cfg.paths.models_dir)
+        self.calibration = calibration or load_calibration(cfg.policy.calibration_file)
+        self._liveness = None
+        self._lock = threading.Lock()   # onnxruntime sessions are thread-safe; dlib's predictor is not
+
+    # -- face -----------------------------------------------------------------------------------------
+    def face_sample(self, frame_bgr: np.ndarray, *, strict: bool) -> FaceSample:
+        """Embedding of the most prominent face; QualityError naming the first blocking finding."""
+        with self._lock:
+            analysis = self.face.analyze(frame_bgr)
+        try:
+            embedding = analysis.require(strict).copy()
+            crop = _evidence_crop(frame_bgr, analysis.face.box)
+            return FaceSample(embedding, crop, analysis.measures.to_dict() if analysis.measures else {},
+                              [f.code for f in analysis.findings])
+        finally:
+            analysis.wipe()
+
+    def face_template(self, sample: FaceSample) -> bytes:
+        from edge.biometrics.face.template import encode_face_template
+
+        return encode_face_template(sample.embedding)
+
+    def face_score(self, probe: np.ndarray, references: list[StoredTemplate]) -> float:
+        from edge.biometrics.face.template import decode_face_template
+
+        best = -np.inf
+        for ref in references:
+            vec = decode_face_template(ref.payload)
+            best = max(best, -float(np.linalg.norm(probe.astype(np.float64) - vec.astype(np.float64))))
+            vec.fill(0)
+        return best
+
+    # -- finger ---------------------------------------------------------------------------------------
+    def finger_template(self, image: np.ndarray):
+        """Minutiae of a captured print; QualityError when the print cannot be used."""
+        from edge.biometrics import finger
+
+        template = finger.extract(image)
+        return template
+
+    def finger_record(self, template) -> bytes:
+        from edge.biometrics import finger
+
+        return finger.encode_iso(template)
+
+    def finger_score(self, probe, references: list[StoredTemplate]) -> float:
+        from edge.biometrics import finger
+
+        prepared = finger.prepare(probe)
+        best = -np.inf
+        for ref in references:
+            other = finger.decode_iso(bytes(ref.payload))
+            best = max(best, float(finger.compare(prepared, other)))
+            finger.wipe(other)
+        return best
+
+    def finger_quality(self, template) -> int:
+        return int(getattr(template, "quality", 0))
+
+    def wipe_finger(self, template) -> None:
+        from edge.biometrics import finger
+
+        finger.wipe(template)
+
+    # -- liveness -------------------------------------------------------------------------------------
+    @property
+    def liveness(self):
+        if self._liveness is None:
+            from edge.biometrics.liveness import LivenessChecker
+
+            self._liveness = LivenessChecker(self.cfg.liveness, self.cfg.paths.models_dir, self.face)
+        return self._liveness
+
+    def check_liveness(self, camera, prompt: Callable[[str], None], rng: np.random.Generator):
+        return self.liveness.check(camera, prompt, rng)
+
+    # -- calibration ----------------------------------------------------------------------------------
+    def llr(self, modality: str, score: float) -> float:
+        return self.calibration.modality(modality).llr(score)
+
+
+def require_finger_quality(template, minimum: int) -> None:
+    q = int(getattr(template, "quality", 0))
+    if q < minimum:
+        raise QualityError(f"fingerprint quality {q} is below the minimum {minimum}", code="quality.finger_low_quality",
+                           details={"quality": q})

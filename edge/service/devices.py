@@ -1,0 +1,97 @@
+"""The terminal's devices as the daemon holds them: opened from configuration, one user at a time.
+
+A terminal has one camera, one scanner and one dispenser, and one customer in front of them; a lock
+per device keeps two requests from interleaving captures. A device that fails to open is recorded
+(health shows it) and opened again on next use, so a scanner plugged in after start-up just works.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from drivers.base import open_device
+from edge.config import DeviceSpec, DevicesConfig
+from edge.errors import BiogateError, DeviceError
+
+log = logging.getLogger("biogate.devices")
+KINDS = ("camera", "fingerprint", "dispenser")
+
+
+class DeviceSlot:
+    def __init__(self, kind: str, spec: DeviceSpec | None):
+        self.kind = kind
+        self.spec = spec
+        self.device = None
+        self.last_error: str | None = None
+        self.lock = threading.RLock()
+
+    @property
+    def configured(self) -> bool:
+        return self.spec is not None
+
+    def _open(self):
+        if self.spec is None:
+            raise DeviceError(f"no {self.kind} is configured for this terminal", code="device.not_configured")
+        try:
+            self.device = open_device(self.kind, self.spec.backend, **self.spec.options)
+            self.last_error = None
+        except BiogateError as exc:
+            self.last_error = exc.code
+            raise
+        except (OSError, ValueError, TypeError) as exc:
+            self.last_error = "device.open_failed"
+            raise DeviceError(f"cannot open the {self.kind} ({self.spec.backend}): {exc}",
+                              code="device.open_failed") from None
+        return self.device
+
+    @contextmanager
+    def use(self) -> Iterator:
+        """Exclusive use of the device; a device error closes it so the next use reopens it."""
+        with self.lock:
+            device = self.device or self._open()
+            try:
+                yield device
+            except DeviceError as exc:
+                self.last_error = exc.code
+                if exc.code in ("device.disconnected", "device.camera_unavailable", "device.open_failed"):
+                    self.close()
+                raise
+
+    def health(self) -> dict:
+        if not self.configured:
+            return {"status": "not_configured"}
+        state = "ok" if self.last_error is None else "error"
+        out = {"status": state, "backend": self.spec.backend, "open": self.device is not None}
+        if self.last_error:
+            out["last_error"] = self.last_error
+        return out
+
+    def close(self) -> None:
+        device, self.device = self.device, None
+        if device is not None:
+            try:
+                device.close()
+            except Exception:  # closing a broken device must not mask the error that broke it
+                log.warning("device close failed", extra={"device": self.kind})
+
+
+class TerminalDevices:
+    def __init__(self, cfg: DevicesConfig):
+        self.cfg = cfg
+        self.slots = {kind: DeviceSlot(kind, getattr(cfg, kind)) for kind in KINDS}
+
+    def use(self, kind: str):
+        return self.slots[kind].use()
+
+    def configured(self, kind: str) -> bool:
+        return self.slots[kind].configured
+
+    def health(self) -> dict:
+        return {kind: slot.health() for kind, slot in self.slots.items()}
+
+    def close(self) -> None:
+        for slot in self.slots.values():
+            with slot.lock:
+                slot.close()

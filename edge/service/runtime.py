@@ -1,0 +1,123 @@
+"""Everything one daemon instance holds, built once from the configuration and closed once.
+
+    runtime = Runtime.start(cfg)          # store, secrets, models, devices, services, background jobs
+    app = create_app(runtime)             # edge.service.app
+    ...
+    runtime.close()
+
+Background jobs (one thread): purge evidence past its retention date every `storage.purge_interval_s`,
+and make unused dispense tokens useless once their TTL is over.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from edge.config import Config
+from edge.decision.calibration import Calibration
+from edge.errors import BiogateError
+from edge.service.auth import KeyChecker
+from edge.service.biometrics import BiometricCore
+from edge.service.devices import TerminalDevices
+from edge.service.enrolment import EnrolmentService
+from edge.service.metrics import ServiceMetrics
+from edge.service.retention import purge_expired_evidence
+from edge.service.verification import VerificationService
+from edge.store import Secrets, Store, load_secrets, open_store
+
+log = logging.getLogger("biogate.runtime")
+
+
+@dataclass
+class Runtime:
+    cfg: Config
+    secrets: Secrets
+    store: Store
+    core: BiometricCore
+    devices: TerminalDevices
+    metrics: ServiceMetrics
+    keys: KeyChecker
+    verification: VerificationService
+    enrolment: EnrolmentService
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _jobs: threading.Thread | None = None
+    extras: list = field(default_factory=list)   # things to close with the runtime (simulator, bridge)
+
+    @classmethod
+    def start(cls, cfg: Config, *, calibration: Calibration | None = None, background: bool = True) -> "Runtime":
+        secrets = load_secrets(cfg)
+        store = open_store(cfg, secrets)
+        try:
+            core = BiometricCore(cfg, calibration)
+            devices = TerminalDevices(cfg.devices)
+            metrics = ServiceMetrics()
+            runtime = cls(cfg, secrets, store, core, devices, metrics, KeyChecker(secrets.api_keys),
+                          VerificationService(cfg, store, core, devices, metrics, secrets.dispense_hmac_key),
+                          EnrolmentService(cfg, store, core, devices, metrics, secrets.template_signing_key))
+        except BaseException:
+            store.close()
+            raise
+        with store.transaction() as tx:
+            tx.audit("system:daemon", "daemon.started", {"terminal_id": cfg.terminal_id})
+        if background:
+            runtime._jobs = threading.Thread(target=runtime._background, name="biogate-jobs", daemon=True)
+            runtime._jobs.start()
+        return runtime
+
+    def _background(self) -> None:
+        interval = self.cfg.storage.purge_interval_s
+        waited = interval  # purge once at start-up, then on the interval
+        while not self._stop.is_set():
+            try:
+                if waited >= interval:
+                    waited = 0.0
+                    purged = purge_expired_evidence(self.store)
+                    if purged:
+                        self.metrics.evidence_purged.inc(len(purged))
+                        log.info("evidence purged", extra={"count": len(purged)})
+                self.verification.expire_tokens()
+            except BiogateError as exc:
+                log.warning("background job failed", extra={"error_code": exc.code})
+            except Exception:  # the job thread must survive anything and keep retention running
+                log.exception("background job crashed")
+            self._stop.wait(1.0)
+            waited += 1.0
+
+    def health(self) -> dict:
+        devices = self.devices.health()
+        try:
+            from edge.models import model_path
+
+            for name in ("face_embedder", "face_detector"):
+                model_path(name, self.cfg.paths.models_dir)
+            models = {"status": "ok"}
+        except BiogateError as exc:
+            models = {"status": "error", "code": exc.code}
+        try:
+            with self.store.transaction() as tx:
+                tx.audit_entries(limit=1)
+            storage = {"status": "ok", "schema_version": self.store.schema_version()}
+        except BiogateError as exc:
+            storage = {"status": "error", "code": exc.code}
+        ok = models["status"] == "ok" and storage["status"] == "ok" and all(
+            d.get("status") in ("ok", "not_configured") for d in devices.values())
+        return {"status": "ok" if ok else "degraded", "terminal_id": self.cfg.terminal_id, "devices": devices,
+                "models": models, "storage": storage}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._jobs is not None:
+            self._jobs.join(timeout=5)
+        for extra in reversed(self.extras):
+            try:
+                extra.close() if hasattr(extra, "close") else extra.stop()
+            except Exception:
+                log.warning("could not stop an attached component", extra={"component": type(extra).__name__})
+        self.devices.close()
+        try:
+            with self.store.transaction() as tx:
+                tx.audit("system:daemon", "daemon.stopped", {"terminal_id": self.cfg.terminal_id})
+        except BiogateError:
+            pass
+        self.store.close()

@@ -1,0 +1,252 @@
+"""Typed request and response bodies of the HTTP API (they are the OpenAPI schema).
+
+Requests forbid unknown fields and bound every string and list, so a malformed request is a clear
+422 with the field named, never a crash deeper in.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Ref = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
+Modality = Literal["face", "finger"]
+FingerPosition = Literal["right_thumb", "right_index", "right_middle", "right_ring", "right_little",
+                         "left_thumb", "left_index", "left_middle", "left_ring", "left_little"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# -- verification sessions ----------------------------------------------------------------------------
+class OpenSessionRequest(Request):
+    operation: str = Field(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
+                           description="cash_withdrawal, cash_deposit, card_load, balance_inquiry, ...")
+    amount: Decimal = Field(ge=0, le=Decimal("1e12"), max_digits=18, decimal_places=4)
+    currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
+    card_ref: str = Ref
+    reference: str | None = Field(None, max_length=64, description="the ATM's own transaction reference")
+    token_delivery: Literal["response", "bridge"] = Field(
+        "response", description="where the dispense token goes on allow: in this API's response, or through the "
+                                "XFS4IoT bridge (BiogateAuthorisation.GetDispenseToken)")
+
+
+class Authorisation(BaseModel):
+    token: str
+    nonce: str
+    amount: str
+    currency: str
+    expires_at: str
+
+
+class SessionView(BaseModel):
+    session_id: str
+    status: Literal["open", "allowed", "denied", "locked", "refused", "cancelled", "expired"]
+    operation: str
+    amount: str
+    currency: str
+    card_ref: str
+    factors: list[Modality]
+    rule: str
+    reasons: list[str]
+    attempts_used: int
+    attempts_left: int
+    prompt: str | None = None
+    expires_at: str
+    authorisation: Authorisation | None = None
+
+
+class AttemptRequest(Request):
+    finger: FingerPosition | None = Field(None, description="which enrolled finger to ask for (default: the first)")
+
+
+class LivenessView(BaseModel):
+    live: bool
+    challenge: str | None = None
+    passive_score: float | None = None
+    reasons: list[str] = []
+
+
+class AttemptResult(BaseModel):
+    session_id: str
+    decision_id: str
+    outcome: Literal["allow", "deny"]
+    reasons: list[str]
+    attempt: int
+    attempts_left: int
+    locked: bool
+    retry_after_s: float
+    scores: dict
+    liveness: LivenessView | None = None
+    authorisation: Authorisation | None = None
+    session: SessionView
+
+
+# -- customers and enrolment --------------------------------------------------------------------------
+class ConsentIn(Request):
+    purpose: str = Field(min_length=3, max_length=200)
+    modalities: list[Modality] = Field(min_length=1, max_length=2)
+    given_by: str = Field(min_length=1, max_length=120, description="the customer's name as signed")
+
+
+class CreateCustomerRequest(Request):
+    display_name: str = Field(min_length=1, max_length=120)
+    card_refs: list[str] = Field(min_length=1, max_length=8)
+    consent: ConsentIn
+
+
+class TemplateInfo(BaseModel):
+    id: str
+    modality: Modality
+    position: str
+    sample_index: int
+    format: str
+    quality: float
+    created_at: str
+
+
+class ConsentView(BaseModel):
+    id: str
+    purpose: str
+    modalities: list[str]
+    given_at: str
+    recorded_by: str
+    withdrawn_at: str | None = None
+
+
+class CustomerView(BaseModel):
+    id: str
+    display_name: str
+    status: str
+    review_reason: str | None = None
+    card_refs: list[str]
+    created_at: str
+    consents: list[ConsentView]
+    templates: list[TemplateInfo]
+
+
+class EnrolFaceRequest(Request):
+    samples: int | None = Field(None, ge=1, le=10)
+
+
+class EnrolFingerRequest(Request):
+    positions: list[FingerPosition] | None = Field(None, min_length=1, max_length=10)
+    impressions: int | None = Field(None, ge=1, le=10)
+
+
+class CaptureLog(BaseModel):
+    modality: Modality
+    position: str
+    accepted: int
+    rejected: list[str]
+
+
+class EnrolmentResult(BaseModel):
+    customer: CustomerView
+    added: int
+    captures: list[CaptureLog] = []
+    duplicate_of: list[str] = Field(default_factory=list,
+                                    description="other customers whose templates match: flagged for review")
+
+
+class TemplateRecordIn(Request):
+    modality: Modality
+    position: str = Field(min_length=1, max_length=20, pattern=r"^[a-z_]+$")
+    format: Literal["biogate-face-v1", "iso19794-2:2005"]
+    data: str = Field(min_length=4, max_length=20000, description="base64")
+    quality: float = Field(0, ge=0, le=100)
+
+
+class ImportRequest(Request):
+    bundle: dict | None = Field(None, description="a signed biogate template bundle (from export)")
+    records: list[TemplateRecordIn] | None = Field(None, max_length=40,
+                                                   description="bare records (ISO 19794-2 fingers) from central "
+                                                               "enrolment")
+
+
+class ErasureResult(BaseModel):
+    customer_id: str
+    templates_removed: int
+    evidence_removed: int
+    status: str
+
+
+# -- lockouts, decisions, audit, evidence ------------------------------------------------------------
+class LockoutView(BaseModel):
+    card_ref: str
+    consecutive_failures: int
+    total_failures: int
+    lockouts: int
+    locked_until: str | None
+    disabled: bool
+    locked: bool
+    retry_after_s: float
+    updated_at: str
+
+
+class DecisionView(BaseModel):
+    id: str
+    session_id: str
+    customer_id: str | None
+    card_ref: str
+    operation: str
+    amount: str
+    currency: str
+    outcome: str
+    factors: str
+    reasons: list[str]
+    scores: dict
+    terminal_id: str
+    created_at: str
+
+
+class AuditEntryView(BaseModel):
+    seq: int
+    prev_hash: str
+    timestamp: str
+    actor: str
+    event: str
+    details: dict
+    hash: str
+
+
+class AuditVerifyView(BaseModel):
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    head_seq: int | None = None
+    head_hash: str | None = None
+
+
+class EvidenceView(BaseModel):
+    id: str
+    decision_id: str
+    customer_id: str | None
+    media_type: str
+    created_at: str
+    retain_until: str
+
+
+class PurgeResult(BaseModel):
+    purged: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    terminal_id: str
+    devices: dict
+    models: dict
+    storage: dict

@@ -1,0 +1,138 @@
+"""Running the daemon: logging, (optionally) the simulator rig, the runtime, the XFS4IoT bridge, uvicorn.
+
+    run_daemon(cfg, simulated=True)            # what `biogate serve --simulated` does
+    with DaemonThread(cfg) as d: d.url          # the same in a background thread (tests, the demo)
+
+The listening socket is bound before uvicorn starts, so port 0 works and the real address is known
+(`--ready-file` receives it as JSON once the API answers).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from edge.config import Config
+from edge.service.app import create_app
+from edge.service.logs import configure_logging
+from edge.service.runtime import Runtime
+
+log = logging.getLogger("biogate.server")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Daemon:
+    """The runtime, the app and the uvicorn server of one daemon, before it runs."""
+
+    def __init__(self, cfg: Config, *, simulated: bool = False, host: str | None = None, port: int | None = None,
+                 rig_options: dict | None = None):
+        self.rig = None
+        if simulated:
+            from simulator.rig import start_rig
+
+            self.rig = start_rig(cfg, **(rig_options or {}))
+            cfg = self.rig.config
+        self.cfg = cfg
+        try:
+            self.runtime = Runtime.start(cfg)
+        except BaseException:
+            if self.rig is not None:
+                self.rig.close()
+            raise
+        if self.rig is not None:
+            self.runtime.extras.append(self.rig)
+        self.bridge = self._start_bridge()
+        self.app = create_app(self.runtime)
+        self.sock = bind_socket(host or cfg.service.host, cfg.service.port if port is None else port)
+        addr = self.sock.getsockname()
+        self.url = f"http://{addr[0]}:{addr[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, access_log=False,
+                                                    timeout_graceful_shutdown=5))
+
+    def _start_bridge(self):
+        bridge_cfg = getattr(self.cfg, "bridge", None)
+        if bridge_cfg is None or not getattr(bridge_cfg, "enabled", False):
+            return None
+        from xfs4iot_bridge import start_bridge
+        from xfs4iot_bridge.authoriser import BridgeDevices
+
+        bridge = start_bridge(bridge_cfg, BridgeDevices.from_terminal(self.runtime.devices),
+                              self.runtime.core.bridge_engine(), self.runtime.verification,
+                              self.runtime.secrets.dispense_hmac_key)
+        self.runtime.extras.append(bridge)
+        return bridge
+
+    def addresses(self) -> dict:
+        out = {"url": self.url, "terminal_id": self.cfg.terminal_id, "pid": os.getpid()}
+        if self.bridge is not None:
+            out["xfs4iot"] = getattr(self.bridge, "urls", None) or getattr(self.bridge, "url", None)
+        if self.rig is not None:
+            out["simulator"] = self.rig.addresses()
+        return out
+
+    def serve(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.runtime.close()
+            self.sock.close()
+
+
+def run_daemon(cfg: Config, *, simulated: bool = False, host: str | None = None, port: int | None = None,
+               ready_file: Path | None = None) -> None:
+    configure_logging(cfg.service.log_level)
+    daemon = Daemon(cfg, simulated=simulated, host=host, port=port)
+    info = daemon.addresses()
+    log.info("biogate listening", extra=info)
+    if ready_file:
+        def announce() -> None:
+            while not daemon.server.started:
+                time.sleep(0.05)
+            tmp = Path(str(ready_file) + ".tmp")
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, ready_file)
+        threading.Thread(target=announce, daemon=True).start()
+    daemon.serve()
+
+
+class DaemonThread:
+    """A daemon serving from a background thread of this process (tests, `biogate demo`)."""
+
+    def __init__(self, cfg: Config, **kw):
+        self.daemon = Daemon(cfg, **kw)
+        self.url = self.daemon.url
+        self.runtime = self.daemon.runtime
+        self.rig = self.daemon.rig
+        self._thread = threading.Thread(target=self._run, name="biogate-daemon", daemon=True)
+
+    def _run(self) -> None:
+        self.daemon.server.run(sockets=[self.daemon.sock])
+
+    def __enter__(self) -> "DaemonThread":
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.daemon.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the daemon did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.daemon.server.should_exit = True
+        self._thread.join(timeout=15)
+        self.runtime.close()
+        self.daemon.sock.close()
