@@ -5,6 +5,7 @@ from edge.cli.app import app
 
 # Each import registers its commands on the groups defined in edge.cli.app.
 from edge.cli import face_commands  # noqa: F401,E402
+from edge.cli import finger_commands  # noqa: F401,E402
 from edge.cli import service_commands  # noqa: F401,E402
 from edge.cli import decision_commands  # noqa: F401,E402
 

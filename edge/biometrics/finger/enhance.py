@@ -108,15 +108,19 @@ def ridge_period(norm: np.ndarray, mask: np.ndarray, dpi: int = 500, block: int 
     return float(np.clip(1.0 / np.median(freq), MIN_PERIOD_500DPI * scale, MAX_PERIOD_500DPI * scale))
 
 
+GABOR_SIGMA = 0.45      # across-ridge spread, in ridge periods
+GABOR_ASPECT = 1.0      # across/along spread ratio (< 1 stretches the kernel along the ridge)
+
+
 def gabor_bank(period: float, n_orientations: int) -> list[np.ndarray]:
     """Even-symmetric, zero-DC Gabor kernels tuned to `period`, one per orientation bin."""
-    sigma = 0.45 * period
-    half = int(np.ceil(2.6 * sigma))
+    sigma = GABOR_SIGMA * period
+    half = int(np.ceil(2.6 * sigma / min(GABOR_ASPECT, 1.0)))
     kernels = []
     for k in range(n_orientations):
         ridge_angle = k * np.pi / n_orientations
         wave_angle = ridge_angle + np.pi / 2  # the cosine runs across the ridges
-        kern = cv2.getGaborKernel((2 * half + 1, 2 * half + 1), sigma, wave_angle, period, 1.0, 0,
+        kern = cv2.getGaborKernel((2 * half + 1, 2 * half + 1), sigma, wave_angle, period, GABOR_ASPECT, 0,
                                   ktype=cv2.CV_32F)
         kern -= kern.mean()
         kern /= np.abs(kern).sum()
@@ -124,17 +128,31 @@ def gabor_bank(period: float, n_orientations: int) -> list[np.ndarray]:
     return kernels
 
 
-def gabor_enhance(norm: np.ndarray, orientation: np.ndarray, period: float,
+def gabor_enhance(norm: np.ndarray, orientation: np.ndarray, period: float, mask: np.ndarray | None = None,
                   n_orientations: int = 16) -> np.ndarray:
-    """Filter every pixel with the kernel of its orientation bin (one filter2D per bin)."""
-    bins = np.rint(orientation / (np.pi / n_orientations)).astype(np.int32) % n_orientations
+    """Filter every pixel with the kernel of its orientation bin (one filter2D per bin).
+
+    Only the bounding box of the print (plus the kernel's reach) is filtered; the rest stays 0.
+    """
     out = np.zeros_like(norm)
-    for k, kern in enumerate(gabor_bank(period, n_orientations)):
+    kernels = gabor_bank(period, n_orientations)
+    reach = kernels[0].shape[0] // 2
+    h, w = norm.shape
+    y0, y1, x0, x1 = 0, h, 0, w
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    py0, py1, px0, px1 = max(y0 - reach, 0), min(y1 + reach, h), max(x0 - reach, 0), min(x1 + reach, w)
+    crop = norm[py0:py1, px0:px1]
+    inner = (slice(y0 - py0, y1 - py0), slice(x0 - px0, x1 - px0))
+    bins = np.rint(orientation[y0:y1, x0:x1] / (np.pi / n_orientations)).astype(np.int32) % n_orientations
+    region = out[y0:y1, x0:x1]
+    for k, kern in enumerate(kernels):
         sel = bins == k
         if not sel.any():
             continue
-        resp = cv2.filter2D(norm, cv2.CV_32F, kern, borderType=cv2.BORDER_REFLECT)
-        out[sel] = resp[sel]
+        resp = cv2.filter2D(crop, cv2.CV_32F, kern, borderType=cv2.BORDER_REFLECT)[inner]
+        region[sel] = resp[sel]
     return out
 
 
@@ -146,5 +164,5 @@ def analyse(image: np.ndarray, dpi: int = 500) -> RidgeField:
         norm = (norm - fg.mean()) / max(float(fg.std()), 1e-3)
     orientation, coherence = orientation_field(norm)
     period = ridge_period(norm, mask, dpi)
-    enhanced = gabor_enhance(norm, orientation, period)
+    enhanced = gabor_enhance(norm, orientation, period, mask)
     return RidgeField(norm, mask, orientation, coherence, period, enhanced)

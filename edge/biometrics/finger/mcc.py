@@ -1,48 +1,58 @@
 """Minutia Cylinder-Code matching (after Cappelli, Ferrara & Maltoni, IEEE TPAMI 32(12), 2010).
 
-Each minutia gets a *cylinder*: a small grid of cells (`ns` x `ns` spatial cells inside a radius-R
-disc, `nd` angular layers) in the minutia's own frame, where each cell says how much neighbouring
-minutiae sit there with that relative direction. Cylinders are invariant to translation and
-rotation, so two minutiae are compared by comparing cylinders (local similarity); a relaxation
-step then rewards pairs whose mutual geometry agrees (distances, relative directions), and the
-score averages the most consistent pairs (LSA-R consolidation).
+Each minutia gets a *cylinder*: `ns` x `ns` spatial cells inside a radius-R disc around it, in its
+own frame, times `nd` angular layers; a cell is set when neighbouring minutiae sit there with that
+relative direction. Cylinders are invariant to translation and rotation, so two minutiae are compared
+by comparing cylinders (local similarity). Consolidation (LSA-R, with a greedy one-to-one assignment
+instead of the Hungarian one) then takes the best pairs, lets pairs
+whose mutual geometry agrees (distances, relative directions, bearings) support each other for a few
+relaxation rounds, and averages the pairs that kept most of their similarity.
 
-Speed: cylinders are built once per template (`Cylinders`), only cells inside the disc are stored,
-and all local similarities come from four small float32 matrix products.
+This is the bit-based variant (MCC-b): cell values are bits, packed into 64-bit words, and a local
+similarity is three popcounts over the cells valid in both cylinders. Building cylinders is numpy
+(once per template, `build_cylinders`); comparing is a small numba kernel (`similarity`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.special import erf, expit
+from numba import njit, types
+from numba.extending import intrinsic
+from scipy.special import erf
 
 from edge.biometrics.finger.template import FingerTemplate
 
 
 @dataclass(frozen=True)
 class MccParams:
-    radius: float = 70.0          # R, pixels at 500 dpi
-    ns: int = 8                   # spatial cells per side
-    nd: int = 6                   # angular layers
-    sigma_s: float = 28.0 / 3     # spatial spread of a minutia's contribution
+    radius: float = 70.0            # R, pixels at 500 dpi
+    ns: int = 16                    # spatial cells per side
+    nd: int = 6                     # angular layers
+    sigma_s: float = 28.0 / 3       # spatial spread of a minutia's contribution
     sigma_d: float = 2 * np.pi / 9  # angular spread
-    mu_psi: float = 0.01          # sigmoid that turns contribution sums into 0..1 cell values
-    tau_psi: float = 400.0
-    omega: float = 50.0           # cells farther than this outside the minutiae's convex hull are invalid
-    min_valid_cells: float = 0.75  # fraction of disc cells that must be valid for a usable cylinder
+    mu_psi: float = 0.01            # a cell's bit is set when its contribution exceeds this
+    omega: float = 50.0             # cells farther than this outside the minutiae's convex hull are invalid
+    min_valid_cells: float = 0.75   # fraction of disc cells that must be valid for a usable cylinder
     min_neighbours: int = 2
-    min_matchable: float = 0.6    # fraction of disc cells valid in both cylinders to compare them
+    min_matchable: float = 0.6      # fraction of disc cells valid in both cylinders to compare them
     max_direction_diff: float = np.pi / 2
-    # consolidation
+    # consolidation (LSS-R, or a greedy LSA-R when one_to_one)
+    one_to_one: bool = True
+    n_r_max: int = 40
+    # global consolidation: alignment by the best pairs, then paired-minutiae count
+    n_anchors: int = 5
+    pair_distance: float = 15.0
+    pair_angle: float = np.pi / 6
+    hull_margin: float = 10.0
+    count_floor: int = 8
     min_np: int = 4
     max_np: int = 12
     mu_p: float = 20.0
     tau_p: float = 0.4
     w_relax: float = 0.5
     n_relax: int = 5
-    n_r_max: int = 40
     mu_rho: tuple[float, float, float] = (5.0, np.pi / 12, np.pi / 12)
     tau_rho: tuple[float, float, float] = (-8.0 / 5, -30.0, -30.0)
 
@@ -53,10 +63,6 @@ DEFAULT_PARAMS = MccParams()
 def _wrap(a: np.ndarray) -> np.ndarray:
     """Angle difference wrapped to [-pi, pi)."""
     return (a + np.pi) % (2 * np.pi) - np.pi
-
-
-def _sigmoid(v, mu: float, tau: float):
-    return expit(tau * (v - mu))
 
 
 class _Grid:
@@ -70,6 +76,8 @@ class _Grid:
         self.cells = np.stack([u[inside], v[inside]], axis=1)  # (C, 2)
         self.layer = -np.pi + (np.arange(p.nd) + 0.5) * (2 * np.pi / p.nd)  # (nd,)
         self.layer_width = 2 * np.pi / p.nd
+        self.n_bits = self.cells.shape[0] * p.nd
+        self.n_words = (self.n_bits + 63) // 64
 
 
 _GRIDS: dict[MccParams, _Grid] = {}
@@ -85,40 +93,32 @@ def _grid(p: MccParams) -> _Grid:
 class Cylinders:
     """Everything matching needs about one template, computed once."""
 
-    values: np.ndarray     # (n, C*nd) float32 cell values, zero on invalid cells
-    energy: np.ndarray     # (n, C) sum over layers of squared values
-    valid: np.ndarray      # (n, C) float32 0/1 cell validity
-    xy: np.ndarray         # (n, 2) float64 positions of the minutiae with usable cylinders
+    bits: np.ndarray       # (n, words) uint64: cell bits, cell-major, nd layers per cell
+    valid: np.ndarray      # (n, words) uint64: the cell's validity repeated over its nd layers
+    xy: np.ndarray         # (n, 2) float64 positions (500-dpi pixels) of minutiae with usable cylinders
     theta: np.ndarray      # (n,) their directions (image frame: y down, radians)
     dist: np.ndarray       # (n, n) pairwise distances
     rel_dir: np.ndarray    # (n, n) wrapped theta_k - theta_t
     radial: np.ndarray     # (n, n) wrapped angle between theta_t and the line t->k
-    # Local similarity needs four products; two matrix products give them:
-    # values_a @ values_b.T, and [energy; valid]_a @ [valid, energy]_b.T (2n x 2n blocks).
-    values_f: np.ndarray = None   # type: ignore[assignment]
-    rows_ev: np.ndarray = None    # type: ignore[assignment]  # (2n, C): energy rows then valid rows
-    cols_ve: np.ndarray = None    # type: ignore[assignment]  # (C, 2n): valid columns then energy columns
-
-    def __post_init__(self) -> None:
-        self.values_f = np.ascontiguousarray(self.values, dtype=np.float32)
-        self.values_t = np.ascontiguousarray(self.values_f.T)
-        self.rows_ev = np.ascontiguousarray(np.concatenate([self.energy, self.valid]), dtype=np.float32)
-        self.cols_ve = np.ascontiguousarray(np.concatenate([self.valid, self.energy]).T, dtype=np.float32)
+    n_minutiae: int = 0    # minutiae in the template (usable cylinders or not)
+    all_xy: np.ndarray = None      # type: ignore[assignment]  # (N, 2) every minutia, 500-dpi pixels
+    all_theta: np.ndarray = None   # type: ignore[assignment]  # (N,)
+    hull: np.ndarray = None        # type: ignore[assignment]  # (h, 2) convex hull of all minutiae, counter-clockwise (y down)
 
     @property
     def count(self) -> int:
         return int(self.xy.shape[0])
 
+    def wipe(self) -> None:
+        for arr in (self.bits, self.valid, self.xy, self.theta, self.dist, self.rel_dir, self.radial,
+                    self.all_xy, self.all_theta, self.hull):
+            arr.fill(0)
+
 
 def _hull_outside_distance(points: np.ndarray, query: np.ndarray) -> np.ndarray:
     """How far each query point lies outside the convex hull of `points` (0 inside; mitred corners)."""
-    import cv2
-
-    if points.shape[0] < 3:
-        centre = points.mean(axis=0)
-        return np.sqrt(((query - centre) ** 2).sum(-1))
-    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2).astype(np.float64)
-    if hull.shape[0] < 3:
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2).astype(np.float64) if len(points) >= 3 else None
+    if hull is None or hull.shape[0] < 3:
         centre = points.mean(axis=0)
         return np.sqrt(((query - centre) ** 2).sum(-1))
     a = hull
@@ -133,114 +133,337 @@ def _hull_outside_distance(points: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.maximum(outside.max(axis=1), 0.0)
 
 
+def _pack(bits: np.ndarray, n_words: int) -> np.ndarray:
+    """(n, n_bits) bool -> (n, n_words) uint64, zero-padded."""
+    n, n_bits = bits.shape
+    padded = np.zeros((n, n_words * 64), dtype=bool)
+    padded[:, :n_bits] = bits
+    return np.packbits(padded, axis=1, bitorder="little").view(np.uint64).reshape(n, n_words).copy()
+
+
 def build_cylinders(t: FingerTemplate, p: MccParams = DEFAULT_PARAMS) -> Cylinders:
     g = _grid(p)
     scale = 500.0 / t.dpi  # work in 500-dpi pixels whatever the capture resolution
     xy = np.stack([t.x, t.y], axis=1).astype(np.float64) * scale
     theta = np.mod(-t.angle.astype(np.float64), 2 * np.pi)  # ISO angle -> image frame (y down)
     n = xy.shape[0]
-    C, nd = g.cells.shape[0], p.nd
     if n == 0:
-        return _empty(C, nd)
+        return _empty(g, 0)
+    extras = dict(all_xy=np.ascontiguousarray(xy), all_theta=np.ascontiguousarray(theta), hull=_hull(xy))
     cos, sin = np.cos(theta), np.sin(theta)
     d = xy[None, :, :] - xy[:, None, :]                      # (m, t, 2): neighbour t seen from m
+    dist = np.sqrt((d ** 2).sum(-1))
     local_u = d[..., 0] * cos[:, None] + d[..., 1] * sin[:, None]
     local_v = -d[..., 0] * sin[:, None] + d[..., 1] * cos[:, None]
-    du = local_u[:, :, None] - g.cells[None, None, :, 0]
-    dv = local_v[:, :, None] - g.cells[None, None, :, 1]
-    dist2 = du * du + dv * dv                                # (m, t, C)
-    spatial = np.exp(-dist2 / (2 * p.sigma_s ** 2)) / (p.sigma_s * np.sqrt(2 * np.pi))
-    spatial[dist2 > (3 * p.sigma_s) ** 2] = 0.0
-    idx = np.arange(n)
-    spatial[idx, idx, :] = 0.0                               # a minutia is not its own neighbour
     rel = _wrap(theta[None, :] - theta[:, None])             # (m, t)
-    alpha = _wrap(g.layer[None, None, :] - rel[:, :, None])  # (m, t, nd)
-    half = g.layer_width / 2
-    s = p.sigma_d * np.sqrt(2)
-    directional = 0.5 * (erf((alpha + half) / s) - erf((alpha - half) / s))
-    contrib = np.einsum("mtc,mtk->mck", spatial, directional)  # (m, C, nd)
-    values = _sigmoid(contrib, p.mu_psi, p.tau_psi)
+    # Only neighbours that can reach a cell contribute: (m, t) pairs within R + 3 sigma_s.
+    reach = (dist <= p.radius + 3 * p.sigma_s) & ~np.eye(n, dtype=bool)
+    mi, ti = np.nonzero(reach)
+    contrib = np.zeros((n, g.cells.shape[0], p.nd))
+    if mi.size:
+        du = local_u[mi, ti][:, None] - g.cells[None, :, 0]
+        dv = local_v[mi, ti][:, None] - g.cells[None, :, 1]
+        dist2 = du * du + dv * dv                            # (pairs, C)
+        spatial = np.exp(-dist2 / (2 * p.sigma_s ** 2)) / (p.sigma_s * np.sqrt(2 * np.pi))
+        spatial[dist2 > (3 * p.sigma_s) ** 2] = 0.0
+        alpha = _wrap(g.layer[None, :] - rel[mi, ti][:, None])  # (pairs, nd)
+        half = g.layer_width / 2
+        s = p.sigma_d * np.sqrt(2)
+        directional = 0.5 * (erf((alpha + half) / s) - erf((alpha - half) / s))
+        np.add.at(contrib, mi, spatial[:, :, None] * directional[:, None, :])
+    on = contrib > p.mu_psi                                  # (m, C, nd)
 
     # validity: inside the disc (by construction) and near the minutiae's convex hull
     rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (m, 2, 2)
     global_cells = xy[:, None, :] + np.einsum("mij,cj->mci", rot, g.cells)
-    out = _hull_outside_distance(xy, global_cells.reshape(-1, 2)).reshape(n, C)
-    valid = out <= p.omega
-    dist = np.sqrt((d ** 2).sum(-1))
-    neighbours = ((dist <= p.radius + 3 * p.sigma_s).sum(axis=1) - 1)
+    valid = _hull_outside_distance(xy, global_cells.reshape(-1, 2)).reshape(n, -1) <= p.omega
+    neighbours = (dist <= p.radius + 3 * p.sigma_s).sum(axis=1) - 1
     usable = (valid.mean(axis=1) >= p.min_valid_cells) & (neighbours >= p.min_neighbours)
     keep = np.nonzero(usable)[0]
     if keep.size == 0:
-        return _empty(C, nd)
-    valid_f = valid[keep].astype(np.float32)
-    vals = (values[keep] * valid_f[:, :, None]).astype(np.float32)
+        return _empty(g, n, **extras)
+    valid_bits = np.repeat(valid[keep], p.nd, axis=1)
+    cell_bits = (on[keep] & valid[keep][:, :, None]).reshape(keep.size, -1)
     radial = _wrap(np.arctan2(d[..., 1], d[..., 0]) - theta[:, None])
     sub = np.ix_(keep, keep)
     return Cylinders(
-        values=vals.reshape(keep.size, C * nd),
-        energy=(vals ** 2).sum(axis=2),
-        valid=valid_f,
-        xy=xy[keep],
-        theta=theta[keep],
-        dist=dist[sub],
-        rel_dir=rel[sub],
-        radial=radial[sub],
+        bits=_pack(cell_bits, g.n_words),
+        valid=_pack(valid_bits, g.n_words),
+        xy=np.ascontiguousarray(xy[keep]),
+        theta=np.ascontiguousarray(theta[keep]),
+        dist=np.ascontiguousarray(dist[sub]),
+        rel_dir=np.ascontiguousarray(rel[sub]),
+        radial=np.ascontiguousarray(radial[sub]),
+        n_minutiae=n,
+        **extras,
     )
 
 
-def _empty(C: int, nd: int) -> Cylinders:
+def _empty(g: _Grid, n_minutiae: int, **extras) -> Cylinders:
     z = np.zeros((0, 0))
-    return Cylinders(np.zeros((0, C * nd), np.float32), np.zeros((0, C), np.float32),
-                     np.zeros((0, C), np.float32), np.zeros((0, 2)), np.zeros(0), z, z, z)
+    w = np.zeros((0, g.n_words), np.uint64)
+    extras.setdefault("all_xy", np.zeros((0, 2)))
+    extras.setdefault("all_theta", np.zeros(0))
+    extras.setdefault("hull", np.zeros((0, 2)))
+    return Cylinders(w, w.copy(), np.zeros((0, 2)), np.zeros(0), z, z.copy(), z.copy(), n_minutiae, **extras)
 
 
-def local_similarity(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> np.ndarray:
-    """(na, nb) matrix of cylinder similarities in 0..1, restricted to cells valid in both."""
-    na, nb = a.count, b.count
-    dot = a.values_f @ b.values_t
-    blocks = a.rows_ev @ b.cols_ve
-    norm_a2 = blocks[:na, :nb]                      # |a restricted to cells valid in both|^2
-    common = blocks[na:, :nb]                       # number of cells valid in both
-    norm_b2 = blocks[na:, nb:]
-    diff = np.sqrt(np.maximum(norm_a2 + norm_b2 - 2 * dot, 0))
-    denom = np.sqrt(norm_a2) + np.sqrt(norm_b2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.where(denom > 0, 1 - diff / denom, 0)
-    n_cells = a.valid.shape[1]
-    sim[common < p.min_matchable * n_cells] = 0
-    dtheta = np.abs(_wrap(a.theta[:, None] - b.theta[None, :]))
-    sim[dtheta > p.max_direction_diff] = 0
-    return sim
+def _hull(xy: np.ndarray) -> np.ndarray:
+    """Convex hull vertices, oriented so that the inside is left of every edge in (x, y-down) terms."""
+    if xy.shape[0] < 3:
+        return np.zeros((0, 2))
+    hull = cv2.convexHull(xy.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    if hull.shape[0] < 3:
+        return np.zeros((0, 2))
+    b = np.roll(hull, -1, axis=0)
+    if np.sum(hull[:, 0] * b[:, 1] - b[:, 0] * hull[:, 1]) < 0:
+        hull = hull[::-1]
+    return np.ascontiguousarray(hull)
+
+
+# comparison kernels -----------------------------------------------------------------------------
+
+@intrinsic
+def _popcount(typingctx, x):
+    """Population count of a uint64 (LLVM ctpop: one POPCNT instruction on x86-64)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@njit(cache=True, fastmath=True)
+def _wrap1(a):
+    a = (a + np.pi) % (2 * np.pi)
+    return a - np.pi
+
+
+@njit(cache=True)
+def local_matrix(bits_a, valid_a, theta_a, bits_b, valid_b, theta_b, min_common_bits, max_dtheta):
+    """(na, nb) local similarities: 1 - |a xor b| / (|a| + |b|) (as norms) over cells valid in both."""
+    na, nb, words = bits_a.shape[0], bits_b.shape[0], bits_a.shape[1]
+    out = np.zeros((na, nb), dtype=np.float64)
+    for i in range(na):
+        for j in range(nb):
+            if abs(_wrap1(theta_a[i] - theta_b[j])) > max_dtheta:
+                continue
+            common = np.uint64(0)
+            ca = np.uint64(0)
+            cb = np.uint64(0)
+            cx = np.uint64(0)
+            for w in range(words):
+                v = valid_a[i, w] & valid_b[j, w]
+                x = bits_a[i, w] & v
+                y = bits_b[j, w] & v
+                common += _popcount(v)
+                ca += _popcount(x)
+                cb += _popcount(y)
+                cx += _popcount(x ^ y)
+            if common < min_common_bits:
+                continue
+            denom = np.sqrt(np.float64(ca)) + np.sqrt(np.float64(cb))
+            if denom > 0:
+                out[i, j] = 1.0 - np.sqrt(np.float64(cx)) / denom
+    return out
+
+
+@njit(cache=True, fastmath=True)
+def _z(v, mu, tau):
+    return 1.0 / (1.0 + np.exp(-tau * (v - mu)))
+
+
+@njit(cache=True)
+def _consolidate(lsm, dist_a, rel_a, rad_a, dist_b, rel_b, rad_b, n_r, n_p, one_to_one, w_relax, n_relax, mu1, tau1, mu2, tau2,
+           mu3, tau3):
+    """LSA-R (greedy one-to-one; LSS-R when not one_to_one): best n_r pairs, relaxation, mean of the
+    n_p most efficient pairs. Returns the score and the n_p pairs (indices into A and B)."""
+    na, nb = lsm.shape
+    # candidate pairs: the non-zero entries only (most are zero: directions too different)
+    n_nz = 0
+    for i in range(na):
+        for j in range(nb):
+            if lsm[i, j] > 0:
+                n_nz += 1
+    vals = np.empty(n_nz)
+    cand_a = np.empty(n_nz, np.int64)
+    cand_b = np.empty(n_nz, np.int64)
+    n_nz = 0
+    for i in range(na):
+        for j in range(nb):
+            if lsm[i, j] > 0:
+                vals[n_nz] = -lsm[i, j]
+                cand_a[n_nz] = i
+                cand_b[n_nz] = j
+                n_nz += 1
+    # the greedy one-to-one pass rarely looks past the best few entries per wanted pair
+    if n_nz > 8 * n_r:
+        cut = np.partition(vals, 8 * n_r)[8 * n_r]
+        keep = vals <= cut
+        vals, cand_a, cand_b = vals[keep], cand_a[keep], cand_b[keep]
+    order = np.argsort(vals)
+    ia = np.empty(n_r, np.int64)
+    ib = np.empty(n_r, np.int64)
+    lam0 = np.empty(n_r)
+    used_a = np.zeros(na, np.bool_)
+    used_b = np.zeros(nb, np.bool_)
+    k = 0
+    for o in order:
+        if k == n_r:
+            break
+        i, j = cand_a[o], cand_b[o]
+        if one_to_one and (used_a[i] or used_b[j]):
+            continue
+        used_a[i] = True
+        used_b[j] = True
+        ia[k] = i
+        ib[k] = j
+        lam0[k] = -vals[o]
+        k += 1
+    if k == 0:
+        return 0.0, ia[:0], ib[:0]
+    ia, ib, lam0 = ia[:k], ib[:k], lam0[:k]
+    if k == 1:
+        return lam0[0] / max(n_p, 1), ia, ib
+    rho = np.zeros((k, k))
+    cut1 = mu1 + 7.0 / abs(tau1)
+    cut2 = mu2 + 7.0 / abs(tau2)
+    cut3 = mu3 + 7.0 / abs(tau3)
+    for r in range(k):
+        for c in range(r + 1, k):
+            if ia[r] == ia[c] or ib[r] == ib[c]:
+                continue  # two pairs sharing a minutia cannot both be right
+            # each factor is < 1e-3 beyond these differences: skip the exponentials
+            d1 = abs(dist_a[ia[r], ia[c]] - dist_b[ib[r], ib[c]])
+            if d1 > cut1:
+                continue
+            d2 = abs(_wrap1(rel_a[ia[r], ia[c]] - rel_b[ib[r], ib[c]]))
+            if d2 > cut2:
+                continue
+            d3 = abs(_wrap1(rad_a[ia[r], ia[c]] - rad_b[ib[r], ib[c]]))
+            if d3 > cut3:
+                continue
+            v = _z(d1, mu1, tau1) * _z(d2, mu2, tau2) * _z(d3, mu3, tau3)
+            rho[r, c] = v
+            rho[c, r] = v
+    lam = lam0.copy()
+    nxt = np.empty(k)
+    for _ in range(n_relax):
+        for r in range(k):
+            s = 0.0
+            for c in range(k):
+                s += rho[r, c] * lam[c]
+            nxt[r] = w_relax * lam[r] + (1 - w_relax) * s / (k - 1)
+        lam[:] = nxt
+    eff = lam / lam0
+    best = np.argsort(-eff)[:n_p]
+    total = 0.0
+    for r in best:
+        total += lam[r]
+    return total / n_p, ia[best], ib[best]
+
+
+def _n_p(na: int, nb: int, p: MccParams) -> int:
+    z = 1.0 / (1.0 + np.exp(-p.tau_p * (min(na, nb) - p.mu_p)))
+    return p.min_np + int(round(z * (p.max_np - p.min_np)))
 
 
 def similarity(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> float:
-    """MCC score in 0..1 (LSA-R: assignment, relaxation, then the mean of the most efficient pairs)."""
-    na, nb = a.count, b.count
-    if na == 0 or nb == 0:
-        return 0.0
-    sim = local_similarity(a, b, p)
-    rows, cols = linear_sum_assignment(sim, maximize=True)
-    lam0 = sim[rows, cols]
-    order = np.argsort(-lam0)[: p.n_r_max]
-    order = order[lam0[order] > 0]
-    if order.size == 0:
-        return 0.0
-    ia, ib, lam0 = rows[order], cols[order], lam0[order]
-    nr = ia.size
-    n_p = p.min_np + int(round(_sigmoid(min(na, nb), p.mu_p, p.tau_p) * (p.max_np - p.min_np)))
-    if nr == 1:
-        return float(lam0[0] * min(1, 1 / n_p))
-    # compatibility of every two selected pairs: same distance, same relative direction, same bearing
-    ra, ca, rb, cb = ia[:, None], ia[None, :], ib[:, None], ib[None, :]
-    d1 = np.abs(a.dist[ra, ca] - b.dist[rb, cb])
-    d2 = np.abs(_wrap(a.rel_dir[ra, ca] - b.rel_dir[rb, cb]))
-    d3 = np.abs(_wrap(a.radial[ra, ca] - b.radial[rb, cb]))
-    rho = (_sigmoid(d1, p.mu_rho[0], p.tau_rho[0]) * _sigmoid(d2, p.mu_rho[1], p.tau_rho[1])
-           * _sigmoid(d3, p.mu_rho[2], p.tau_rho[2]))
-    np.fill_diagonal(rho, 0)
-    lam = lam0
-    for _ in range(p.n_relax):
-        lam = p.w_relax * lam + (1 - p.w_relax) * (rho @ lam) / (nr - 1)
-    efficiency = lam / lam0
-    best = np.argsort(-efficiency)[:n_p]
-    return float(lam[best].sum() / n_p)
+    """The MCC score alone, 0..1 (greedy LSA-R consolidation)."""
+    return similarity_parts(a, b, p)[0]
+
+
+@njit(cache=True, fastmath=True)
+def _inside(hull, x, y, margin):
+    """True when (x, y) lies inside the convex polygon `hull` grown by `margin` pixels."""
+    h = hull.shape[0]
+    if h < 3:
+        return True
+    for e in range(h):
+        x0, y0 = hull[e, 0], hull[e, 1]
+        x1, y1 = hull[(e + 1) % h, 0], hull[(e + 1) % h, 1]
+        ex, ey = x1 - x0, y1 - y0
+        length = np.sqrt(ex * ex + ey * ey) + 1e-9
+        if (ex * (y - y0) - ey * (x - x0)) / length < -margin:
+            return False
+    return True
+
+
+@njit(cache=True, fastmath=True)
+def _global_score(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, hull_a, hull_b,
+                  dtol, atol, margin, floor):
+    """Best alignment over the anchor pairs: matched^2 / (A minutiae in B's area * B minutiae in A's area).
+
+    Each anchor pair (a minutia of A, one of B) fixes a rotation and translation; A's minutiae are
+    moved onto B and paired greedily (nearest within `dtol` pixels and `atol` radians). Only the
+    minutiae inside the other print's area (its minutiae's convex hull grown by `margin`) can pair,
+    so a small overlap does not count against a mated pair.
+    """
+    na, nb = pa.shape[0], pb.shape[0]
+    best = 0.0
+    best_m = 0
+    best_na = 0
+    best_nb = 0
+    ta_x = np.empty(na)
+    ta_y = np.empty(na)
+    used = np.zeros(nb, np.bool_)
+    for h in range(anchor_a.size):
+        i, j = anchor_a[h], anchor_b[h]
+        phi = th_b[j] - th_a[i]
+        c, s = np.cos(phi), np.sin(phi)
+        tx = xy_b[j, 0] - (c * xy_a[i, 0] - s * xy_a[i, 1])
+        ty = xy_b[j, 1] - (s * xy_a[i, 0] + c * xy_a[i, 1])
+        n_a_in = 0
+        for k in range(na):
+            ta_x[k] = c * pa[k, 0] - s * pa[k, 1] + tx
+            ta_y[k] = s * pa[k, 0] + c * pa[k, 1] + ty
+            if _inside(hull_b, ta_x[k], ta_y[k], margin):
+                n_a_in += 1
+        n_b_in = 0
+        for k in range(nb):
+            # B's minutia moved back into A's frame
+            dx, dy = pb[k, 0] - tx, pb[k, 1] - ty
+            if _inside(hull_a, c * dx + s * dy, -s * dx + c * dy, margin):
+                n_b_in += 1
+        used[:] = False
+        m = 0
+        for k in range(na):
+            best_d = dtol * dtol
+            best_l = -1
+            for l in range(nb):
+                if used[l]:
+                    continue
+                dx = ta_x[k] - pb[l, 0]
+                dy = ta_y[k] - pb[l, 1]
+                d2 = dx * dx + dy * dy
+                if d2 < best_d and abs(_wrap1(ta[k] + phi - tb[l])) < atol:
+                    best_d = d2
+                    best_l = l
+            if best_l >= 0:
+                used[best_l] = True
+                m += 1
+        score = m * m / (max(n_a_in, floor) * max(n_b_in, floor))
+        if score > best:
+            best = score
+            best_m = m
+            best_na = n_a_in
+            best_nb = n_b_in
+    return best, best_m, best_na, best_nb
+
+
+def similarity_parts(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> tuple[float, float, int, int, int]:
+    """(MCC score, global score, paired minutiae, A's minutiae in B's area, B's minutiae in A's area)."""
+    if a.count == 0 or b.count == 0:
+        return 0.0, 0.0, 0, 0, 0
+    g = _grid(p)
+    lsm = local_matrix(a.bits, a.valid, a.theta, b.bits, b.valid, b.theta,
+                       int(p.min_matchable * g.n_bits), p.max_direction_diff)
+    n_r = min(a.count, b.count, p.n_r_max)
+    mcc, ia, ib = _consolidate(lsm, a.dist, a.rel_dir, a.radial, b.dist, b.rel_dir, b.radial, n_r,
+                         _n_p(a.count, b.count, p), p.one_to_one, p.w_relax, p.n_relax, p.mu_rho[0], p.tau_rho[0],
+                         p.mu_rho[1], p.tau_rho[1], p.mu_rho[2], p.tau_rho[2])
+    k = min(ia.size, p.n_anchors)
+    gs, m, na_in, nb_in = _global_score(ia[:k], ib[:k], a.xy, a.theta, b.xy, b.theta, a.all_xy, a.all_theta, b.all_xy,
+                          b.all_theta, a.hull, b.hull, p.pair_distance, p.pair_angle, p.hull_margin, p.count_floor)
+    return float(mcc), float(gs), int(m), int(na_in), int(nb_in)

@@ -14,21 +14,41 @@ import numpy as np
 
 from edge.biometrics.finger import enhance, skeleton
 from edge.biometrics.finger.template import FingerTemplate
-from edge.errors import InputError
+from edge.errors import InputError, QualityError
 
 MIN_SIDE_PX = 64              # smaller images cannot hold a usable fingerprint area
 MAX_SIDE_PX = 4096
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MIN_CONTRAST = 4.0            # grey-level standard deviation below which the image is blank
+MIN_AREA_IN2 = 0.03           # fingerprint area below this (0.17 x 0.17 inch, ~7,500 px at 500 dpi) is unusable
+MIN_MINUTIAE = 6              # fewer minutiae cannot be compared meaningfully
 MAX_MINUTIAE = 120            # keep the best ones: bounds matching cost, enough for any print
 BORDER_PERIODS = 1.2          # minutiae closer than this many ridge periods to the mask edge are dropped
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read a fingerprint image file as 8-bit greyscale; InputError if unreadable."""
+    """Read a fingerprint image file as 8-bit greyscale; InputError if missing, empty, huge or unreadable."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"fingerprint image not found: {p}", code="input.not_found")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"fingerprint image file is empty: {p.name}", code="input.empty")
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"fingerprint image file is {size} bytes, more than {MAX_FILE_BYTES}", code="input.too_large")
+    # Read the dimensions from the header before decoding, so a huge image is refused unallocated.
+    try:
+        from PIL import Image
+
+        with Image.open(p) as probe:
+            width, height = probe.size
+    except Exception:
+        raise InputError(f"not a readable image file: {p.name}", code="input.unreadable_image") from None
+    if max(width, height) > MAX_SIDE_PX:
+        raise InputError(f"fingerprint image {width}x{height} exceeds {MAX_SIDE_PX} px per side",
+                         code="input.bad_image_size")
     data = np.fromfile(str(p), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise InputError(f"cannot decode fingerprint image: {p.name}", code="input.unreadable_image")
     return image
@@ -37,6 +57,10 @@ def load_image(path: str | Path) -> np.ndarray:
 def _check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise InputError("fingerprint image must be a numpy array", code="input.bad_image")
+    if image.size == 0:
+        raise InputError("fingerprint image is empty", code="input.bad_image")
+    if image.dtype == bool or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise InputError(f"fingerprint image has unsupported pixel type {image.dtype}", code="input.bad_image")
     if image.ndim == 3 and image.shape[2] in (3, 4):
         image = cv2.cvtColor(image[:, :, :3].astype(np.uint8), cv2.COLOR_BGR2GRAY)
     if image.ndim != 2:
@@ -65,12 +89,22 @@ def _print_quality(field: enhance.RidgeField, dpi: int) -> int:
 
 
 def extract(image: np.ndarray, dpi: int = 500) -> FingerTemplate:
-    """Minutiae of a greyscale fingerprint image of any size (`dpi` = its resolution)."""
+    """Minutiae of a greyscale fingerprint image of any size (`dpi` = its resolution).
+
+    InputError (input.*) for arrays that are not an image; QualityError for prints that cannot be
+    compared: quality.finger_blank, quality.finger_small_area, quality.finger_too_few_minutiae.
+    """
     if not isinstance(dpi, int) or not 250 <= dpi <= 2000:
         raise InputError(f"resolution must be 250..2000 dpi, got {dpi!r}", code="input.bad_resolution")
     image = _check_image(image)
     h, w = image.shape
+    if float(image.std()) < MIN_CONTRAST:
+        raise QualityError("the fingerprint image is blank (no ridge contrast)", code="quality.finger_blank")
     field = enhance.analyse(image, dpi)
+    area_in2 = field.mask.sum() / float(dpi * dpi)
+    if area_in2 < MIN_AREA_IN2:
+        raise QualityError(f"fingerprint area {area_in2:.3f} sq in is below the usable {MIN_AREA_IN2} sq in",
+                           code="quality.finger_small_area")
     ridges = skeleton.binarise(field.enhanced, field.mask)
     skel = skeleton.thin(ridges)
     # distance to the background, with the image frame counted as background too
@@ -80,8 +114,9 @@ def extract(image: np.ndarray, dpi: int = 500) -> FingerTemplate:
     distance = cv2.distanceTransform(framed, cv2.DIST_L2, 3)
     raw = skeleton.find_minutiae(skel, distance, field.orientation, field.period,
                                  border=BORDER_PERIODS * field.period)
-    if not raw:
-        return FingerTemplate([], [], [], [], [], w, h, dpi, _print_quality(field, dpi))
+    if len(raw) < MIN_MINUTIAE:
+        raise QualityError(f"only {len(raw)} minutiae found, at least {MIN_MINUTIAE} are needed",
+                           code="quality.finger_too_few_minutiae")
     xs = np.array([m.x for m in raw])
     ys = np.array([m.y for m in raw])
     image_angle = np.array([m.angle for m in raw])

@@ -1,0 +1,31 @@
+"""Fingerprint biometrics: minutiae extraction, comparison and ISO/ANSI template records.
+
+The public API (called by the daemon, the XFS4IoT bridge and the simulator):
+
+    load_image(path) -> np.ndarray                 8-bit greyscale; InputError on missing/corrupt files
+    extract(image, dpi=500) -> FingerTemplate      QualityError quality.finger_* on unusable prints
+    prepare(template) -> PreparedTemplate          matcher precomputation, cached on the template
+    compare(a, b) -> float                         similarity 0..1; same finger when >= DEFAULT_THRESHOLD
+    compare_many(probe, references) -> np.ndarray
+    encode_iso / decode_iso                        ISO/IEC 19794-2:2005 records
+    encode_ansi / decode_ansi                      ANSI INCITS 378-2004 records
+    wipe(template)                                 zeroise minutiae and cached precomputation
+"""
+from edge.biometrics.finger.extraction import extract, load_image
+from edge.biometrics.finger.iso import decode_ansi, decode_iso, encode_ansi, encode_iso
+from edge.biometrics.finger.matcher import (
+    DEFAULT_THRESHOLD,
+    PreparedTemplate,
+    compare,
+    compare_many,
+    prepare,
+    score_parts,
+    wipe,
+)
+from edge.biometrics.finger.template import BIFURCATION, ENDING, OTHER, FingerTemplate
+
+__all__ = [
+    "BIFURCATION", "DEFAULT_THRESHOLD", "ENDING", "OTHER", "FingerTemplate", "PreparedTemplate",
+    "compare", "compare_many", "decode_ansi", "decode_iso", "encode_ansi", "encode_iso", "extract",
+    "load_image", "prepare", "score_parts", "wipe",
+]
