@@ -13,6 +13,8 @@ bridge is a ConfigError.
 """
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 
 from edge.config import BridgeConfig
@@ -22,6 +24,8 @@ from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices
 from xfs4iot_bridge.biometric import BiometricService
 from xfs4iot_bridge.engine import BiometricEngine
 from xfs4iot_bridge.host import ServiceHost
+
+log = logging.getLogger("xfs4iot_bridge")
 
 
 @dataclass
@@ -64,4 +68,14 @@ def start_bridge(cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEng
         raise ConfigError("the XFS4IoT bridge is disabled (bridge.enabled = false)")
     service = BiometricService(cfg, devices, engine, authoriser, dispense_key)
     host = ServiceHost([service], host=cfg.host, ports=cfg.ports, vendor_name=cfg.vendor_name).start()
+    warm_up = getattr(engine, "warm_up", None)
+    if callable(warm_up):  # one-time compilation in the background, not in the first customer's Match
+        threading.Thread(target=_warm_up, args=(warm_up,), name="xfs4iot-engine-warm-up", daemon=True).start()
     return BridgeHandle(host, service)
+
+
+def _warm_up(warm_up) -> None:
+    try:
+        warm_up()
+    except Exception:  # only a head start: a failure here shows again, typed, in the first Match
+        log.warning("engine warm-up failed", exc_info=True)

@@ -121,13 +121,14 @@ class BiogateEngine:
     finger: the public API of `edge.biometrics.finger` (extract, prepare, compare, encode_iso,
             decode_iso, DEFAULT_THRESHOLD); templates travel as ISO/IEC 19794-2 records and the
             score is logistic((similarity - finger_threshold) / finger_scale), 0.5 at the finger
-            package's DEFAULT_THRESHOLD unless `finger_threshold` is given.
+            package's DEFAULT_THRESHOLD unless `finger_threshold` is given. The finger similarity
+            is unbounded above, so the default scale is relative: 15 % of the threshold.
     A modality whose part is missing (no face pipeline given; the finger package not importable)
     is left out of `formats`, so the service reports it as unsupported instead of failing later.
     """
 
     def __init__(self, face_pipeline: Any | None = None, *, face_threshold: float | None = None,
-                 face_scale: float = 0.05, finger_threshold: float | None = None, finger_scale: float = 0.04,
+                 face_scale: float = 0.05, finger_threshold: float | None = None, finger_scale: float | None = None,
                  strict_face_quality: bool = True, finger: bool = True):
         self.face = face_pipeline
         self.face_threshold = face_threshold if face_threshold is not None else (
@@ -136,7 +137,7 @@ class BiogateEngine:
         self.finger_api = finger_api() if finger else None
         self.finger_threshold = finger_threshold if finger_threshold is not None else (
             float(self.finger_api.DEFAULT_THRESHOLD) if self.finger_api is not None else 0.0)
-        self.finger_scale = finger_scale
+        self.finger_scale = finger_scale if finger_scale is not None else max(0.01, 0.15 * self.finger_threshold)
         self.strict_face_quality = strict_face_quality
         self.formats: dict[str, Modality] = {}
         if self.finger_api is not None:
@@ -169,7 +170,7 @@ class BiogateEngine:
         try:
             return bytes(api.encode_iso(template))
         finally:
-            wipe_object(template)
+            api.wipe(template)
 
     def parse_template(self, fmt: str, data: bytes) -> Any:
         if fmt == FACE_TEMPLATE_FORMAT and self.face is not None:
@@ -193,15 +194,35 @@ class BiogateEngine:
         similarity = float(self._finger().compare(probe, reference))
         return logistic((similarity - self.finger_threshold) / self.finger_scale)
 
+    def warm_up(self) -> None:
+        """Pay one-time costs (the finger matcher's JIT compilation, seconds) before a customer does:
+        compares a synthetic minutiae set with itself."""
+        api = self.finger_api
+        if api is None:
+            return
+        rng = np.random.default_rng(0)
+        n = 24
+        synthetic = api.FingerTemplate(x=rng.integers(40, 260, n), y=rng.integers(40, 260, n),
+                                       angle=rng.uniform(0, 2 * np.pi, n), kind=np.ones(n, np.uint8),
+                                       minutia_quality=np.full(n, 60, np.uint8), width=300, height=300)
+        prepared = api.prepare(synthetic)
+        api.compare(prepared, prepared)
+        api.wipe(prepared)
+
     def wipe(self, parsed: Any) -> None:
-        wipe_object(parsed)
+        api = self.finger_api
+        if api is not None and isinstance(parsed, (api.PreparedTemplate, api.FingerTemplate)):
+            api.wipe(parsed)
+        else:
+            wipe_object(parsed)
 
 
 def finger_api() -> Any | None:
     """The fingerprint package's public API, or None while it is not available."""
     try:
         from edge.biometrics import finger
-        for name in ("extract", "prepare", "compare", "encode_iso", "decode_iso", "DEFAULT_THRESHOLD"):
+        for name in ("extract", "prepare", "compare", "encode_iso", "decode_iso", "wipe", "DEFAULT_THRESHOLD",
+                     "FingerTemplate", "PreparedTemplate"):
             getattr(finger, name)
     except (ImportError, AttributeError):
         return None

@@ -31,7 +31,9 @@ def face_pipeline(config):
 
 @pytest.fixture(scope="session")
 def engine(face_pipeline) -> BiogateEngine:
-    return BiogateEngine(face_pipeline)
+    engine = BiogateEngine(face_pipeline)
+    engine.warm_up()   # the finger matcher's JIT compilation, once per test session
+    return engine
 
 
 @pytest.fixture(scope="session")
