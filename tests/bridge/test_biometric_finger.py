@@ -113,3 +113,36 @@ def test_finger_read_cancelled_while_waiting_for_the_finger(make_bridge, finger_
         c.complete("Common.Cancel", {"requestIds": [rid]})
         assert code(c.next_for(rid)) == "canceled"
         assert scanner.captures == 0
+
+
+def test_finger_read_on_the_virtual_serial_module(make_bridge, finger_templates):
+    """The real `zfm` driver on a pseudo-terminal served by the virtual module (simulator.fingerprint):
+    the finger is placed while the Read waits and lifted after the RemoveSubjectEvent."""
+    import threading
+
+    from drivers.base import open_device
+
+    try:
+        from simulator.fingerprint import start_module
+    except ImportError as exc:
+        pytest.skip(f"the virtual fingerprint module is not available: {exc}")
+    module = start_module(profile="zfm", source="none")
+    scanner = open_device("fingerprint", "zfm", port=module.port)
+    try:
+        bridge = make_bridge(BridgeDevices(scanner=scanner))
+        with XfsClient(bridge.url, timeout=30) as c:
+            c.complete("Biometric.Import", import_payload((FINGER, finger_templates["customer"])), version="3.0")
+            rid = c.send("Biometric.Read", READ_FINGER)
+            assert c.next_for(rid)["header"]["status"] is None
+            assert c.next_for(rid)["header"]["name"] == "Biometric.PresentSubjectEvent"
+            threading.Timer(0.3, module.place, args=(str(fvc_image("DB1_B", 101, 1)),)).start()
+            assert c.next_for(rid)["header"]["name"] == "Biometric.SubjectDetectedEvent"
+            assert c.next_for(rid)["header"]["name"] == "Biometric.RemoveSubjectEvent"
+            assert code(c.next_for(rid)) == "success"
+            module.lift()
+            c.wait_unsolicited("Biometric.SubjectRemovedEvent")
+            match = c.complete("Biometric.Match", {"compareMode": "verify", "identifier": "id1", "threshold": 50})
+            assert code(match) == "success" and list(match["payload"]["candidates"]) == ["id1"]
+    finally:
+        scanner.close()
+        module.close()
