@@ -72,7 +72,7 @@ from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices
 from xfs4iot_bridge.engine import BiometricEngine, Modality
 from xfs4iot_bridge.envelope import CompletionCode
 from xfs4iot_bridge.sealed import SealedBox
-from xfs4iot_bridge.server import CommandContext, CommandError, XFS4IoTService, command_error
+from xfs4iot_bridge.server import CommandContext, CommandError, XFS4IoTService, command_error, run_in_thread
 from xfs4iot_bridge.token import TokenError, format_amount, make_dispense_token
 
 log = logging.getLogger("xfs4iot_bridge.biometric")
@@ -294,7 +294,8 @@ class BiometricService(XFS4IoTService):
                 if rejected >= tries:
                     raise command_error("readFailed", f"face not usable after {tries} captures ({exc.code})") from None
             finally:
-                frame.fill(0)
+                if frame.flags.writeable:
+                    frame.fill(0)
             if (template is not None or rejected) and not detected:
                 detected = True
                 await ctx.event("Biometric.SubjectDetectedEvent")
@@ -331,7 +332,8 @@ class BiometricService(XFS4IoTService):
                         raise command_error("readFailed", f"finger not usable after {tries} captures") from None
                     continue
                 finally:
-                    image.fill(0)
+                    if image.flags.writeable:
+                        image.fill(0)
                 await ctx.event("Biometric.RemoveSubjectEvent")
                 self._watch_finger_removal()
                 return bytearray(template)
@@ -346,7 +348,7 @@ class BiometricService(XFS4IoTService):
         deadline = time.monotonic() + self.cfg.subject_removed_timeout_s
         async with self.scanner_lock:
             while time.monotonic() < deadline:
-                if not await asyncio.to_thread(scanner.finger_present):
+                if not await run_in_thread(scanner.finger_present):
                     self.subject = "notPresent"
                     await self.broadcast("Biometric.SubjectRemovedEvent")
                     return

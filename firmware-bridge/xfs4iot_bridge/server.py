@@ -107,22 +107,29 @@ class CommandContext:
         return self.cancel_event.is_set()
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run blocking device work in a thread. If the command is cancelled or times out, set
-        `cancel_event` (the work must poll it) and keep waiting for the thread to stop before
-        re-raising, so the device queue is not released while the device is still in use."""
-        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        """Run blocking device work in a thread (see `run_in_thread`); on cancel or timeout
+        `cancel_event` is set first, for work that polls it."""
+        return await run_in_thread(fn, *args, on_cancel=self.cancel_event.set)
+
+
+async def run_in_thread(fn: Callable[..., Any], *args: Any, on_cancel: Callable[[], None] | None = None) -> Any:
+    """Run `fn(*args)` in a worker thread. When the awaiting task is cancelled, call `on_cancel`
+    and keep waiting (up to BLOCKING_STOP_GRACE_S) for the thread to finish before re-raising, so
+    a lock held around this call is not released while the device is still in use."""
+    future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            self.cancel_event.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(future), timeout=BLOCKING_STOP_GRACE_S)
-            except asyncio.TimeoutError:
-                log.warning("%s#%s: device work still running %.0f s after cancel",
-                            self.name, self.request_id, BLOCKING_STOP_GRACE_S)
-            except Exception:  # the work's own failure no longer matters: the command is over
-                pass
-            raise
+            await asyncio.wait_for(asyncio.shield(future), timeout=BLOCKING_STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            log.warning("device work still running %.0f s after cancel (%s)", BLOCKING_STOP_GRACE_S,
+                        getattr(fn, "__qualname__", "?"))
+        except Exception:  # the work's own failure no longer matters: the caller is gone
+            pass
+        raise
 
 
 @dataclass

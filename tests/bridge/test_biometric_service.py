@@ -47,6 +47,15 @@ def test_discovery_from_the_publisher(bridge):
     assert done["payload"]["vendorName"] == "biogate"
 
 
+def test_unknown_paths_are_refused(bridge):
+    from websockets.exceptions import InvalidStatus
+
+    for path in ("/", "/xfs4iot/v1.0/Camera1/", "/xfs4iot/v2.0/"):
+        with pytest.raises(InvalidStatus) as exc:
+            XfsClient(f"ws://127.0.0.1:{bridge.port}{path}")
+        assert exc.value.response.status_code == 404
+
+
 def test_first_free_xfs4iot_port_is_used(make_bridge):
     first = make_bridge(ports=list(range(5846, 5857)))
     second = make_bridge(ports=[first.port] + list(range(5846, 5857)))
