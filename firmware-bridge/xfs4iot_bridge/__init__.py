@@ -9,9 +9,11 @@ dispatcher and the Biometric service for the ATM application.
     engine      BiometricEngine protocol, BiogateEngine (face + fingerprint), the face template format
     authoriser  Authoriser protocol (approved amount per verified session), ApprovalLedger, BridgeDevices
     sealed      SealedBox: biometric bytes held AES-GCM sealed in memory
-    bridge      start_bridge(cfg, devices, engine, authoriser, dispense_key) -> BridgeHandle
+    bridge      start_bridge(cfg, devices, engine, authoriser, dispense_key) -> BridgeHandle;
+                dispense_key_from_hex(KeysConfig.dispense_hmac_key)
 """
 from xfs4iot_bridge.authoriser import ApprovalLedger, Authorisation, Authoriser, BridgeDevices
-from xfs4iot_bridge.bridge import BridgeHandle, start_bridge
+from xfs4iot_bridge.bridge import BridgeHandle, dispense_key_from_hex, start_bridge
 
-__all__ = ["ApprovalLedger", "Authorisation", "Authoriser", "BridgeDevices", "BridgeHandle", "start_bridge"]
+__all__ = ["ApprovalLedger", "Authorisation", "Authoriser", "BridgeDevices", "BridgeHandle", "dispense_key_from_hex",
+           "start_bridge"]

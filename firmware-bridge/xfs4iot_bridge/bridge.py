@@ -1,7 +1,8 @@
 """Starting the firmware bridge: the XFS4IoT Biometric service on the first free XFS4IoT port.
 
     handle = start_bridge(cfg.bridge, BridgeDevices(camera=cam, scanner=scanner, dispenser=dispenser),
-                          engine, authoriser, dispense_key=bytes.fromhex(cfg.keys.dispense_hmac_key))
+                          BiogateEngine(face_pipeline), authoriser,
+                          dispense_key=dispense_key_from_hex(cfg.keys.dispense_hmac_key))
     handle.urls      # {"publisher": "ws://127.0.0.1:5846/xfs4iot/v1.0/",
                      #  "Biometric1": "ws://127.0.0.1:5846/xfs4iot/v1.0/Biometric1/"}
     handle.port      # 5846 (the first free of cfg.ports)
@@ -72,6 +73,16 @@ def start_bridge(cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEng
     if callable(warm_up):  # one-time compilation in the background, not in the first customer's Match
         threading.Thread(target=_warm_up, args=(warm_up,), name="xfs4iot-engine-warm-up", daemon=True).start()
     return BridgeHandle(host, service)
+
+
+def dispense_key_from_hex(hex_key: str | None) -> bytes | None:
+    """KeysConfig.dispense_hmac_key (hex) as the key bytes start_bridge / start_dispenser take."""
+    if not hex_key:
+        return None
+    try:
+        return bytes.fromhex(hex_key)
+    except ValueError:
+        raise ConfigError("keys.dispense_hmac_key must be a hex string") from None
 
 
 def _warm_up(warm_up) -> None:

@@ -415,3 +415,15 @@ def test_logs_never_carry_biometric_data(make_bridge, face_templates, caplog):
         raw = base64.b64decode(secret + "=" * (-len(secret) % 4))
         for needle in (secret[:24], secret[-24:], raw[16:40].hex(), repr(raw[16:40])[2:-1]):
             assert needle not in text
+
+
+def test_disabled_bridge_and_key_parsing(engine):
+    from edge.config import BridgeConfig
+    from edge.errors import ConfigError
+    from xfs4iot_bridge import dispense_key_from_hex, start_bridge
+
+    with pytest.raises(ConfigError):
+        start_bridge(BridgeConfig(enabled=False, ports=[0]), BridgeDevices(), engine, None, None)
+    assert dispense_key_from_hex("00ff") == b"\x00\xff" and dispense_key_from_hex(None) is None
+    with pytest.raises(ConfigError):
+        dispense_key_from_hex("not hex")
