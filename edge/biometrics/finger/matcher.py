@@ -27,7 +27,7 @@ from edge.biometrics.finger.template import FingerTemplate
 from edge.errors import InputError
 
 # Chosen on FVC2000 DB1_B..DB4_B pooled (11,520 impostor and 1,120 genuine pairs): FMR <= 0.1 %.
-DEFAULT_THRESHOLD = 0.20
+DEFAULT_THRESHOLD = 0.10
 PARAMS = mcc.DEFAULT_PARAMS
 _CACHE_KEY = "prepared"
 

@@ -1,0 +1,110 @@
+"""The FVC protocol harness and the finger command line (typer's CliRunner, real FVC files)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edge.cli.main import app
+from edge.errors import InputError
+from edge.evaluation import fvc
+
+from .conftest import fvc_file
+
+runner = CliRunner()
+
+
+def test_protocol_pair_counts_match_fvc():
+    keys = [(f, i) for f in range(101, 111) for i in range(1, 9)]
+    genuine, impostor = fvc.protocol_pairs(keys)
+    assert len(genuine) == 280 and len(impostor) == 2880
+    assert all(a[0] == b[0] and a != b for a, b in genuine)
+    assert all(a[0] != b[0] for a, b in impostor)
+    assert len(set(impostor)) == 2880 and not any((b, a) in set(impostor) for a, b in impostor[:50])
+
+
+def test_read_db(fvc_root):
+    files = fvc.read_db(fvc_root / "DB1_B")
+    assert len(files) == 80 and files[(101, 1)].name == "101_1.tif"
+    with pytest.raises(InputError):
+        fvc.read_db(fvc_root / "no-such-db")
+
+
+def _small_db(tmp_path: Path, fingers=(101, 102, 103), impressions=(1, 2, 3), broken: tuple[int, int] | None = None):
+    """A folder of symbolic links to a few FVC2000 DB1_B prints (the data is never copied)."""
+    db = tmp_path / "db"
+    db.mkdir()
+    for f in fingers:
+        for i in impressions:
+            (db / f"{f}_{i}.tif").symlink_to(fvc_file("DB1_B", f, i))
+    if broken:
+        (db / f"{broken[0]}_{broken[1]}.tif").write_bytes(b"")
+    return db
+
+
+def test_score_db_counts_failures_as_rejections(tmp_path):
+    db = _small_db(tmp_path, broken=(104, 1))
+    genuine, impostor, failures = fvc.score_db(db)
+    # 4 fingers: 3 x 3 genuine pairs (finger 104 has one impression); 10 files -> 45 pairs in all
+    assert failures == 1 and genuine.size == 9 and impostor.size == 36
+    assert np.isinf(impostor).sum() == 9 and np.all(impostor[np.isinf(impostor)] < 0)
+    assert np.median(genuine) > np.median(impostor[np.isfinite(impostor)])
+
+
+def test_cli_compare_json():
+    a, b = fvc_file("DB1_B", 101, 1), fvc_file("DB1_B", 101, 2)
+    result = runner.invoke(app, ["finger", "compare", str(a), str(b), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"score", "threshold", "same", "images"} <= set(report)
+    assert report["same"] is True and [im["minutiae"] > 0 for im in report["images"]] == [True, True]
+    assert all(0 <= im["quality"] <= 100 for im in report["images"])
+
+
+@pytest.mark.parametrize("content,code", [(None, "input.not_found"), (b"", "input.empty"),
+                                          (b"GIF89a broken", "input.unreadable_image")])
+def test_cli_compare_bad_files(tmp_path, content, code):
+    bad = tmp_path / "bad.tif"
+    if content is not None:
+        bad.write_bytes(content)
+    result = runner.invoke(app, ["finger", "compare", str(bad), str(fvc_file("DB1_B", 101, 2)), "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"]["code"] == code
+    plain = runner.invoke(app, ["finger", "compare", str(bad), str(fvc_file("DB1_B", 101, 2))])
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+
+
+@pytest.mark.timeout(240)
+def test_cli_eval_fingers_with_nbis_peer(tmp_path):
+    db = _small_db(tmp_path, fingers=(101, 102, 103), impressions=(1, 2, 3))
+    plot = tmp_path / "det.png"
+    result = runner.invoke(app, ["eval", "fingers", "--db", str(db), "--json", "--peer", "nbis",
+                                 "--det-plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    keys = {"genuine", "impostor", "eer", "fmr100", "fmr1000", "failures_to_extract"}
+    assert keys <= set(report) and keys <= set(report["peer"])
+    assert (report["genuine"], report["impostor"]) == (9, 27)
+    assert plot.stat().st_size > 1000
+    text = runner.invoke(app, ["eval", "fingers", "--db", str(db)])
+    assert text.exit_code == 0 and "EER" in text.output and "impostor" in text.output
+
+
+def test_cli_eval_fingers_missing_db(tmp_path):
+    result = runner.invoke(app, ["eval", "fingers", "--db", str(tmp_path / "nothing"), "--json"])
+    assert result.exit_code == 2 and json.loads(result.stdout)["error"]["code"] == "input.not_found"
+
+
+@pytest.mark.timeout(240)
+def test_cli_bench_finger_json(fvc_root):
+    env = {"BIOGATE_PATHS__DATA_DIR": str(fvc_root.parent.parent)}
+    result = runner.invoke(app, ["bench", "finger", "--json", "--per-db", "2", "--seconds", "0.2"],
+                           env={**os.environ, **env})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("ours_extract_ms", "ours_matches_per_s", "nbis_extract_ms", "nbis_matches_per_s"):
+        assert report[key] > 0, key

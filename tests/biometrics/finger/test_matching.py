@@ -1,0 +1,108 @@
+"""Comparison scores on real prints: mated above non-mated, invariance to pose, crop and padding."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.biometrics import finger
+from edge.biometrics.finger import FingerTemplate
+
+from .conftest import fvc_file
+
+
+def _template(db: str, f: int, i: int) -> FingerTemplate:
+    return finger.extract(finger.load_image(fvc_file(db, f, i)))
+
+
+@pytest.fixture(scope="module")
+def db1() -> dict[tuple[int, int], FingerTemplate]:
+    return {(f, i): _template("DB1_B", f, i) for f in (101, 102, 103, 104) for i in (1, 2, 3)}
+
+
+def test_mated_scores_above_non_mated(db1):
+    keys = sorted(db1)
+    mated = [finger.compare(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] == b[0]]
+    non_mated = [finger.compare(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] != b[0]]
+    assert np.median(mated) > 3 * np.median(non_mated)
+    assert np.mean(np.array(mated)[:, None] > np.array(non_mated)[None, :]) > 0.9  # AUC on this subset
+    assert max(non_mated) < finger.DEFAULT_THRESHOLD < np.median(mated)
+
+
+def test_compare_is_symmetric_enough_and_self_match_is_high(db1):
+    a, b = db1[(101, 1)], db1[(101, 2)]
+    assert finger.compare(a, a) > finger.compare(a, b) > finger.DEFAULT_THRESHOLD
+    assert abs(finger.compare(a, b) - finger.compare(b, a)) < 0.25 * finger.compare(a, b)
+
+
+def _warp(image: np.ndarray, angle_deg: float, shift: tuple[int, int], pad: int = 80) -> np.ndarray:
+    """Rotate about the centre and shift, on a canvas grown by `pad` filled with the background grey."""
+    background = int(np.median(image[:8, :]))
+    big = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=background)
+    h, w = big.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle_deg, 1.0)
+    m[:, 2] += shift
+    return cv2.warpAffine(big, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=background)
+
+
+@pytest.mark.parametrize("angle,shift", [(0, (0, 0)), (25, (10, -15)), (-40, (-20, 5)), (60, (0, 30))])
+def test_score_is_invariant_to_rotation_and_translation(angle, shift):
+    probe = finger.load_image(fvc_file("DB1_B", 105, 1))
+    mate = _template("DB1_B", 105, 3)
+    other = _template("DB1_B", 106, 3)
+    base = finger.compare(finger.extract(_warp(probe, 0, (0, 0))), mate)
+    moved = finger.extract(_warp(probe, angle, shift))
+    score = finger.compare(moved, mate)
+    assert score >= finger.DEFAULT_THRESHOLD
+    assert abs(score - base) <= 0.35 * base
+    assert finger.compare(moved, other) < finger.DEFAULT_THRESHOLD
+
+
+def test_score_is_stable_across_crop_and_padding():
+    image = finger.load_image(fvc_file("DB2_B", 103, 1))  # 256 x 364
+    mate = _template("DB2_B", 103, 2)
+    background = int(np.median(image[:6, :]))
+    variants = {
+        "as is": image,
+        "padded to DB3 size": cv2.copyMakeBorder(image, 57, 57, 111, 111, cv2.BORDER_CONSTANT, value=background),
+        "padded off-centre": cv2.copyMakeBorder(image, 0, 120, 200, 0, cv2.BORDER_CONSTANT, value=background),
+        "sensor frame 256x288": image[38:326, :],
+    }
+    scores = {name: finger.compare(finger.extract(img), mate) for name, img in variants.items()}
+    reference = scores["as is"]
+    for name, score in scores.items():
+        assert score >= finger.DEFAULT_THRESHOLD, (name, scores)
+        if name.startswith("padded"):  # same print content: nearly the same score
+            assert abs(score - reference) <= 0.2 * reference, (name, scores)
+
+
+def test_prepare_is_cached_and_compare_many_agrees(db1):
+    probe = db1[(102, 1)]
+    prepared = finger.prepare(probe)
+    assert finger.prepare(probe) is prepared and finger.prepare(prepared) is prepared
+    refs = [db1[(102, 2)], finger.prepare(db1[(103, 1)]), db1[(104, 2)]]
+    many = finger.compare_many(probe, refs)
+    assert many.shape == (3,)
+    assert np.allclose(many, [finger.compare(prepared, r) for r in refs])
+
+
+def test_iso_template_scores_like_the_original(db1):
+    a, b = db1[(103, 1)], db1[(103, 2)]
+    a_iso = finger.decode_iso(finger.encode_iso(a))
+    b_ansi = finger.decode_ansi(finger.encode_ansi(b))
+    original = finger.compare(a, b)
+    assert abs(finger.compare(a_iso, b_ansi) - original) <= 0.1 * original
+
+
+def test_wipe_zeroises_template_and_precomputation():
+    t = _template("DB1_B", 107, 1)
+    prepared = finger.prepare(t)
+    finger.wipe(t)
+    assert not t.x.any() and not t.y.any() and not t.angle.any() and not t.minutia_quality.any()
+    assert not prepared.cylinders.bits.any() and not prepared.cylinders.all_xy.any()
+    assert "prepared" not in t._cache
+
+
+def test_empty_templates_score_zero():
+    empty = FingerTemplate([], [], [], [], [], 300, 300)
+    assert finger.compare(empty, empty) == 0.0
