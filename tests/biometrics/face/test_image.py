@@ -64,3 +64,40 @@ def test_as_rgb_rejects_wrong_arrays():
     with pytest.raises(InputError):
         as_rgb(np.zeros((4, 4, 5), np.uint8))
     assert as_rgb(np.zeros((4, 4), np.uint8)).shape == (4, 4, 3)
+
+
+def test_bomb_beyond_pillows_hard_limit_is_refused_as_too_large():
+    buf = io.BytesIO()
+    Image.new("L", (20_000, 20_000)).save(buf, "PNG")  # ~400 KB on disk, 400 M pixels decoded
+    with pytest.raises(InputError) as err:
+        load_image(buf.getvalue())
+    assert err.value.code == "input.image_too_large"
+
+
+def test_configured_limit_applies_to_bytes():
+    with pytest.raises(InputError) as err:
+        load_image(_jpeg(64, 48), max_pixels=64 * 48 - 1)
+    assert err.value.code == "input.image_too_large"
+    assert load_image(_jpeg(64, 48), max_pixels=64 * 48).shape == (48, 64, 3)
+
+
+def test_exif_orientation_is_applied():
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20)).save(buf, "JPEG", exif=exif)
+    assert load_image(buf.getvalue()).shape == (40, 20, 3)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    buf = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 0x8000, np.uint16)).save(buf, "PNG")
+    assert load_image(buf.getvalue())[0, 0].tolist() == [128, 128, 128]
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "1"])
+def test_every_common_mode_becomes_bgr(mode):
+    buf = io.BytesIO()
+    Image.new(mode, (8, 6)).save(buf, "TIFF" if mode == "CMYK" else "PNG")
+    out = load_image(buf.getvalue())
+    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
