@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.decision import lockout as lockout_rules
 from edge.decision.policy import TransactionContext, parse_amount
-from edge.errors import BiogateError, NotFoundError
+from edge.errors import BiogateError, InputError, NotFoundError, PolicyError
 from edge.service import schemas as S
 from edge.service.auth import Caller, check_role
 from edge.service.metrics import CONTENT_TYPE_LATEST
@@ -170,8 +170,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     def create_customer(body: S.CreateCustomerRequest, caller: Teller):
         for ref in body.card_refs:
             if not (1 <= len(ref) <= 64 and all(ch.isalnum() or ch in "._:-" for ch in ref)):
-                raise BiogateError("card_refs must be 1-64 characters of letters, digits, . _ : -",
-                                   code="input.card_ref")
+                raise InputError("card_refs must be 1-64 characters of letters, digits, . _ : -",
+                                 code="input.card_ref")
         c = runtime.enrolment.create_customer(body.display_name, body.card_refs, body.consent.purpose,
                                               list(body.consent.modalities), body.consent.given_by, caller)
         return customer_view(c.id)
@@ -254,8 +254,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     def reset_lockout(card_ref: str, caller: Teller,
                       identity_checked: bool = Query(..., description="the teller checked an identity document")):
         if not identity_checked:
-            raise BiogateError("a lockout is reset only after an identity document check", code="policy.id_check_required",
-                               details=None)
+            raise PolicyError("a lockout is reset only after an identity document check",
+                              code="policy.id_check_required")
         with runtime.store.transaction() as tx:
             state = tx.get_lockout(card_ref)
             if state is None:

@@ -195,7 +195,6 @@ class EnrolmentService:
 
     def _duplicates(self, customer_id: str, records: list[TemplateRecord]) -> dict[str, float]:
         """Other customers whose templates match any new record above the duplicate LLR: id -> best LLR."""
-        from edge.biometrics import finger as fp
         from edge.biometrics.face.template import decode_face_template
 
         found: dict[str, float] = {}
@@ -203,6 +202,8 @@ class EnrolmentService:
             new = [r for r in records if r.modality == modality]
             if not new:
                 continue
+            if modality == "finger":
+                from edge.biometrics import finger as fp
             with self.store.transaction() as tx:
                 others = tx.all_templates(modality, exclude_customer=customer_id)
             try:

@@ -38,8 +38,13 @@ def _safe(value: Any, depth: int = 0) -> Any:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        try:
-            message = record.getMessage()
+        try:  # arguments are made safe before they are interpolated into the message
+            args = record.args
+            if isinstance(args, dict):
+                safe_args = {k: _safe(v) for k, v in args.items()}
+            else:
+                safe_args = tuple(_safe(a) for a in (args or ()))
+            message = str(record.msg) % safe_args if args else str(record.msg)
         except Exception:  # a bad format string must not lose the record
             message = str(record.msg)
         out: dict[str, Any] = {
