@@ -57,6 +57,7 @@ def _import_builtin_backends() -> None:
 BUILTIN_BACKEND_MODULES: list[str] = [
     "drivers.camera.opencv",
     "simulator.camera.virtual",  # camera backend "simulated" (the virtual camera, in-process)
+    "simulator.rig",  # camera backend "rig" (a running simulator rig's camera, borrowed in-process)
     "drivers.fingerprint.zfm",  # fingerprint backend "zfm" (ZFM/R30x/AS608/R503 on a serial port)
     "drivers.dispenser.xfs4iot",  # dispenser backend "xfs4iot" (an XFS4IoT CashDispenser service, WebSocket)
 ]
