@@ -37,13 +37,15 @@ class FaceConfig(Section):
     """edge.biometrics.face: detection, alignment, embedding and the same-person threshold."""
 
     # Euclidean distance between 128-d embeddings below which two faces are "same".
-    # Chosen on development data (LFW View 2 pairs in ../shared/data, see models/MODEL_CARD.md);
+    # Chosen on development data (LFW View 2 folds 1-5 in ../shared/data) by `biogate eval face-threshold`:
+    # best accuracy on all development folds (cross-validated accuracy in models/MODEL_CARD.md, ## Face);
     # never recomputed on the pairs being evaluated.
-    threshold: float = 0.6
+    threshold: float = 0.5926
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
     flip_augment: bool = True  # embed each chip and its mirror image, average the two descriptors
     detector_score: float = Field(0.5, ge=0.0, le=1.0)
-    min_face_px: int = Field(48, ge=8, description="smallest accepted face (inter-ocular box side, pixels)")
+    hog_fallback: bool = Field(True, description="when BlazeFace finds no face, try dlib's HOG detector (slower)")
+    min_face_px: int = Field(48, ge=8, description="smallest accepted face (detector box width, pixels)")
     max_image_px: int = Field(40_000_000, description="images with more pixels are refused before decoding")
     min_brightness: float = 40.0
     max_brightness: float = 215.0

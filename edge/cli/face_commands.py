@@ -1,11 +1,10 @@
-"""`biogate face compare`, `biogate eval faces`, `biogate bench face`."""
+"""`biogate face compare`, `biogate eval faces`, `biogate eval face-threshold`, `biogate bench face`."""
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import typer
@@ -14,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edge.cli.app import bench_app, eval_app, face_app, fail, print_json
 from edge.config import Config, load_config
-from edge.errors import BiogateError
+from edge.errors import BiogateError, InputError
 
 err_console = Console(stderr=True)
 
@@ -70,6 +69,8 @@ def face_compare(
             for p, a in zip((image_a, image_b), analyses)
         ],
     }
+    for analysis in analyses:
+        analysis.wipe()
     if as_json:
         print_json(report)
         return
@@ -77,6 +78,21 @@ def face_compare(
     for item in report["images"]:
         notes = "; ".join(f["message"] for f in item["findings"]) or "no quality findings"
         typer.echo(f"  {item['path']}: {item['faces']} face(s); {notes}")
+
+
+def _score_pairs_with_progress(cfg: Config, pairs_file: Path, images: Optional[Path], as_json: bool):
+    from edge.evaluation.lfw import read_pairs, score_pairs
+
+    try:
+        pair_list = read_pairs(pairs_file, images)
+        pipeline = _pipeline(cfg)
+    except BiogateError as exc:
+        fail(exc, as_json)
+    with progress_bar() as bar:
+        task = bar.add_task("embedding faces", total=None)
+        scores = score_pairs(pair_list, pipeline, cfg.face.max_image_px,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    return scores
 
 
 @eval_app.command("faces")
@@ -88,67 +104,69 @@ def eval_faces(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
 ) -> None:
     """Run the LFW pairs protocol with the shipped threshold: accuracy, EER, FNMR@FMR1e-3, failures to acquire."""
-    from edge.biometrics.face import load_image
-    from edge.evaluation.lfw import read_pairs
+    from edge.evaluation.lfw import protocol_report
     from edge.evaluation.metrics import det_plot as write_det_plot
-    from edge.evaluation.metrics import equal_error_rate, fnmr_at_fmr
 
     try:
         cfg = load_config(config)
-        pair_list = read_pairs(pairs, images)
-        pipeline = _pipeline(cfg)
     except BiogateError as exc:
         fail(exc, as_json)
-    paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
-    embeddings: dict[Path, np.ndarray] = {}
-    failed: dict[Path, str] = {}
-    chunk = 16
-    with progress_bar() as bar:
-        task = bar.add_task("embedding faces", total=len(paths))
-        for start in range(0, len(paths), chunk):
-            batch_paths, frames = [], []
-            for p in paths[start:start + chunk]:
-                try:
-                    frames.append(load_image(p, cfg.face.max_image_px))
-                    batch_paths.append(p)
-                except BiogateError as exc:
-                    failed[p] = exc.code
-            for p, analysis in zip(batch_paths, pipeline.analyze_many(frames)):
-                if analysis.acquired:
-                    embeddings[p] = analysis.embedding
-                else:
-                    failed[p] = "quality.no_face"
-            bar.advance(task, len(paths[start:start + chunk]))
-    # Distances become similarities (negated); a pair with a failure to acquire scores -inf (rejected).
-    scores = np.array([-pipeline.distance(embeddings[p.a], embeddings[p.b])
-                       if p.a in embeddings and p.b in embeddings else -np.inf for p in pair_list])
-    same = np.array([p.same for p in pair_list])
-    decided_same = scores > -cfg.face.threshold
-    accuracy = float(np.mean(decided_same == same) - np.mean(np.isinf(scores) & ~same))  # FTA pairs are errors
-    genuine, impostor = scores[same], scores[~same]
-    report = {
-        "pairs": len(pair_list),
-        "accuracy": round(accuracy, 6),
-        "eer": round(equal_error_rate(genuine, impostor), 6),
-        "fnmr_at_fmr_1e-3": round(fnmr_at_fmr(genuine, impostor, 1e-3), 6),
-        "threshold": cfg.face.threshold,
-        "failures_to_acquire": len(failed),
-    }
+    scores = _score_pairs_with_progress(cfg, pairs, images, as_json)
+    report = protocol_report(scores, cfg.face.threshold)
     if det_plot:
-        write_det_plot(det_plot, {"biogate face": (genuine, impostor)}, title=f"DET: {pairs.name}")
+        write_det_plot(det_plot, {"biogate face": (-scores.genuine, -scores.impostor)}, title=f"DET: {pairs.name}")
     if as_json:
         print_json(report)
         return
-    fta_pairs = int(np.isinf(scores).sum())
+    same = scores.same
+    fta_pairs = int(np.isinf(scores.distances).sum())
     typer.echo(f"pairs                {report['pairs']} ({int(same.sum())} same, {int((~same).sum())} different)")
-    typer.echo(f"accuracy             {100 * accuracy:.2f}% at the shipped threshold {cfg.face.threshold}")
+    typer.echo(f"accuracy             {100 * report['accuracy']:.2f}% at the shipped threshold {cfg.face.threshold}")
     typer.echo(f"EER                  {100 * report['eer']:.2f}%")
     typer.echo(f"FNMR at FMR 1e-3     {100 * report['fnmr_at_fmr_1e-3']:.2f}%  "
-               f"(FMR 1e-3 of {len(impostor)} impostor pairs allows {int(1e-3 * len(impostor))} false match)")
-    typer.echo(f"failures to acquire  {len(failed)} images ({fta_pairs} pairs, counted as errors)")
+               f"(FMR 1e-3 of {int((~same).sum())} impostor pairs allows {int(1e-3 * (~same).sum())} false match)")
+    typer.echo(f"failures to acquire  {report['failures_to_acquire']} images ({fta_pairs} pairs, counted as errors)")
     if det_plot:
         typer.echo(f"DET plot             {det_plot}")
 
+
+@eval_app.command("face-threshold")
+def eval_face_threshold(
+    pairs: Path = typer.Option(..., "--pairs", help="DEVELOPMENT pairs.txt with a folds header"),
+    images: Optional[Path] = typer.Option(None, "--images", help="image folder (default: images/ beside the pairs file)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
+) -> None:
+    """Choose the face threshold on development pairs: per fold on the other folds (cross-validated accuracy),
+    and on all folds (the value to ship in [face] threshold). Never run this on evaluation data."""
+    from edge.evaluation.lfw import accuracy_at, cross_validate
+
+    try:
+        cfg = load_config(config)
+    except BiogateError as exc:
+        fail(exc, as_json)
+    scores = _score_pairs_with_progress(cfg, pairs, images, as_json)
+    try:
+        cv = cross_validate(scores)
+    except BiogateError as exc:
+        fail(exc, as_json)
+    report = {"pairs": len(scores.pairs), "folds": cv.folds, "cv_accuracy": cv.accuracy,
+              "threshold": cv.threshold,
+              "accuracy_at_threshold": round(accuracy_at(scores.distances, scores.same, cv.threshold), 6),
+              "configured_threshold": cfg.face.threshold,
+              "failures_to_acquire": len(scores.failures)}
+    if as_json:
+        print_json(report)
+        return
+    for f in cv.folds:
+        typer.echo(f"fold {f['fold']}: threshold {f['threshold']} (chosen on the other folds), "
+                   f"accuracy {100 * f['accuracy']:.2f}% on its {f['pairs']} pairs")
+    typer.echo(f"cross-validated accuracy {100 * cv.accuracy:.2f}%")
+    typer.echo(f"threshold chosen on all folds: {cv.threshold} (accuracy {100 * report['accuracy_at_threshold']:.2f}% "
+               f"on these pairs; configured now: {cfg.face.threshold})")
+
+
+# -- benchmark ---------------------------------------------------------------------------------------------------
 
 def _bench_frames(cfg: Config, limit: int) -> list[tuple[str, np.ndarray]]:
     """Real frames: the example photos built into models/artifacts/examples, plus LFW if present."""
@@ -168,14 +186,15 @@ def _bench_frames(cfg: Config, limit: int) -> list[tuple[str, np.ndarray]]:
     return frames
 
 
-def _median_ms(fn, items, repeats: int) -> float:
-    times = []
+def _ms_per_item(fn: Callable, items: list, repeats: int) -> float:
+    """Mean milliseconds per item over the whole list, for the median of `repeats` passes."""
+    passes = []
     for _ in range(repeats):
+        t0 = time.perf_counter()
         for item in items:
-            t0 = time.perf_counter()
             fn(item)
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        passes.append((time.perf_counter() - t0) * 1000 / len(items))
+    return statistics.median(passes)
 
 
 @bench_app.command("face")
@@ -186,38 +205,35 @@ def bench_face(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
 ) -> None:
     """Our face pipeline against face_recognition's (HOG upsample=0 + face_encodings), same frames, one run."""
-    import dlib
-    import face_recognition
-    import face_recognition_models
+    from edge.evaluation.peers.face_recognition_peer import FaceRecognitionPeer  # benchmark-only: loaded here
 
     try:
         cfg = load_config(config)
         pipeline = _pipeline(cfg)
+        peer = FaceRecognitionPeer()
+        frames = _bench_frames(cfg, frames_limit)
     except BiogateError as exc:
         fail(exc, as_json)
-    frames = _bench_frames(cfg, frames_limit)
     if not frames:
-        fail(BiogateError("no benchmark frames: run `make models` first", code="input.not_found"), as_json)
+        fail(InputError("no benchmark frames: run `make models` first", code="input.not_found"), as_json)
     bgr = [f for _, f in frames]
-    rgb = [np.ascontiguousarray(f[:, :, ::-1]) for f in bgr]
-    pipeline.analyze(bgr[0])  # warm-up: first-run allocations are not what we measure
-    ours = _median_ms(pipeline.analyze, bgr, repeats)
-    fr_pipeline = lambda img: face_recognition.face_encodings(  # noqa: E731
-        img, face_recognition.face_locations(img, number_of_times_to_upsample=0, model="hog"))
-    fr_pipeline(rgb[0])
-    theirs = _median_ms(fr_pipeline, rgb, repeats)
-    # The embedding model alone, on the same chips: ONNX (one chip, no flip) against dlib's own network.
-    chips = [a.aligned.chip for a in pipeline.analyze_many(bgr) if a.aligned is not None]
-    net = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-    run_onnx = lambda chip: pipeline.embedder._run(chip[None])  # noqa: E731
-    run_onnx(chips[0])
-    ours_embed = _median_ms(run_onnx, chips, repeats)
-    dlib_embed = _median_ms(lambda chip: net.compute_face_descriptor(chip), chips[: max(4, len(chips) // 3)], 1)
+    rgb = [np.ascontiguousarray(f[:, :, ::-1]) for f in bgr]  # face_recognition's API takes RGB
+    analyses = pipeline.analyze_many(bgr)  # also the warm-up: first-run allocations are not what we measure
+    ours_faces = sum(a.acquired for a in analyses)
+    theirs_faces = sum(bool(peer.encodings(img)) for img in rgb)
+    ours = _ms_per_item(pipeline.analyze, bgr, repeats)
+    theirs = _ms_per_item(peer.encodings, rgb, repeats)
+    # The embedding model alone, on the same chips: ONNX (one chip per run, no flip) against dlib's network.
+    chips = [a.aligned.chip for a in analyses if a.aligned is not None]
+    ours_embed = _ms_per_item(lambda chip: pipeline.embedder.descriptors(chip[None]), chips, repeats)
+    dlib_embed = _ms_per_item(peer.descriptor, chips[: max(4, len(chips) // 2)], 1)
     report = {
         "frames": len(frames),
         "frame_sizes": sorted({f"{f.shape[1]}x{f.shape[0]}" for f in bgr}),
         "threads": cfg.face.threads,
         "flip_augment": cfg.face.flip_augment,
+        "ours_faces": ours_faces,
+        "face_recognition_faces": theirs_faces,
         "ours_ms": round(ours, 2),
         "face_recognition_ms": round(theirs, 2),
         "speedup": round(theirs / ours, 2),
@@ -225,13 +241,16 @@ def bench_face(
         "dlib_embed_ms": round(dlib_embed, 2),
         "embed_speedup": round(dlib_embed / ours_embed, 2),
     }
+    for analysis in analyses:
+        analysis.wipe()
     if as_json:
         print_json(report)
         return
-    typer.echo(f"{report['frames']} real frames ({', '.join(report['frame_sizes'][:6])}), median per frame:")
+    typer.echo(f"{report['frames']} real frames ({', '.join(report['frame_sizes'][:6])}), mean per frame:")
     typer.echo(f"  biogate (BlazeFace + 5-point + ONNX ResNet{' + flip' if cfg.face.flip_augment else ''}, "
-               f"{cfg.face.threads} thread(s)): {ours:8.2f} ms")
-    typer.echo(f"  face_recognition (HOG upsample 0 + face_encodings):        {theirs:8.2f} ms")
+               f"{cfg.face.threads} thread(s)): {ours:8.2f} ms  (faces in {ours_faces} frames)")
+    typer.echo(f"  face_recognition (HOG upsample 0 + face_encodings):        {theirs:8.2f} ms  "
+               f"(faces in {theirs_faces} frames)")
     typer.echo(f"  speedup {report['speedup']:.1f}x")
     typer.echo(f"embedding model alone, per chip: ONNX {ours_embed:.2f} ms, dlib {dlib_embed:.2f} ms "
                f"({report['embed_speedup']:.1f}x)")

@@ -1,8 +1,11 @@
 """The committed manifest is well-formed, and the build enforces its hashes."""
 from __future__ import annotations
 
+import ast
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,21 +37,122 @@ def test_committed_manifest_is_complete():
     assert not [a.name for a in manifest.artifacts.values() if "68" in a.source.member]
 
 
+# The runtime path: every module of the product's packages, except the benchmark peers. Peers (reference systems
+# such as face_recognition) may load anything, but only when a bench/eval command imports them inside a function.
 RUNTIME_PACKAGES = ["edge", "drivers", "simulator", "firmware-bridge"]
-# The 68-point predictor is trained on iBUG 300-W (non-commercial); `import face_recognition` loads it too.
-FORBIDDEN_IN_RUNTIME = ["shape_predictor_68", "pose_predictor_model_location", "import face_recognition\n",
-                        "from face_recognition import", "import face_recognition as"]
+PEERS_PACKAGE = "edge/evaluation/peers"
+PEERS_MODULE = "edge.evaluation.peers"
+# `import face_recognition` loads the 68-point predictor (trained on iBUG 300-W: non-commercial), so it is
+# forbidden on the runtime path as well as the model file itself and face_recognition_models' locator for it.
+FORBIDDEN_MODULE = "face_recognition"
+FORBIDDEN_LOCATOR = "pose_predictor_model_location"
+FORBIDDEN_FILE = "shape_predictor_68"
 
 
-def test_no_runtime_path_loads_the_68_point_model():
-    repo = MANIFEST_PATH.parent.parent
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                ids.add(id(first.value))
+    return ids
+
+
+def _module_level(tree: ast.Module):
+    """Statements executed when the module is imported (top level, including inside if/try/with blocks)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
+        elif isinstance(node, ast.ClassDef):  # a class body runs at import time too
+            todo.extend(n for n in node.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+def _imported_names(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return []
+
+
+def _is_module(name: str, module: str) -> bool:
+    return name == module or name.startswith(module + ".")
+
+
+def runtime_offenders(repo: Path) -> list[str]:
+    """Where runtime code could load the 68-point model: imports of face_recognition (statements or by name
+    string), the 68-point file or its locator, and peers imported at module load time."""
     offenders = []
     for package in RUNTIME_PACKAGES:
         for source in sorted((repo / package).rglob("*.py")):
-            text = source.read_text(encoding="utf-8", errors="replace")
-            offenders += [f"{source.relative_to(repo)}: {word.strip()}" for word in FORBIDDEN_IN_RUNTIME
-                          if word in text]
+            rel = source.relative_to(repo).as_posix()
+            if rel.startswith(PEERS_PACKAGE + "/"):
+                continue
+            tree = ast.parse(source.read_text(encoding="utf-8", errors="replace"), filename=rel)
+            docstrings = _docstrings(tree)
+            for node in ast.walk(tree):
+                if any(_is_module(n, FORBIDDEN_MODULE) for n in _imported_names(node)):
+                    offenders.append(f"{rel}:{node.lineno}: imports {FORBIDDEN_MODULE}")
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                    if node.value == FORBIDDEN_MODULE or FORBIDDEN_FILE in node.value:
+                        offenders.append(f"{rel}:{node.lineno}: names {node.value!r}")
+                elif isinstance(node, (ast.Attribute, ast.Name)) and FORBIDDEN_LOCATOR in (
+                        getattr(node, "attr", None), getattr(node, "id", None)):
+                    offenders.append(f"{rel}:{node.lineno}: uses {FORBIDDEN_LOCATOR}")
+            for node in _module_level(tree):
+                if any(_is_module(n, PEERS_MODULE) for n in _imported_names(node)):
+                    offenders.append(f"{rel}:{node.lineno}: imports a benchmark peer at module load time")
+    return offenders
+
+
+def test_no_runtime_path_loads_the_68_point_model():
+    offenders = runtime_offenders(MANIFEST_PATH.parent.parent)
     assert not offenders, f"runtime code must not load the non-commercial 68-point model: {offenders}"
+
+
+def test_runtime_path_check_catches_every_kind_of_offence(tmp_path):
+    def write(rel: str, text: str) -> None:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+    write("edge/a.py", "import face_recognition\n")
+    write("edge/b.py", "def f():\n    from face_recognition.api import face_encodings\n")
+    write("edge/c.py", "import importlib\nm = importlib.import_module('face_recognition')\n")
+    write("drivers/d.py", "P = 'models/shape_predictor_68_face_landmarks.dat'\n")
+    write("simulator/e.py", "import face_recognition_models as m\np = m.pose_predictor_model_location()\n")
+    write("edge/cli/f.py", "try:\n    from edge.evaluation.peers.face_recognition_peer import Peer\nexcept ImportError:\n    pass\n")
+    # Allowed: peers themselves, lazy peer imports, the 5-point model, and docstrings that explain the rule.
+    write("edge/evaluation/peers/p.py", "import face_recognition\n")
+    write("edge/cli/g.py", '"""Never import face_recognition or shape_predictor_68 here."""\n'
+                           "import face_recognition_models as m\n"
+                           "def bench():\n    from edge.evaluation.peers import p\n"
+                           "    return m.pose_predictor_five_point_model_location()\n")
+    found = runtime_offenders(tmp_path)
+    assert sorted(f.split(":")[0] for f in found) == [
+        "drivers/d.py", "edge/a.py", "edge/b.py", "edge/c.py", "edge/cli/f.py", "simulator/e.py"], found
+
+
+@pytest.mark.timeout(120)
+def test_the_cli_and_the_face_pipeline_do_not_import_face_recognition(models_dir):
+    """The same rule, observed: load the CLI and run the face pipeline, then look at what got imported."""
+    code = ("import sys\n"
+            "import edge.cli.main\n"
+            "from edge.config import load_config\n"
+            "from edge.biometrics.face import FacePipeline, load_image\n"
+            "cfg = load_config(env={})\n"
+            f"p = FacePipeline(cfg.face, {str(models_dir)!r})\n"
+            f"assert p.analyze(load_image({str(models_dir / 'examples' / 'obama.jpg')!r})).acquired\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'face_recognition' "
+            "or m.startswith('edge.evaluation.peers')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=110,
+                         cwd=MANIFEST_PATH.parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
 
 
 def test_detector_contract_carries_the_anchor_options():

@@ -4,11 +4,11 @@
     a = pipeline.analyze(load_image("a.jpg"))      # BGR in, FaceAnalysis out
     d = pipeline.distance(a.require(), b.require())
 """
-from edge.biometrics.face.detector import Detection, FaceDetector
+from edge.biometrics.face.detector import Detection, FaceDetector, HogFaceDetector
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.image import load_image
 from edge.biometrics.face.pipeline import FaceAnalysis, FacePipeline
 from edge.biometrics.face.quality import QualityFinding
 
-__all__ = ["Detection", "FaceAnalysis", "FaceDetector", "FaceEmbedder", "FacePipeline", "QualityFinding",
-           "face_distance", "load_image"]
+__all__ = ["Detection", "FaceAnalysis", "FaceDetector", "FaceEmbedder", "FacePipeline", "HogFaceDetector",
+           "QualityFinding", "face_distance", "load_image"]

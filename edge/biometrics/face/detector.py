@@ -44,11 +44,13 @@ def ssd_anchors() -> np.ndarray:
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: box (x0, y0, x1, y1) and keypoints (6 x 2, see KEYPOINT_NAMES) in image pixels."""
+    """One face: box (x0, y0, x1, y1) in image pixels, a confidence and, from BlazeFace, keypoints (6 x 2,
+    see KEYPOINT_NAMES). The HOG fallback gives no keypoints: its box is what dlib's 5-point model expects."""
 
     box: tuple[float, float, float, float]
     score: float
-    keypoints: np.ndarray
+    keypoints: np.ndarray | None
+    source: str = "blazeface"  # or "hog"
 
     @property
     def width(self) -> float:
@@ -57,10 +59,6 @@ class Detection:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
-
-    @property
-    def eye_distance(self) -> float:
-        return float(np.linalg.norm(self.keypoints[0] - self.keypoints[1]))
 
 
 class FaceDetector:
@@ -79,7 +77,14 @@ class FaceDetector:
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         """Faces in an RGB frame, most confident first."""
-        tensor, scale, pad_x, pad_y = self._letterbox(image_rgb)
+        return self._detect(image_rgb, bgr=False)
+
+    def detect_bgr(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Faces in a BGR (OpenCV) frame: the colour order is swapped on the 128 x 128 input only."""
+        return self._detect(image_bgr, bgr=True)
+
+    def _detect(self, image: np.ndarray, bgr: bool) -> list[Detection]:
+        tensor, scale, pad_x, pad_y = self._letterbox(image, bgr)
         regressors, logits = self.session.run([self.regressors_name, self.scores_name], {self.input_name: tensor})
         regressors = regressors.reshape(-1, 16)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1).astype(np.float64), -100.0, 100.0)))
@@ -112,11 +117,45 @@ class FaceDetector:
         # `scale` maps image pixels to 128-px input units; the pads are in input units.
         return canvas, scale, float(pad_x), float(pad_y)
 
-    def _letterbox(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-        canvas, scale, pad_x, pad_y = self._prepare(image_rgb)
+    def _letterbox(self, image: np.ndarray, bgr: bool = False) -> tuple[np.ndarray, float, float, float]:
+        canvas, scale, pad_x, pad_y = self._prepare(image)
+        if bgr:
+            canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
         tensor = canvas.astype(np.float32) / 127.5 - 1.0
         tensor = tensor.transpose(2, 0, 1)[None] if self.channels_first else tensor[None]
         return np.ascontiguousarray(tensor), scale, pad_x, pad_y
+
+
+class HogFaceDetector:
+    """dlib's HOG frontal-face detector: the fallback when BlazeFace finds nothing (faces too small for the
+    short-range model), and the detector face_recognition uses. Slow on big frames, so the frame is first
+    scaled down to at most `max_side` pixels (HOG's smallest face is about 80 px at upsample 0)."""
+
+    def __init__(self, max_side: int = 1024, upsample: int = 0):
+        import dlib
+
+        self._detector = dlib.get_frontal_face_detector()
+        self.max_side = max_side
+        self.upsample = upsample
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """Faces in an RGB (or grey) frame, most confident first."""
+        return self._detect(image_rgb, bgr=False)
+
+    def detect_bgr(self, image_bgr: np.ndarray) -> list[Detection]:
+        return self._detect(image_bgr, bgr=True)
+
+    def _detect(self, image: np.ndarray, bgr: bool) -> list[Detection]:
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = image if scale == 1.0 else cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        if bgr:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        rects, scores, _ = self._detector.run(np.ascontiguousarray(small), self.upsample, 0.0)
+        found = [Detection((r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale),
+                           float(s), None, "hog") for r, s in zip(rects, scores)]
+        return sorted(found, key=lambda d: -d.score)
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -2,22 +2,23 @@
 
 `FacePipeline` holds the ONNX sessions and the dlib predictor, created once and reused; it takes BGR
 frames (the project's convention at API boundaries) and returns `FaceAnalysis` objects that say what
-was found, how good it is and, when usable, the embedding.
+was found, how good it is and, when usable, the embedding. The frame itself is never copied whole:
+BlazeFace sees a 128 x 128 letterbox of it and dlib only the region around the chosen face.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge.biometrics.face.align import AlignedFace, Aligner
-from edge.biometrics.face.detector import Detection, FaceDetector
+from edge.biometrics.face.detector import Detection, FaceDetector, HogFaceDetector
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
-from edge.biometrics.face.image import as_rgb
 from edge.biometrics.face.quality import QualityFinding, QualityMeasures, findings, measure
 from edge.config import FaceConfig
-from edge.errors import QualityError
+from edge.errors import InputError, QualityError
 
 
 @dataclass
@@ -58,6 +59,19 @@ class FaceAnalysis:
             self.embedding.fill(0)
 
 
+def as_bgr3(frame: np.ndarray) -> np.ndarray:
+    """A validated H x W x 3 uint8 BGR frame (grey and BGRA frames are converted; others pass as they are)."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        raise InputError("image must be a uint8 numpy array", code="input.not_an_image")
+    if frame.ndim == 2 and min(frame.shape) >= 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4) or min(frame.shape[:2]) < 1:
+        raise InputError(f"image must be H x W x 3, got shape {frame.shape}", code="input.not_an_image")
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
+
+
 def _prominence(det: Detection, width: int, height: int) -> float:
     """Bigger and more central faces win: the customer stands in front of the camera."""
     cx = (det.box[0] + det.box[2]) / 2 / width - 0.5
@@ -69,6 +83,7 @@ class FacePipeline:
     def __init__(self, cfg: FaceConfig, models_dir: Path):
         self.cfg = cfg
         self.detector = FaceDetector(models_dir, cfg.threads, cfg.detector_score)
+        self.fallback = HogFaceDetector() if cfg.hog_fallback else None
         self.aligner = Aligner()
         self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment)
 
@@ -77,9 +92,7 @@ class FacePipeline:
 
     def analyze_many(self, images_bgr: list[np.ndarray]) -> list[FaceAnalysis]:
         """Analyse several frames; all chips go through the embedder in one batch."""
-        results: list[FaceAnalysis] = []
-        for image in images_bgr:
-            results.append(self._locate(as_rgb(image)))
+        results = [self._locate(as_bgr3(image)) for image in images_bgr]
         chips = [r.aligned.chip for r in results if r.aligned is not None]
         if chips:
             embeddings = iter(self.embedder.embed(np.stack(chips)))
@@ -88,13 +101,20 @@ class FacePipeline:
                     r.embedding = next(embeddings)
         return results
 
-    def _locate(self, rgb: np.ndarray) -> FaceAnalysis:
-        faces = self.detector.detect(rgb)
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Every face in the frame: BlazeFace, else (when configured) dlib's HOG detector."""
+        faces = self.detector.detect_bgr(image_bgr)
+        if not faces and self.fallback is not None:
+            faces = self.fallback.detect_bgr(image_bgr)
+        return faces
+
+    def _locate(self, bgr: np.ndarray) -> FaceAnalysis:
+        faces = self.detect(bgr)
         if not faces:
             return FaceAnalysis(faces, findings=[QualityFinding("quality.no_face", "no face found in the image")])
-        h, w = rgb.shape[:2]
+        h, w = bgr.shape[:2]
         face = max(faces, key=lambda d: _prominence(d, w, h))
-        aligned = self.aligner.align(rgb, face)
+        aligned = self.aligner.align_bgr(bgr, face)
         measures = measure(aligned.chip, aligned.landmarks, face.width)
         found = findings(measures, self.cfg)
         if len(faces) > 1:
