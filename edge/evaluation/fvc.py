@@ -120,3 +120,59 @@ def work_units(db_dir: str | Path) -> int:
     files = read_db(db_dir)
     genuine, impostor = protocol_pairs(files)
     return len(files) + len(genuine) + len(impostor)
+
+
+def score_parts_db(db_dir: str | Path, progress: Callable[[int], None] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Like `score_db` for biogate, but each comparison gives the matcher's raw parts
+    (mcc, paired minutiae) instead of the calibrated score: the input of `fit_calibration`.
+    Pairs with a failure to extract are left out here (they are counted in the third value).
+    """
+    from edge.biometrics import finger
+
+    matcher = biogate_matcher()
+    files = read_db(db_dir)
+    templates, failed = extract_all(files, matcher, progress)
+    genuine_pairs, impostor_pairs = protocol_pairs(files)
+
+    def parts(pairs: list[tuple[Key, Key]]) -> np.ndarray:
+        rows = []
+        for a, b in pairs:
+            if a in templates and b in templates:
+                p = finger.score_parts(templates[a], templates[b])
+                rows.append((p[0], p[2]))
+            if progress:
+                progress(1)
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+    return parts(genuine_pairs), parts(impostor_pairs), len(failed)
+
+
+def fit_calibration(genuine_parts: np.ndarray, impostor_parts: np.ndarray) -> tuple[float, float, float]:
+    """Logistic regression of mated/non-mated on the matcher's features, as a log10 likelihood ratio.
+
+    Returns (w_mcc, w_paired, bias) of `edge.biometrics.finger.matcher.calibrated_score`; the bias
+    has the training set's prior log-odds taken out, so the output is log10 LR (0 = equally likely).
+    A small L2 penalty keeps the weights finite when the development data are nearly separable.
+    """
+    from scipy.optimize import minimize
+
+    from edge.biometrics.finger.matcher import features
+
+    x = np.concatenate([features(genuine_parts[:, 0], genuine_parts[:, 1]),
+                        features(impostor_parts[:, 0], impostor_parts[:, 1])])
+    y = np.concatenate([np.ones(len(genuine_parts)), np.zeros(len(impostor_parts))])
+    design = np.column_stack([x, np.ones(len(x))])
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = design @ w
+        p = 1 / (1 + np.exp(-z))
+        nll = np.sum(np.logaddexp(0, z) - y * z) + 0.005 * float(w[:2] @ w[:2])
+        grad = design.T @ (p - y)
+        grad[:2] += 0.01 * w[:2]
+        return nll, grad
+
+    w = minimize(loss, np.zeros(3), jac=True, method="L-BFGS-B").x
+    prior_log_odds = np.log(y.mean() / (1 - y.mean()))
+    ln10 = np.log(10)
+    return float(w[0] / ln10), float(w[1] / ln10), float((w[2] - prior_log_odds) / ln10)

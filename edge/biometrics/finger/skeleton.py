@@ -10,8 +10,19 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numba import njit
 
 from edge.biometrics.finger.template import BIFURCATION, ENDING
+
+# Spurious-structure limits, in ridge periods: a ridge piece shorter than SPUR_PERIODS ending in a
+# fork is a spur; forks closer than BRIDGE_PERIODS along a ridge are a bridge or a hole; two endings
+# facing each other within BREAK_PERIODS are a broken ridge; any two minutiae within CLOSE_PERIODS
+# are noise. Directions are measured DIRECTION_PERIODS along the ridge.
+SPUR_PERIODS = 1.5
+BRIDGE_PERIODS = 1.0
+BREAK_PERIODS = 2.0
+CLOSE_PERIODS = 0.5
+DIRECTION_PERIODS = 1.0
 
 # (dy, dx) of the neighbours N, NE, E, SE, S, SW, W, NW.
 NEIGHBOURS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
@@ -56,18 +67,42 @@ def neighbour_codes(binary: np.ndarray) -> np.ndarray:
 
 
 def thin(binary: np.ndarray, max_iterations: int = 50) -> np.ndarray:
-    """Zhang-Suen thinning, both sub-iterations as table look-ups over the whole image."""
-    img = (binary > 0).astype(np.uint8)
+    """Zhang-Suen thinning (both sub-iterations as table look-ups; a compiled loop over ridge pixels)."""
+    img = np.ascontiguousarray(np.pad((binary > 0).astype(np.uint8), 1))
+    _thin_kernel(img, DELETE_FIRST, DELETE_SECOND, max_iterations)
+    return img[1:-1, 1:-1].copy()
+
+
+@njit(cache=True)
+def _thin_kernel(img, first, second, max_iterations):
+    """In place on a zero-bordered 0/1 image; each sub-iteration decides on the image as it was before it."""
+    h, w = img.shape
+    ys, xs = np.nonzero(img)
+    n = ys.size
+    alive = np.ones(n, np.bool_)
+    doomed = np.empty(n, np.int64)
     for _ in range(max_iterations):
         changed = False
-        for table in (DELETE_FIRST, DELETE_SECOND):
-            delete = table[neighbour_codes(img)] & (img == 1)
-            if delete.any():
-                img[delete] = 0
+        for table in (first, second):
+            k = 0
+            for p in range(n):
+                if not alive[p]:
+                    continue
+                y, x = ys[p], xs[p]
+                code = (img[y - 1, x] | (img[y - 1, x + 1] << 1) | (img[y, x + 1] << 2) | (img[y + 1, x + 1] << 3)
+                        | (img[y + 1, x] << 4) | (img[y + 1, x - 1] << 5) | (img[y, x - 1] << 6)
+                        | (img[y - 1, x - 1] << 7))
+                if table[code]:
+                    doomed[k] = p
+                    k += 1
+            for q in range(k):
+                p = doomed[q]
+                img[ys[p], xs[p]] = 0
+                alive[p] = False
+            if k:
                 changed = True
         if not changed:
             break
-    return img
 
 
 @dataclass
@@ -153,9 +188,9 @@ def find_minutiae(skel: np.ndarray, mask_distance: np.ndarray, orientation: np.n
     sk = _Skeleton(skel)
     cn_map = CROSSING_NUMBER[neighbour_codes(skel)] * skel
     ys, xs = np.nonzero(((cn_map == 1) | (cn_map == 3)) & (mask_distance >= border))
-    direction_len = max(4, int(round(period)))
-    spur_len = max(4, int(round(1.5 * period)))
-    bridge_len = max(3, int(round(1.0 * period)))
+    direction_len = max(4, int(round(DIRECTION_PERIODS * period)))
+    spur_len = max(4, int(round(SPUR_PERIODS * period)))
+    bridge_len = max(3, int(round(BRIDGE_PERIODS * period)))
 
     candidates: dict[int, RawMinutia] = {}
     doomed: set[int] = set()
@@ -223,9 +258,9 @@ def _remove_close_pairs(minutiae: list[RawMinutia], period: float) -> list[RawMi
     d = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
     np.fill_diagonal(d, np.inf)
     dang = np.abs(np.angle(np.exp(1j * (ang[:, None] - ang[None, :]))))
-    too_close = d < 0.5 * period
+    too_close = d < CLOSE_PERIODS * period
     both_end = (kind[:, None] == ENDING) & (kind[None, :] == ENDING)
-    broken = both_end & (d < 2.0 * period) & (dang > 2.3)
+    broken = both_end & (d < BREAK_PERIODS * period) & (dang > 2.3)
     # the two ends of a break also face each other: the line joining them follows their directions
     drop = (too_close | broken).any(axis=1)
     return [m for m, bad in zip(minutiae, drop) if not bad]
