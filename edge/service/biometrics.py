@@ -147,3 +147,27 @@ def require_finger_quality(template, minimum: int) -> None:
     if q < minimum:
         raise QualityError(f"fingerprint quality {q} is below the minimum {minimum}", code="quality.finger_low_quality",
                            details={"quality": q})
+
+
+def calibrated_bridge_engine(core: BiometricCore, target_fmr: float):
+    """The XFS4IoT bridge's engine, scoring with this deployment's calibration.
+
+    The bridge reports confidenceLevel = round(100 * score) with 50 = the operating point; here the score
+    is logistic(LLR - threshold LLR at `target_fmr`) for the modality, so Match threshold 50 means the same
+    false-match rate as the daemon's own decisions, and each 10 points above it is a further factor of
+    e^(~0.4) in likelihood ratio (a readable, monotone scale).
+    """
+    from xfs4iot_bridge.engine import BiogateEngine, logistic
+
+    calibration = core.calibration
+
+    class CalibratedEngine(BiogateEngine):
+        def compare(self, modality, probe, reference) -> float:
+            if modality == "face":
+                score = -float(np.linalg.norm(np.asarray(probe, np.float64) - np.asarray(reference, np.float64)))
+            else:
+                score = float(self._finger().compare(probe, reference))
+            llr = calibration.modality(modality).llr(score)
+            return logistic(llr - calibration.threshold([modality], target_fmr))
+
+    return CalibratedEngine(core.face)

@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from drivers.base import open_device
+from drivers.base import Camera, CashDispenser, FingerprintScanner, open_device
 from edge.config import DeviceSpec, DevicesConfig
 from edge.errors import BiogateError, DeviceError
 
@@ -95,3 +95,63 @@ class TerminalDevices:
         for slot in self.slots.values():
             with slot.lock:
                 slot.close()
+
+
+class _Shared:
+    """A device handle for another component (the XFS4IoT bridge) that borrows the slot per call."""
+
+    def __init__(self, slot: DeviceSlot):
+        self._slot = slot
+
+    def close(self) -> None:  # the daemon owns the device; borrowers never close it
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class SharedCamera(_Shared, Camera):
+    def read(self, timeout: float = 2.0):
+        with self._slot.use() as cam:
+            return cam.read(timeout)
+
+    def prompt(self, action: str) -> None:
+        with self._slot.use() as cam:
+            if hasattr(cam, "prompt"):
+                cam.prompt(action)
+
+
+class SharedScanner(_Shared, FingerprintScanner):
+    def finger_present(self) -> bool:
+        with self._slot.use() as scanner:
+            return scanner.finger_present()
+
+    def capture(self, timeout: float = 10.0):
+        with self._slot.use() as scanner:
+            return scanner.capture(timeout)
+
+
+class SharedDispenser(_Shared, CashDispenser):
+    def get_command_nonce(self) -> str:
+        with self._slot.use() as d:
+            return d.get_command_nonce()
+
+    def clear_command_nonce(self) -> None:
+        with self._slot.use() as d:
+            if hasattr(d, "clear_command_nonce"):
+                d.clear_command_nonce()
+
+    def dispense(self, token: str, amount: str, currency: str) -> dict:
+        with self._slot.use() as d:
+            return d.dispense(token, amount, currency)
+
+
+def shared_devices(devices: TerminalDevices) -> dict:
+    """camera / scanner / dispenser handles (None where not configured) for the bridge."""
+    s = devices.slots
+    return {"camera": SharedCamera(s["camera"]) if s["camera"].configured else None,
+            "scanner": SharedScanner(s["fingerprint"]) if s["fingerprint"].configured else None,
+            "dispenser": SharedDispenser(s["dispenser"]) if s["dispenser"].configured else None}

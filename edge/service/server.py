@@ -64,15 +64,16 @@ class Daemon:
                                                     timeout_graceful_shutdown=5))
 
     def _start_bridge(self):
-        bridge_cfg = getattr(self.cfg, "bridge", None)
-        if bridge_cfg is None or not getattr(bridge_cfg, "enabled", False):
+        if not self.cfg.bridge.enabled:
             return None
-        from xfs4iot_bridge import start_bridge
+        from edge.service.biometrics import calibrated_bridge_engine
+        from edge.service.devices import shared_devices
         from xfs4iot_bridge.authoriser import BridgeDevices
+        from xfs4iot_bridge.bridge import start_bridge
 
-        bridge = start_bridge(bridge_cfg, BridgeDevices.from_terminal(self.runtime.devices),
-                              self.runtime.core.bridge_engine(), self.runtime.verification,
-                              self.runtime.secrets.dispense_hmac_key)
+        engine = calibrated_bridge_engine(self.runtime.core, self.cfg.policy.target_fmr)
+        bridge = start_bridge(self.cfg.bridge, BridgeDevices(**shared_devices(self.runtime.devices)), engine,
+                              self.runtime.verification, self.runtime.secrets.dispense_hmac_key)
         self.runtime.extras.append(bridge)
         return bridge
 
