@@ -1,19 +1,24 @@
-"""The fingerprint comparison score: MCC local structures plus a global alignment check.
+"""The fingerprint comparison score: MCC local structures plus a global pairing count, calibrated.
 
-`compare(a, b)` returns a similarity >= 0 (higher = more likely the same finger):
-
-    score = mcc * sqrt(paired)
-
+Two raw features per comparison:
 - `mcc`: the Minutia Cylinder-Code score (greedy LSA-R consolidation, 0..1; see `mcc`): how well
   the best, mutually consistent minutia neighbourhoods agree;
 - `paired`: how many minutiae pair up (within 15 px and 30 degrees) under the best rigid alignment
   seeded by MCC's most consistent pairs: the amount of evidence behind that agreement.
-Typical values: impostors 0.3-1.2, mated impressions 1.5-6 (a 0.6 MCC score with 25 paired minutiae
-gives 3.0). Neither part depends on the image size or the position of the print in the frame, so the
-same pair scores alike whatever the crop or padding (DB1 300x300 ... DB3 448x478, the sensor's
-256x288); only the minutiae the two impressions share count.
-DEFAULT_THRESHOLD is chosen on development data (FVC2000 DB1_B-DB4_B, all four pooled; see
-`choose_threshold`): the lowest score whose pooled false-match rate is at most 0.1 %.
+Neither depends on the image size or where the print sits in the frame, so the same pair scores
+alike whatever the crop or padding (DB1 300x300 ... DB3 448x478, the sensor's 256x288).
+
+`compare(a, b)` returns a log10 likelihood-ratio-like score:
+
+    score = W_MCC * ln(mcc + 0.02) + W_PAIRED * ln(paired + 1) + BIAS
+
+with the weights fitted by logistic regression on development data (`edge.evaluation.fvc.
+fit_calibration` on FVC2000 DB1_B-DB4_B pooled: 1,120 mated and 11,520 non-mated comparisons) and
+the training prior taken out, so 0 means "as likely mated as not" on that data, +1 ten times more
+likely mated, -1 ten times less. Scores beyond about -4..+4 are extrapolation: 11,520 non-mated
+comparisons cannot support likelihood ratios much past 10^4. The integrator may refit on other data.
+
+DEFAULT_THRESHOLD: the lowest score at which the pooled development FMR is at most 0.1 %.
 """
 from __future__ import annotations
 
@@ -26,8 +31,13 @@ from edge.biometrics.finger import mcc
 from edge.biometrics.finger.template import FingerTemplate
 from edge.errors import InputError
 
-# Chosen on FVC2000 DB1_B..DB4_B pooled (11,520 impostor and 1,120 genuine pairs): FMR <= 0.1 %.
-DEFAULT_THRESHOLD = 0.10
+# Fitted by edge.evaluation.fvc.fit_calibration on FVC2000 DB1_B..DB4_B pooled (see module docstring).
+W_MCC = 4.886
+W_PAIRED = 1.557
+BIAS = 12.066
+# FMR <= 0.1 % on the same pooled development comparisons.
+DEFAULT_THRESHOLD = 1.45
+MCC_FLOOR = 0.02      # keeps ln(mcc) finite for comparisons with no agreeing structure
 PARAMS = mcc.DEFAULT_PARAMS
 _CACHE_KEY = "prepared"
 
@@ -69,14 +79,22 @@ def score_parts(a: Comparable, b: Comparable) -> tuple[float, float, int, int, i
     return mcc.similarity_parts(prepare(a).cylinders, prepare(b).cylinders, PARAMS)
 
 
-def combine(mcc_score: float, paired: int) -> float:
-    return float(mcc_score * np.sqrt(paired))
+def features(mcc_score, paired) -> np.ndarray:
+    """(n, 2) calibration features of raw parts: ln(mcc + floor), ln(paired + 1)."""
+    m = np.asarray(mcc_score, dtype=np.float64).reshape(-1)
+    p = np.asarray(paired, dtype=np.float64).reshape(-1)
+    return np.column_stack([np.log(m + MCC_FLOOR), np.log(p + 1.0)])
+
+
+def calibrated_score(mcc_score: float, paired: float) -> float:
+    f = features(mcc_score, paired)[0]
+    return float(W_MCC * f[0] + W_PAIRED * f[1] + BIAS)
 
 
 def compare(a: Comparable, b: Comparable) -> float:
-    """Similarity >= 0 of two fingerprints; `>= DEFAULT_THRESHOLD` means the same finger."""
+    """log10 likelihood-ratio-like score of two fingerprints; `>= DEFAULT_THRESHOLD` means the same finger."""
     parts = score_parts(a, b)
-    return combine(parts[0], parts[2])
+    return calibrated_score(parts[0], parts[2])
 
 
 def compare_many(probe: Comparable, references: Sequence[Comparable]) -> np.ndarray:

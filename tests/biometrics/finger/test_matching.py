@@ -24,7 +24,7 @@ def test_mated_scores_above_non_mated(db1):
     keys = sorted(db1)
     mated = [finger.compare(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] == b[0]]
     non_mated = [finger.compare(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] != b[0]]
-    assert np.median(mated) > 3 * np.median(non_mated)
+    assert np.median(mated) > np.median(non_mated) + 3  # log10 LR: a thousand times more likely
     assert np.mean(np.array(mated)[:, None] > np.array(non_mated)[None, :]) > 0.9  # AUC on this subset
     assert max(non_mated) < finger.DEFAULT_THRESHOLD < np.median(mated)
 
@@ -32,7 +32,7 @@ def test_mated_scores_above_non_mated(db1):
 def test_compare_is_symmetric_enough_and_self_match_is_high(db1):
     a, b = db1[(101, 1)], db1[(101, 2)]
     assert finger.compare(a, a) > finger.compare(a, b) > finger.DEFAULT_THRESHOLD
-    assert abs(finger.compare(a, b) - finger.compare(b, a)) < 0.25 * finger.compare(a, b)
+    assert abs(finger.compare(a, b) - finger.compare(b, a)) < 1.0
 
 
 def _warp(image: np.ndarray, angle_deg: float, shift: tuple[int, int], pad: int = 80) -> np.ndarray:
@@ -54,7 +54,7 @@ def test_score_is_invariant_to_rotation_and_translation(angle, shift):
     moved = finger.extract(_warp(probe, angle, shift))
     score = finger.compare(moved, mate)
     assert score >= finger.DEFAULT_THRESHOLD
-    assert abs(score - base) <= 0.35 * base
+    assert abs(score - base) <= 2.0  # log10 LR units (steep above +4): resampling moves a few minutiae
     assert finger.compare(moved, other) < finger.DEFAULT_THRESHOLD
 
 
@@ -73,7 +73,7 @@ def test_score_is_stable_across_crop_and_padding():
     for name, score in scores.items():
         assert score >= finger.DEFAULT_THRESHOLD, (name, scores)
         if name.startswith("padded"):  # same print content: nearly the same score
-            assert abs(score - reference) <= 0.2 * reference, (name, scores)
+            assert abs(score - reference) <= 1.0, (name, scores)
 
 
 def test_prepare_is_cached_and_compare_many_agrees(db1):
@@ -91,7 +91,7 @@ def test_iso_template_scores_like_the_original(db1):
     a_iso = finger.decode_iso(finger.encode_iso(a))
     b_ansi = finger.decode_ansi(finger.encode_ansi(b))
     original = finger.compare(a, b)
-    assert abs(finger.compare(a_iso, b_ansi) - original) <= 0.1 * original
+    assert abs(finger.compare(a_iso, b_ansi) - original) <= 0.5
 
 
 def test_wipe_zeroises_template_and_precomputation():
@@ -103,6 +103,7 @@ def test_wipe_zeroises_template_and_precomputation():
     assert "prepared" not in t._cache
 
 
-def test_empty_templates_score_zero():
+def test_empty_templates_score_lowest():
     empty = FingerTemplate([], [], [], [], [], 300, 300)
-    assert finger.compare(empty, empty) == 0.0
+    score = finger.compare(empty, empty)
+    assert np.isfinite(score) and score < finger.DEFAULT_THRESHOLD - 3
