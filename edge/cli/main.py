@@ -8,6 +8,7 @@ from edge.cli import face_commands  # noqa: F401,E402
 from edge.cli import finger_commands  # noqa: F401,E402
 from edge.cli import service_commands  # noqa: F401,E402
 from edge.cli import decision_commands  # noqa: F401,E402
+from edge.cli import sim_commands  # noqa: F401,E402
 
 if __name__ == "__main__":
     app()

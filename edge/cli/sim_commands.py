@@ -1,0 +1,108 @@
+"""`biogate sim run`, `biogate sim serve`, `biogate sim list` and `biogate demo` (what `make run` plays)."""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edge.cli.app import app, fail, print_json, sim_app
+from edge.config import load_config
+from edge.errors import BiogateError
+
+ConfigOpt = typer.Option(None, "--config", help="TOML configuration file (default: $BIOGATE_CONFIG)")
+DEMO_SCENARIOS = ("genuine", "impostor", "printed_photo", "lockout")
+
+
+@sim_app.command("list")
+def sim_list() -> None:
+    """The shipped scenarios."""
+    from simulator.scenario import load_scenario, shipped_scenarios
+
+    for path in shipped_scenarios():
+        s = load_scenario(path)
+        typer.echo(f"{path.stem:20s} {s['name']}")
+
+
+@sim_app.command("run")
+def sim_run(scenario: str = typer.Argument(..., help="a scenario file, or the name of a shipped one"),
+            as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+            camera: str = typer.Option("mjpeg", "--camera", help="camera transport: mjpeg (opencv driver over "
+                                                                 "HTTP) or inprocess"),
+            config: Optional[Path] = ConfigOpt) -> None:
+    """Play a scenario: a fresh daemon on the simulator, the steps, a readable timeline. Exit 1 if an
+    expectation fails."""
+    from simulator.scenario import run_scenario
+
+    try:
+        result = run_scenario(scenario, base=load_config(config), rig_options={"camera_transport": camera})
+    except BiogateError as exc:
+        fail(exc, as_json)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        typer.echo(result.timeline())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@sim_app.command("serve")
+def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addresses as one JSON line"),
+              profile: str = typer.Option("zfm", "--profile", help="fingerprint module: zfm, r307, as608, r503"),
+              fingers: str = typer.Option("default", "--fingers", help="what the scanner reads on every capture: "
+                                                                       "'default' (FVC2000 DB1_B, cycling), a "
+                                                                       "folder, 'synthetic' or 'none'"),
+              face: str = typer.Option("example:obama", "--face", help="who stands in front of the camera"),
+              config: Optional[Path] = ConfigOpt) -> None:
+    """Start the simulated devices (fingerprint module on a pty, MJPEG camera, XFS4IoT dispenser), print
+    their addresses and run until interrupted."""
+    from simulator.rig import start_rig
+
+    try:
+        cfg = load_config(config)
+        rig = start_rig(cfg, fingerprint_profile=profile, fingerprint_source=fingers, camera_script="live")
+        rig.camera.present("live", subject=face)
+    except BiogateError as exc:
+        fail(exc, as_json)
+    addresses = rig.addresses()
+    if as_json:
+        print_json(addresses)
+    else:
+        for k, v in addresses.items():
+            typer.echo(f"{k:17s} {v}")
+        typer.echo("dispense token key: the `dispense_hmac_key` of this deployment's secrets file; Ctrl-C stops")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        rig.close()
+
+
+@app.command("demo")
+def demo(scenarios: list[str] = typer.Argument(None, help=f"scenarios to play (default: {', '.join(DEMO_SCENARIOS)})"),
+         camera: str = typer.Option("mjpeg", "--camera", help="camera transport: mjpeg or inprocess"),
+         config: Optional[Path] = ConfigOpt) -> None:
+    """The main job on the embedded defaults: the daemon on the simulator, playing the demo scenarios
+    (genuine, impostor, printed-photo attack, lockout) and printing each decision and the dispenser's answer."""
+    from simulator.scenario import run_scenario
+
+    names = scenarios or list(DEMO_SCENARIOS)
+    failed = []
+    for name in names:
+        try:
+            result = run_scenario(name, base=load_config(config), rig_options={"camera_transport": camera})
+        except BiogateError as exc:
+            fail(exc)
+        typer.echo(result.timeline())
+        typer.echo("")
+        if not result.ok:
+            failed.append(name)
+    typer.echo(f"demo: {len(names) - len(failed)}/{len(names)} scenarios behaved as expected"
+               + (f"; unexpected: {', '.join(failed)}" if failed else ""))
+    raise typer.Exit(1 if failed else 0)
+
+
