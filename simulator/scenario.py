@@ -75,7 +75,8 @@ class ScenarioResult:
     name: str
     events: list[tuple[float, str, str]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    dispensed: list[str] = field(default_factory=list)
+    dispensed: list[str] = field(default_factory=list)     # what the ATM was told it dispensed
+    ledger: list[str] = field(default_factory=list)        # what the dispenser itself recorded
 
     @property
     def ok(self) -> bool:
@@ -92,7 +93,7 @@ class ScenarioResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "ok": self.ok, "dispensed": self.dispensed,
+        return {"name": self.name, "ok": self.ok, "dispensed": self.dispensed, "ledger": self.ledger,
                 "checks": [c.__dict__ for c in self.checks],
                 "events": [{"t": round(t, 3), "who": w, "text": x} for t, w, x in self.events]}
 
@@ -274,6 +275,7 @@ def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Pat
         result = ScenarioResult(scenario["name"])
         with DaemonThread(cfg, simulated=True, rig_options=options) as daemon:
             ScenarioRunner(scenario, daemon, result).run()
+            result.ledger = [f"{r.amount:.2f}{r.currency}" for r in daemon.rig.dispenser.dispensed]
         return result
     finally:
         if tmp is not None:
