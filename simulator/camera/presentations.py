@@ -207,9 +207,11 @@ class TwoSubjects(Presentation):
 class PrintedPhoto(Presentation):
     """A printed photo held up to the camera.
 
-    From NUAA (`captures`: that subject's real attack captures, played in list order) or synthesised
-    from a face image (printed with a white border and held in the room). Either way it can only move
-    as a plane.
+    From NUAA (`captures`: that subject's real attack captures; the seed picks one, which is then held
+    and moved) or synthesised from a face image (printed with a white border and held in the room).
+    Either way it can only move as a plane. One capture is held for the whole presentation because
+    consecutive NUAA captures are seconds apart: cycling through them frame by frame would make the
+    photo jump about the frame, which no hand-held photo does.
     """
 
     name = "printed_photo"
@@ -234,7 +236,7 @@ class PrintedPhoto(Presentation):
                                   sprite.face_box[2], sprite.face_box[3])
 
     def _capture(self, t: int) -> np.ndarray:
-        i = t % len(self.captures)
+        i = self.seed % len(self.captures)
         if i not in self._cache:
             img = cv2.imread(str(self.captures[i]), cv2.IMREAD_COLOR)
             if img is None:
@@ -301,13 +303,13 @@ class ScreenReplay(Presentation):
         self.recording = [source.render(k, rng)[0] for k in range(frames)]
         # the tablet covers most of the view: screen area 84% of the frame, in a dark bezel
         self.screen_size = (int(w * 0.84), int(h * 0.84))
+        self.recording = [cv2.resize(f, self.screen_size, interpolation=cv2.INTER_AREA) for f in self.recording]
         self.seed = seed
 
     def render(self, t, rng):
         h, w = self.background.shape[:2]
         shown = self.recording[t % len(self.recording)]
-        sw, sh = self.screen_size
-        content = scene.screen(cv2.resize(shown, (sw, sh), interpolation=cv2.INTER_AREA), rng, phase=0.3 * t)
+        content = scene.screen(shown, rng, phase=0.3 * t)
         device = cv2.copyMakeBorder(content, 18, 18, 18, 18, cv2.BORDER_CONSTANT, value=(20, 20, 22))
         hand = np.random.default_rng(self.seed * 7919 + t)
         quad = scene.plane_pose((w, h), device.shape[1::-1], (w / 2 + hand.normal(0, 1.5), h / 2 + hand.normal(0, 1.5)),

@@ -5,6 +5,8 @@ scenario renders the same frames on every run.
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -52,10 +54,25 @@ def paste(frame: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, centre: tupl
     return (cx0, cy0, cx1 - cx0, cy1 - cy0)
 
 
+@functools.lru_cache(maxsize=8)
+def _noise_bank(size: int, sigma: float) -> np.ndarray:
+    """Rounded N(0, sigma) values, twice a frame's worth (int16), drawn once per process from a fixed seed."""
+    bank = np.random.default_rng(0x5E750).normal(0.0, sigma, 2 * size)
+    return np.rint(bank).astype(np.int16)
+
+
 def sensor_noise(frame: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
-    """Gaussian read noise: consecutive frames of a real camera are never bit-identical."""
-    noise = rng.normal(0.0, sigma, frame.shape).astype(np.float32)
-    return np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    """Gaussian read noise: consecutive frames of a real camera are never bit-identical.
+
+    Drawing a fresh normal per pixel cost most of a frame's rendering time, so each frame takes its
+    noise from a random window (chosen by `rng`) of a pre-drawn bank: per frame it is the same Gaussian
+    noise, and two frames share a pattern only if `rng` picks the same window (1 in ~10^6).
+    """
+    bank = _noise_bank(frame.size, float(sigma))
+    start = int(rng.integers(0, bank.size - frame.size + 1))
+    out = frame.astype(np.int16)
+    out += bank[start:start + frame.size].reshape(frame.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def exposure(frame: np.ndarray, light: str, rng: np.random.Generator) -> np.ndarray:
@@ -108,9 +125,15 @@ def warp_plane(frame: np.ndarray, content: np.ndarray, quad: np.ndarray) -> np.n
     fh, fw = frame.shape[:2]
     warped = cv2.warpPerspective(content, hom, (fw, fh), flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), hom, (fw, fh), flags=cv2.INTER_LINEAR)
-    m = (mask.astype(np.float32) / 255.0)[..., None]
-    frame[:] = np.clip(frame * (1 - m) + warped * m, 0, 255).astype(np.uint8)
+    m = mask.astype(np.float32) / 255.0
+    frame[:] = cv2.blendLinear(warped, frame, m, 1.0 - m)
     return frame
+
+
+# Display response per 8-bit level and channel (BGR): the display's gamma (0.8) is not the scene's, and a
+# cold backlight tints it.
+_SCREEN_TONE = (np.power(np.arange(256, dtype=np.float32)[:, None] / 255.0, 0.8)
+                * np.array([1.08, 1.0, 0.9], np.float32))[None]  # cv2.LUT table: 1 x level x channel
 
 
 def screen(image: np.ndarray, rng: np.random.Generator, phase: float = 0.0) -> np.ndarray:
@@ -118,14 +141,22 @@ def screen(image: np.ndarray, rng: np.random.Generator, phase: float = 0.0) -> n
     the pixel grid (screen-door), moire between that grid and the sensor, and a glare band."""
     h, w = image.shape[:2]
     small = cv2.resize(image, (w * 2 // 3, h * 2 // 3), interpolation=cv2.INTER_AREA)
-    f = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
-    f = np.power(f, 0.8)  # the display's gamma is not the scene's
-    f = f * np.array([1.08, 1.0, 0.9], np.float32)  # cold backlight (BGR)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    grid = 1.0 - 0.10 * ((xx.astype(np.int32) % 3 == 0) | (yy.astype(np.int32) % 3 == 0))
-    angle = 0.07
-    moire = 0.06 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / 7.3 + phase) \
-        * np.sin(2 * np.pi * (yy * np.cos(angle) - xx * np.sin(angle)) / 9.1)
-    glare = 0.22 * np.exp(-(((xx - 0.3 * w) + 0.6 * (yy - 0.2 * h)) / (0.12 * w)) ** 2)
-    f = f * grid[..., None] * (1 + moire[..., None]) + glare[..., None]
+    f = cv2.LUT(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), _SCREEN_TONE)
+    grid, wave_sin, wave_cos, wave_across, glare = _screen_patterns(h, w)
+    # moire = 0.06 sin(wave + phase) sin(across), expanded so the per-frame phase costs two products
+    moire = 0.06 * (wave_sin * np.float32(np.cos(phase)) + wave_cos * np.float32(np.sin(phase))) * wave_across
+    f = f * (grid * (1 + moire))[..., None] + glare[..., None]
     return np.clip(f * 255.0, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _screen_patterns(h: int, w: int) -> tuple[np.ndarray, ...]:
+    """The phase-independent parts of `screen`: pixel grid, the two moire waves, the glare band."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid = (1.0 - 0.10 * ((xx.astype(np.int32) % 3 == 0) | (yy.astype(np.int32) % 3 == 0))).astype(np.float32)
+    angle = 0.07
+    wave = 2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / 7.3
+    across = np.sin(2 * np.pi * (yy * np.cos(angle) - xx * np.sin(angle)) / 9.1)
+    glare = 0.22 * np.exp(-(((xx - 0.3 * w) + 0.6 * (yy - 0.2 * h)) / (0.12 * w)) ** 2)
+    patterns = (grid, np.sin(wave), np.cos(wave), across, glare)
+    return tuple(np.ascontiguousarray(a, dtype=np.float32) for a in patterns)

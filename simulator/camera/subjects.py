@@ -7,9 +7,10 @@ the head itself:
 
 - `with_eyes_closed(amount)`: eyelids drawn over both eyes (skin colour taken from below each eye,
   a dark lash line when nearly shut): amount 0 = open, 1 = shut.
-- `turned(yaw_deg)`: the face mapped onto a vertical cylinder and rotated about it, so the nose moves
-  further than the eyes and the far cheek is compressed and shaded (what a yaw estimator sees in a real
-  turn, unlike a flat photo rotated as a plane). Positive yaw moves the nose toward the image's right,
+- `turned(yaw_deg)`: the head as a depth map (an ellipsoid with the outline of the mask, plus a nose)
+  rotated about its vertical axis: the far cheek is compressed, hidden and darkened, and the nose, which
+  stands in front of the face, swings further than the eyes (the parallax a yaw estimator reads in a
+  real turn, unlike a flat photo rotated as a plane). Positive yaw moves the nose toward the image's right,
   i.e. the subject turns to THEIR left (a camera facing the person sees the person's left on the right).
 """
 from __future__ import annotations
@@ -24,6 +25,10 @@ import numpy as np
 from edge.errors import InputError
 
 SPRITE_SIDE = 256  # pixels; the face box is about half of it
+NOSE_DEPTH = 0.5  # how far the nose tip stands in front of the face, in eye distances (about 3 cm)
+# The head's outline in the sprite (fractions of its side): the alpha mask's ellipse.
+HEAD_CENTRE = (0.5, 0.52)
+HEAD_AXES = (0.36, 0.47)
 
 
 @dataclass(frozen=True)
@@ -91,29 +96,76 @@ class FaceSprite:
         return result
 
     def turned(self, image: np.ndarray, alpha: np.ndarray, yaw_deg: float) -> tuple[np.ndarray, np.ndarray]:
-        """`image`/`alpha` (sprite-sized) rotated `yaw_deg` about a vertical cylinder through the head."""
+        """`image`/`alpha` (sprite-sized) as the camera sees them once the head has turned `yaw_deg`."""
+        yaw_deg = round(float(yaw_deg) * 2.0) / 2.0  # half-degree steps: the maps are cached per angle
         if abs(yaw_deg) < 0.5:
             return image, alpha
-        side = image.shape[1]
-        yaw = np.deg2rad(yaw_deg)
-        cx = self.landmarks.nose[0]
-        radius = 0.37 * side  # covers the alpha ellipse (half-width 0.36 * side)
-        xs = np.arange(side, dtype=np.float32) - cx
-        # output column x_o shows the texture at angle asin(x_o / r) - yaw on the cylinder
-        ratio = np.clip(xs / radius, -1.0, 1.0)
-        theta = np.arcsin(ratio) - yaw
-        inside = np.abs(theta) < np.pi / 2
-        src_x = np.where(np.abs(xs) <= radius, radius * np.sin(theta), xs - radius * np.sin(yaw)) + cx
-        map_x = np.repeat(src_x[None, :].astype(np.float32), image.shape[0], axis=0)
-        map_y = np.repeat(np.arange(image.shape[0], dtype=np.float32)[:, None], side, axis=1)
-        warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        key = ("turn", yaw_deg)
+        if key not in self._cache:
+            self._cache[key] = self._turn_maps(np.deg2rad(yaw_deg))
+        map_x, map_y, shade = self._cache[key]
+        lit = np.clip(image.astype(np.float32) * shade[..., None], 0, 255).astype(np.uint8)
+        warped = cv2.remap(lit, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         warped_alpha = cv2.remap(alpha, map_x, map_y, cv2.INTER_LINEAR, borderValue=0)
-        # the side turning away gets darker (cosine of the angle to the camera), hidden texture vanishes
-        shade = np.where(np.abs(xs) <= radius, 0.55 + 0.45 * np.cos(np.clip(theta, -1.5, 1.5)), 1.0)
-        shade = np.where((np.abs(xs) <= radius) & ~inside, 0.0, shade).astype(np.float32)
-        warped = np.clip(warped.astype(np.float32) * shade[None, :, None], 0, 255).astype(np.uint8)
-        warped_alpha = (warped_alpha * np.where((np.abs(xs) <= radius) & ~inside, 0.0, 1.0)[None, :]).astype(np.float32)
         return warped, warped_alpha
+
+    def head_depth(self) -> np.ndarray:
+        """Depth toward the camera (pixels) of every sprite pixel: an ellipsoid head plus the nose.
+
+        The head is an ellipsoid with the outline of the alpha mask and as deep as it is wide; the nose
+        stands NOSE_DEPTH eye distances in front of it at the tip, rising along the ridge from the eyes
+        and falling off quickly below the tip and to the sides.
+        """
+        if "depth" in self._cache:
+            return self._cache["depth"]
+        side = self.image.shape[1]
+        (hx, hy), (ha, hb) = HEAD_CENTRE, HEAD_AXES
+        cx, cy, a, b = hx * side, hy * side, ha * side, hb * side
+        ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+        depth = a * np.sqrt(np.clip(1.0 - ((xs - cx) / a) ** 2 - ((ys - cy) / b) ** 2, 0.0, 1.0))
+        lm = self.landmarks
+        iod = float(np.hypot(lm.left_eye[0] - lm.right_eye[0], lm.left_eye[1] - lm.right_eye[1]))
+        eye_y = (lm.right_eye[1] + lm.left_eye[1]) / 2
+        tip_y = lm.nose[1] - 0.1 * iod  # dlib's nose point is the base, just under the tip
+        along = np.clip((ys - eye_y) / max(tip_y - eye_y, 1.0), 0.0, None)
+        profile = np.where(along <= 1.0, along, np.exp(-((along - 1.0) / 0.35) ** 2))
+        across = np.exp(-0.5 * ((xs - lm.nose[0]) / (0.22 * iod)) ** 2)
+        depth = (depth + NOSE_DEPTH * iod * profile * across).astype(np.float32)
+        self._cache["depth"] = depth
+        return depth
+
+    def _turn_maps(self, yaw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """remap() maps and the relative shading for a head turned by `yaw` radians (orthographic view).
+
+        Every sprite pixel is a surface point (x, depth); turning about the vertical axis through the
+        head's centre moves it to x' = x cos(yaw) + depth sin(yaw). Along each row the camera sees, at
+        each x', the nearest point: scanning in the direction of the turn, a point that lands behind
+        one already passed is hidden (the far cheek behind the nose, the side turning away).
+        """
+        side = self.image.shape[1]
+        depth = self.head_depth()
+        cx = HEAD_CENTRE[0] * side
+        xs = np.arange(side, dtype=np.float32)[None, :] - cx
+        landed = xs * np.cos(yaw) + depth * np.sin(yaw)
+        order = slice(None) if yaw > 0 else slice(None, None, -1)
+        sign = 1.0 if yaw > 0 else -1.0
+        map_x = np.empty((side, side), np.float32)
+        out_x = np.arange(side, dtype=np.float32) - cx
+        for row in range(side):
+            seq = sign * landed[row, order]
+            visible = seq >= np.maximum.accumulate(seq)
+            xp, fp = seq[visible], xs[0, order][visible]
+            keep = np.concatenate([[True], np.diff(xp) > 1e-4])  # np.interp needs increasing positions
+            map_x[row] = np.interp(sign * out_x, xp[keep], fp[keep]) + cx
+        map_y = np.repeat(np.arange(side, dtype=np.float32)[:, None], side, axis=1)
+        # Light from the camera side: brightness follows the cosine between the surface normal and the
+        # view direction. The photo already carries the frontal shading, so only the change is applied.
+        (hx, hy), (ha, hb) = HEAD_CENTRE, HEAD_AXES
+        ys = np.arange(side, dtype=np.float32)[:, None]
+        half_width = ha * side * np.sqrt(np.clip(1.0 - ((ys - hy * side) / (hb * side)) ** 2, 1e-4, 1.0))
+        angle = np.arcsin(np.clip(xs / half_width, -1.0, 1.0))
+        shade = (0.55 + 0.45 * np.cos(np.clip(angle + yaw, -np.pi / 2, np.pi / 2))) / (0.55 + 0.45 * np.cos(angle))
+        return map_x, map_y, shade.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,8 +233,8 @@ def _build_sprite(image: np.ndarray, source: str) -> FaceSprite:
         landmarks = Landmarks(right_eye=(0.40 * s, 0.45 * s), left_eye=(0.60 * s, 0.45 * s),
                               eye_width=0.08 * s, nose=(0.5 * s, 0.56 * s))
     alpha = np.zeros((SPRITE_SIDE, SPRITE_SIDE), np.float32)
-    cv2.ellipse(alpha, (SPRITE_SIDE // 2, int(SPRITE_SIDE * 0.52)), (int(SPRITE_SIDE * 0.36), int(SPRITE_SIDE * 0.47)),
-                0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    cv2.ellipse(alpha, (int(SPRITE_SIDE * HEAD_CENTRE[0]), int(SPRITE_SIDE * HEAD_CENTRE[1])),
+                (int(SPRITE_SIDE * HEAD_AXES[0]), int(SPRITE_SIDE * HEAD_AXES[1])), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
     alpha = cv2.GaussianBlur(alpha, (0, 0), SPRITE_SIDE * 0.03)
     bx, by = to_sprite(fx, fy)
     box = (int(bx), int(by), int(fw * scale), int(fh * scale))
