@@ -76,12 +76,24 @@ class Device(abc.ABC):
         self.close()
 
 
+# Liveness challenge actions (edge.biometrics.liveness) a terminal can ask the customer to perform.
+CHALLENGE_ACTIONS = ("blink", "turn_left", "turn_right", "move_closer")
+
+
 class Camera(Device):
     """A source of BGR uint8 frames."""
 
     @abc.abstractmethod
     def read(self, timeout: float = 2.0) -> np.ndarray:
         """The next frame (H x W x 3, BGR, uint8); raises DeviceError on timeout or end of stream."""
+
+    def prompt(self, action: str) -> None:
+        """The terminal shows this instruction to the customer in front of the camera.
+
+        `action` is one of CHALLENGE_ACTIONS ("turn_left"/"turn_right" are the customer's own left and
+        right) or another instruction such as "look_at_camera". A physical camera has no screen, so the
+        default does nothing; backends that can reach a display (or a simulated customer) override it.
+        """
 
 
 class FingerprintScanner(Device):

@@ -2,6 +2,7 @@
 
     cam = open_device("camera", "opencv", source="http://127.0.0.1:8081/stream.mjpg")
     frame = cam.read(timeout=2.0)          # BGR uint8, or a typed DeviceError
+    cam.prompt("blink")                    # with prompt_url="http://.../prompt": shown on the terminal
 
 How it never hangs: one reader thread per camera owns the `cv2.VideoCapture` (OpenCV captures are not
 thread-safe, and a network read can block for long); `read()` only waits on a mailbox with a deadline.
@@ -25,12 +26,14 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from drivers.base import Camera, register_backend
+from drivers.base import CHALLENGE_ACTIONS, Camera, register_backend
 from drivers.camera.errors import BadFrame, CameraError, CameraTimeout, CameraUnavailable, EndOfStream
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _END = object()  # mailbox marker: the source has no more frames
+# Challenge actions the prompt display calls by another name.
+PROMPT_WIRE_NAMES = {"move_closer": "closer"}
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,12 @@ class OpenCVCamera(Camera):
         open_timeout: float = 5.0,
         width: int | None = None,
         height: int | None = None,
+        prompt_url: str | None = None,
+        prompt_timeout: float = 2.0,
     ):
         self.source = source
+        self.prompt_url = prompt_url
+        self.prompt_timeout = prompt_timeout
         self.kind = classify_source(source)
         self.loop = loop
         self.open_timeout = open_timeout
@@ -231,6 +238,29 @@ class OpenCVCamera(Camera):
             raise item
         self._frames_read += 1
         return item
+
+    def prompt(self, action: str) -> None:
+        """Show a liveness instruction on the terminal's display, when `prompt_url` names one.
+
+        POSTs {"action": ...} to `prompt_url` (the simulator's MJPEG server: POST <base>/prompt) for the
+        challenge actions of drivers.base.CHALLENGE_ACTIONS, "move_closer" sent as "closer" (the
+        display's name for it); other instructions have no display action and are not sent. A display
+        that cannot be reached is a device error: the customer would never see the instruction.
+        """
+        if not self.prompt_url or action not in CHALLENGE_ACTIONS:
+            return
+        import httpx
+
+        wire = PROMPT_WIRE_NAMES.get(action, action)
+        target = re.sub(r"//[^/@]*@", "//***@", self.prompt_url)
+        try:
+            response = httpx.post(self.prompt_url, json={"action": wire}, timeout=self.prompt_timeout)
+        except httpx.HTTPError as exc:
+            raise CameraError(f"prompt display {target} unreachable: {exc.__class__.__name__}",
+                              code="device.prompt_failed", details={"url": target}) from None
+        if response.status_code >= 300:
+            raise CameraError(f"prompt display {target} refused {wire!r} (HTTP {response.status_code})",
+                              code="device.prompt_failed", details={"url": target, "status": response.status_code})
 
     @property
     def frames_read(self) -> int:

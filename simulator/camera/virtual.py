@@ -19,7 +19,8 @@ Scripts (what `script=`/`present()` accept; see `simulator.camera.presentations`
   screen_replay        a recording of the live customer shown on a tablet, looping
 
 The challenge channel: `respond(action)` with an action from ACTIONS ("blink", "turn_left",
-"turn_right", "closer"). Live subjects perform it over the following frames; attacks do what they
+"turn_right", "closer"); `prompt(action)` is the same through the Camera interface, with the liveness
+names (drivers.base.CHALLENGE_ACTIONS: "move_closer" for "closer") and other instructions ignored. Live subjects perform it over the following frames; attacks do what they
 physically can (a photo can be brought closer or tilted as a plane but not blink; replays ignore
 it). `respond()` returns nothing: whether the subject complied is for liveness to find in the frames.
 `last_info` holds the ground truth of the last frame (tests and timelines only).
@@ -46,6 +47,8 @@ from simulator.camera.subjects import FaceSprite
 SCRIPTS = ("live", "approach_look_leave", "no_face", "two_faces", "dark", "overexposed",
            "printed_photo", "static_replay", "screen_replay")
 ACTIONS = p.ACTIONS
+# Liveness prompt names (drivers.base.CHALLENGE_ACTIONS) that the simulator calls differently.
+PROMPT_TO_ACTION = {"move_closer": "closer"}
 
 
 def build_presentation(script: str, *, subject: str | Path | None = None, second_subject: str | Path | None = None,
@@ -134,6 +137,17 @@ class VirtualCamera(Camera):
             self._presentation = presentation
             self.script = script
             self._t = 0
+
+    def prompt(self, action: str) -> None:
+        """The terminal's instruction to the customer (drivers.base.Camera.prompt).
+
+        Challenge actions reach whoever is in front of the camera through `respond` (the liveness name
+        "move_closer" is the simulator's "closer"); other instructions ("look_at_camera", ...) need no
+        reaction: the simulated customer already looks at the camera.
+        """
+        action = PROMPT_TO_ACTION.get(action, action)
+        if action in ACTIONS:
+            self.respond(action)
 
     def respond(self, action: str) -> None:
         """The challenge channel: ask whoever is in front of the camera to perform `action`."""
