@@ -28,6 +28,13 @@ from typing import Callable
 import numpy as np
 import serial
 
+try:  # pyserial lets termios errors through when a vanishing tty is opened (POSIX only)
+    from termios import error as _TermiosError
+
+    _OPEN_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, ValueError, _TermiosError)
+except ImportError:  # pragma: no cover - Windows
+    _OPEN_ERRORS = (serial.SerialException, OSError, ValueError)
+
 from drivers.base import FingerprintScanner, register_backend
 from drivers.fingerprint import protocol as P
 from drivers.fingerprint.errors import (
@@ -102,7 +109,7 @@ class ZfmModule:
         self.port = port
         try:
             self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=self.POLL_INTERVAL, write_timeout=self.timeout)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except _OPEN_ERRORS as exc:
             raise DisconnectedError(f"cannot open fingerprint module port {port!r}: {exc}") from exc
         if wait_ready > 0:
             self.wait_ready(wait_ready, required=False)
@@ -157,7 +164,7 @@ class ZfmModule:
             pass
 
     def _drain(self, quiet: float = 0.05) -> None:
-        """After a failed transfer: read until the line has been silent for `quiet` s (bounded)."""
+        """After a failed reply: read until the line has been silent for `quiet` s (bounded)."""
         end = time.monotonic() + self.timeout
         last = time.monotonic()
         try:
@@ -168,6 +175,24 @@ class ZfmModule:
             pass
         self._events.clear()
         self._reader.flush()
+
+    def _drain_transfer(self, expected_size: int) -> None:
+        """After a transfer broke part way: the module goes on sending what it started, so read until
+        its last data packet, or until the line has been silent for `timeout` s (a lost last packet),
+        at most for the time the whole transfer takes. Then the next command meets a quiet line."""
+        end = time.monotonic() + self.timeout + self._transfer_seconds(expected_size)
+        last = time.monotonic()
+        try:
+            while time.monotonic() < end and time.monotonic() - last < self.timeout:
+                chunk = self._read_chunk()
+                if not chunk:
+                    continue
+                last = time.monotonic()
+                if any(isinstance(e, P.Packet) and e.pid == P.PacketId.END_DATA for e in self._reader.feed(chunk)):
+                    break
+        except DisconnectedError:
+            pass
+        self._drain()
 
     def _next_event(self, deadline: float):
         """The next parser event, or DeviceTimeout at `deadline`."""
@@ -222,7 +247,7 @@ class ZfmModule:
         if instruction == P.Instruction.VFY_PWD and code == 0x13:
             cls = WrongPasswordError  # AS608 says "command invalid" (0x13) for a wrong password
         raise cls(
-            f"{P.Instruction(instruction).name}: {message} (confirmation {code:#04x})",
+            f"{_instruction_name(instruction)}: {message} (confirmation {code:#04x})",
             confirmation=code,
             name=name,
             model=self.model.name,
@@ -231,13 +256,35 @@ class ZfmModule:
     def _send_command(self, instruction: int, params: bytes = b"") -> None:
         self._write(P.encode(P.command(instruction, params, self.address)))
 
-    def _read_ack(self, deadline: float, addresses: tuple[int, ...]) -> P.Packet:
-        packet = self._next_packet(deadline)
-        if packet.pid != P.PacketId.ACK or not packet.payload:
-            raise _LineFault(ProtocolError(f"expected an acknowledgement, got packet id {packet.pid:#04x}"))
-        if packet.address not in addresses:
-            raise _LineFault(ProtocolError(f"reply from address {packet.address:#010x}, expected {self.address:#010x}"))
-        return packet
+    def _transfer_seconds(self, size: int) -> float:
+        """Generous time for `size` data bytes in packets at the current baud rate (3x the wire time)."""
+        packet_size = self._packet_size or 128
+        wire_bytes = size * (packet_size + 11) / packet_size
+        return 3 * wire_bytes * 10 / self._serial.baudrate
+
+    def _read_ack(self, deadline: float, addresses: tuple[int, ...], *, transfer: bool = False) -> P.Packet:
+        """The acknowledgement of the command just sent.
+
+        Data packets before the acknowledgement of a command that starts no transfer are the tail of
+        an earlier transfer this side abandoned (the module finishes sending what it started): they
+        are skipped, and while they keep coming the deadline moves with them, at most by the time a
+        whole image takes on this line. Before UpImage's / UpChar's acknowledgement they mean the
+        acknowledgement itself was lost: a line fault.
+        """
+        cap = deadline + self._transfer_seconds(self.model.image_bytes)
+        while True:
+            packet = self._next_packet(deadline)
+            if packet.is_data and not transfer:
+                log.debug("skipped a stale data packet before the acknowledgement")
+                deadline = min(cap, max(deadline, time.monotonic() + self.timeout))
+                continue
+            if packet.pid != P.PacketId.ACK or not packet.payload:
+                raise _LineFault(ProtocolError(f"expected an acknowledgement, got packet id {packet.pid:#04x}"))
+            if packet.address not in addresses:
+                raise _LineFault(
+                    ProtocolError(f"reply from address {packet.address:#010x}, expected {self.address:#010x}")
+                )
+            return packet
 
     def transact(
         self,
@@ -253,8 +300,9 @@ class ZfmModule:
 
         The confirmation code must be one of `ok` (else a ModuleError subclass is raised); when
         `reply_size` is given the data after the confirmation code must be at least that long.
-        A checksum error, garbage frame or wrong-kind reply makes the command be re-sent (at most
-        `self.retries` times); silence is never retried (DeviceTimeout).
+        A checksum error, garbage frame, wrong-kind reply, or a reply cut off part way (a partial
+        frame pending at the deadline) makes the command be re-sent (at most `self.retries` times);
+        silence is never retried (DeviceTimeout): a module that does not answer at all is gone.
         """
         with self._lock:
             last: FingerprintError | None = None
@@ -263,17 +311,25 @@ class ZfmModule:
                 self._send_command(instruction, params)
                 deadline = time.monotonic() + (timeout or self.timeout)
                 try:
-                    reply = self._read_ack(deadline, (self.address, *extra_addresses))
+                    reply = self._read_ack(deadline, (self.address, *extra_addresses),
+                                           transfer=instruction in _TRANSFER_INSTRUCTIONS)
                 except _LineFault as fault:
                     last = fault.error
-                    log.warning("fingerprint %s: %s; retrying", P.Instruction(instruction).name, fault.error.code)
+                    log.warning("fingerprint %s: %s; retrying", _instruction_name(instruction), fault.error.code)
+                    self._drain()
+                    continue
+                except DeviceTimeout as timeout_error:
+                    if not self._reader.pending:
+                        raise  # silence
+                    last = timeout_error
+                    log.warning("fingerprint %s: reply cut off; retrying", _instruction_name(instruction))
                     self._drain()
                     continue
                 if reply.confirmation not in ok:
                     self._raise_for(instruction, reply.confirmation)
                 if reply_size is not None and len(reply.body) < reply_size:
                     last = ProtocolError(
-                        f"{P.Instruction(instruction).name} reply carries {len(reply.body)} bytes, expected {reply_size}"
+                        f"{_instruction_name(instruction)} reply carries {len(reply.body)} bytes, expected {reply_size}"
                     )
                     self._drain()
                     continue
@@ -289,8 +345,8 @@ class ZfmModule:
         """
         packet_size = self.packet_size
         out = bytearray()
-        budget_bytes = (expected_size or 4096) * (packet_size + 11) / packet_size
-        overall = time.monotonic() + self.timeout + 3 * budget_bytes * 10 / self._serial.baudrate
+        overall = time.monotonic() + self.timeout + self._transfer_seconds(expected_size or 4096)
+        ended = False  # the module's last data packet has been seen
         try:
             while True:
                 deadline = min(time.monotonic() + self.timeout, overall)
@@ -303,6 +359,7 @@ class ZfmModule:
                         f"{what} stopped after {len(out)} of {expected_size or '?'} bytes (line silent or too slow)",
                         details={"bytes_received": len(out)},
                     ) from None
+                ended = packet.pid == P.PacketId.END_DATA
                 if not packet.is_data:
                     raise ProtocolError(f"{what}: expected a data packet, got packet id {packet.pid:#04x}")
                 if packet.address != self.address:
@@ -323,8 +380,12 @@ class ZfmModule:
             return bytes(out)
         except DisconnectedError:
             raise
-        except FingerprintError:
-            self._drain()
+        except FingerprintError as exc:
+            pending_end = any(isinstance(e, P.Packet) and e.pid == P.PacketId.END_DATA for e in self._events)
+            if ended or pending_end or isinstance(exc, DeviceTimeout):
+                self._drain()  # the module has finished (or fallen silent)
+            else:
+                self._drain_transfer(max(0, (expected_size or 4096) - len(out)))
             raise
 
     def _send_data(self, data: bytes) -> None:
@@ -555,6 +616,17 @@ class ZfmModule:
     def read_image(self) -> np.ndarray:
         """UpImage, unpacked to (height, width) uint8 0..255."""
         return P.unpack_image(self.up_image(), self.model.image_width, self.model.image_height)
+
+
+# Commands whose acknowledgement is followed by data packets from the module.
+_TRANSFER_INSTRUCTIONS = frozenset({P.Instruction.UP_IMAGE, P.Instruction.UP_CHAR})
+
+
+def _instruction_name(instruction: int) -> str:
+    try:
+        return P.Instruction(instruction).name
+    except ValueError:
+        return f"instruction {instruction:#04x}"
 
 
 def _check_range(label: str, value: int, low: int, high: int) -> None:

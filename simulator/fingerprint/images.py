@@ -183,9 +183,9 @@ class FolderImageSource:
 class SyntheticFingerSource:
     """Deterministic synthetic prints, so the simulator works without any data set.
 
-    Finger `f` has its own ridge flow (core position, pattern type, low-frequency warp, all drawn from
-    `seed` and `f`); impression `i` of it moves, rotates and re-inks that flow. `fingers` lists the
-    finger ids presented in turn, each `impressions_per_finger` times.
+    Finger `f` has its own ridge flow (core position, pattern type, low-frequency warp) and its own
+    30-44 minutiae, all drawn from `seed` and `f`; impression `i` of it moves, rotates and re-inks it.
+    `fingers` lists the finger ids presented in turn, each `impressions_per_finger` times.
     """
 
     fingers: Sequence[int] = (0, 1, 2, 3, 4)
@@ -275,7 +275,13 @@ def synthetic_print(finger: int, impression: int = 0, *, seed: int = 0, size: tu
         kx, ky = frng.normal(0, 0.02, size=2)
         phase = phase + frng.uniform(4, 12) * np.sin(kx * x + ky * y + frng.uniform(0, 2 * math.pi))
     period = frng.uniform(8.0, 10.5)
-    ridges = np.cos(2 * math.pi * phase / period)
+    # minutiae: a spiral phase term (one turn around a point) ends a ridge or forks it there
+    n_minutiae = int(frng.integers(30, 45))
+    mx = frng.uniform(cx0 - w * 0.38, cx0 + w * 0.38, n_minutiae)
+    my = frng.uniform(cy0 - h * 0.45, cy0 + h * 0.45, n_minutiae)
+    spin = frng.choice([-1.0, 1.0], n_minutiae)
+    spiral = sum(s_ * np.arctan2(y - y_, x - x_) for x_, y_, s_ in zip(mx, my, spin))
+    ridges = np.cos(2 * math.pi * phase / period + spiral)
 
     # finger outline, pressure and ink
     ex, ey = (x - cx0) / (w * 0.42), (y - cy0 - 10) / (h * 0.55)
@@ -297,12 +303,12 @@ def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
     - a numpy array: `FixedImageSource`;
     - a dict: {"kind": "folder"|"synthetic"|"file"|"none", ...the class's fields}.
     """
+    if isinstance(spec, np.ndarray):  # first: an array cannot be compared with a string
+        return FixedImageSource(spec)
     if spec is None or spec == "none":
         return NoFingerSource()
     if isinstance(spec, ImageSource):
         return spec
-    if isinstance(spec, np.ndarray):
-        return FixedImageSource(spec)
     if spec == "synthetic":
         return SyntheticFingerSource(seed=seed)
     if spec == "messy":

@@ -226,8 +226,24 @@ class VirtualModule:
 
     @property
     def plugged(self) -> bool:
+        """The cable is in (the module may still be booting: see `ready`)."""
         with self._lock:
             return self._master is not None and not self._silent
+
+    @property
+    def ready(self) -> bool:
+        """Plugged in and booted (its ready byte 0x55 sent): commands are answered."""
+        with self._lock:
+            return self._master is not None and not self._silent and self._ready_at is None
+
+    def wait_ready(self, timeout: float = 5.0) -> bool:
+        """Block until `ready` (e.g. after `replug()` or a SoftRst); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -235,6 +251,7 @@ class VirtualModule:
         """Power on: open the pseudo-terminal, send the ready byte, serve in a thread."""
         if self._thread is not None:
             return self
+        features.warm_up()  # booting: the first Img2Tz must not pay for loading the extractor
         self._plug()
         self._thread = threading.Thread(target=self._serve, name=f"virtual-{self.model.name}", daemon=True)
         self._thread.start()
@@ -349,6 +366,10 @@ class VirtualModule:
                 self._send_ready()  # before anyone can open the port: a client's open flushes it
 
     def _close_pty(self) -> None:
+        try:  # the port path goes first, so nobody opens a tty that is being torn down
+            os.unlink(self.port)
+        except OSError:
+            pass
         for fd in (self._master, self._slave):
             if fd is not None:
                 try:
@@ -357,10 +378,6 @@ class VirtualModule:
                     pass
         self._master = self._slave = None
         self.device = None
-        try:
-            os.unlink(self.port)
-        except OSError:
-            pass
 
     def _unplug_now(self, mode: str) -> None:
         self._download = None
@@ -476,14 +493,14 @@ class VirtualModule:
             self.errors.append(exc)
 
     def _housekeeping(self) -> None:
-        now = time.monotonic()
         with self._lock:
-            if self._replug_at is not None and now >= self._replug_at:
+            if self._replug_at is not None and time.monotonic() >= self._replug_at:
                 self._replug_at = None
                 self.replug()
-            if self._ready_at is not None and now >= self._ready_at and self._master is not None and not self._silent:
+            ready_due = self._ready_at is not None and time.monotonic() >= self._ready_at
+            if ready_due and self._master is not None and not self._silent:
                 self._send_ready()
-            if self._download is not None and now > self._download.deadline:
+            if self._download is not None and time.monotonic() > self._download.deadline:
                 log.info("virtual fingerprint module: the host stopped sending data; download dropped")
                 self._download = None
 
