@@ -152,25 +152,49 @@ class PolicyConfig(Section):
 
 
 class LivenessConfig(Section):
-    """edge.biometrics.liveness: passive PAD threshold and the active challenge's tolerances."""
+    """edge.biometrics.liveness: the active challenge's tolerances and the passive PAD threshold.
+
+    Durations are seconds; a camera that declares its frame rate (`fps`) is timed in its own frames, so a
+    simulated camera that is not paced in real time still gets the same number of frames per second.
+    Face measures are in inter-ocular distances (IOD) so they do not depend on how far the customer stands.
+    """
 
     passive_model: str = Field("pad_passive", description="artefact name of the passive PAD classifier")
-    # Bona fide probability below which a frame is taken for an attack. Default: the threshold the
-    # training chose at APCER 5 % on out-of-fold scores of its training subjects (models/pad/weights.json).
-    passive_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    passive_frames: int = Field(5, ge=1, le=30, description="frames of a sequence scored by the passive detector")
+    # Bona fide probability below which the face is taken for an attack. Default: the threshold the training
+    # chose at APCER 5 % on out-of-fold scores of its training subjects (models/pad/weights.json "threshold").
+    passive_threshold: float = Field(0.346067, ge=0.0, le=1.0)
+    passive_frames: int = Field(5, ge=1, le=30, description="frontal frames before the prompt scored by the "
+                                                            "passive detector (their mean score is compared)")
     challenges: list[Literal["blink", "turn_left", "turn_right", "move_closer"]] = Field(
-        default_factory=lambda: ["blink", "turn_left", "turn_right", "move_closer"])
-    challenge_timeout_s: float = Field(6.0, gt=0, description="the action must be seen within this")
+        default_factory=lambda: ["blink", "turn_left", "turn_right", "move_closer"], min_length=1)
+    face_wait_s: float = Field(6.0, gt=0, description="how long the check waits for a face before prompting")
+    prompt_delay_min_s: float = Field(0.6, gt=0, description="the prompt comes a random time (between min and "
+                                                             "max) after the face appears: it cannot be timed")
+    prompt_delay_max_s: float = Field(1.2, gt=0)
+    challenge_timeout_s: float = Field(6.0, gt=0, description="the action must be seen within this after the prompt")
+    frame_rate: float = Field(15.0, gt=0, description="frames per second assumed when the camera declares none "
+                                                      "and for check_frames")
     camera_mirrored: bool = Field(False, description="frames are mirror images (selfie view): swaps left/right")
-    min_face_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of frames that must show a face")
-    blink_drop: float = Field(0.28, gt=0, lt=1, description="eye openness dip below the sequence median for a blink")
-    turn_offset: float = Field(0.10, gt=0, description="nose shift (x inter-ocular distance) from the start pose")
-    closer_growth: float = Field(1.15, gt=1, description="inter-ocular distance growth for move_closer")
-    static_max_change: float = Field(0.6, ge=0, description="mean grey-level change (0-255) per frame below which a "
-                                                            "sequence is a still image")
-    planar_min_residual: float = Field(0.02, ge=0, description="keypoint deviation (x inter-ocular distance) from "
-                                                               "one planar motion below which the face is a flat photo")
+    min_face_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of frames, from the first face on, "
+                                                                      "that must show a face")
+    blink_change: float = Field(0.25, gt=0, description="change of both eye regions against the open-eye "
+                                                        "baseline (in eye-region contrast units, minus the change "
+                                                        "of the nose bridge) that counts as eyes shut")
+    blink_min_s: float = Field(0.1, ge=0, description="eyes must stay shut at least this long, then reopen")
+    turn_offset: float = Field(0.085, gt=0, description="yaw signal shift (nose and ears relative to the eyes, "
+                                                        "IOD) from the start pose, held for turn_hold_s")
+    turn_hold_s: float = Field(0.3, ge=0)
+    closer_growth: float = Field(1.15, gt=1, description="inter-ocular distance growth for move_closer, held "
+                                                         "for closer_hold_s")
+    closer_hold_s: float = Field(0.2, ge=0)
+    static_max_change: float = Field(0.6, ge=0, description="median grey-level change (0-255) between frames "
+                                                            "below which the sequence is a still image")
+    medium_edge_iod: float = Field(3.0, gt=0, description="a straight edge this long (IOD) that moves with the "
+                                                          "face is the border of a photo or screen")
+    medium_surround_fraction: float = Field(0.5, gt=0, le=1, description="share of the surroundings beside "
+                                                                         "and above the head that moves with "
+                                                                         "the face above which a flat medium "
+                                                                         "carries it")
 
 
 class BridgeConfig(Section):

@@ -16,7 +16,8 @@ Schema (version 1):
       "builder": "models.build.dlib_resnet:build",   # module:function that makes the file (see models/build)
       "source": {
         "package": "face_recognition_models", "version": "0.3.0",
-        "distribution": "installed" | "wheel" | "sdist",   # where the build takes the package from
+        "distribution": "installed" | "wheel" | "sdist" | "repository",   # where the build takes the file from
+                                                 # ("repository": `member` is a file committed in this repository)
         "archive": "<file name of the wheel/sdist>",      # wheel/sdist only
         "member": "<path of the source file inside the package/archive>",
         "sha256": "<64 hex of that source file>"
@@ -38,7 +39,7 @@ from typing import Any
 
 MANIFEST_PATH = Path(__file__).resolve().with_name("manifest.json")
 SCHEMA_VERSION = 1
-DISTRIBUTIONS = ("installed", "wheel", "sdist")
+DISTRIBUTIONS = ("installed", "wheel", "sdist", "repository")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -114,7 +115,7 @@ def parse_manifest(data: Any, *, allow_unrecorded: bool = False, path: Path | No
         if distribution not in DISTRIBUTIONS:
             raise ManifestError(f"{where}.source.distribution: one of {DISTRIBUTIONS}, got {distribution!r}")
         archive = src.get("archive")
-        if distribution != "installed" and not isinstance(archive, str):
+        if distribution in ("wheel", "sdist") and not isinstance(archive, str):
             raise ManifestError(f"{where}.source.archive: required for a {distribution}")
         source = Source(
             package=_require(src, "package", str, f"{where}.source"),

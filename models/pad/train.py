@@ -7,16 +7,18 @@ Protocol (no subject is ever both trained on and evaluated on):
   cross-validation, for the decision threshold (on the out-of-fold scores), and for the final fit;
 - the held-out subjects (every other subject in the lists, by default 0007-0009) are scored once, by
   the final model, and those figures are written to the weights file's `evaluation` block.
-Deterministic for a given seed, data and face locator.
+Deterministic for a given seed, data and face locator: the same command writes the same bytes (no dates or
+paths in the file), so `git diff models/pad/weights.json` shows whether a retraining changed anything.
+The committed weights.json is what `make models` turns into models/artifacts/pad_passive.onnx
+(models/build/pad_passive.py); after retraining, run `.venv/bin/python -m models.build --update-manifest
+--only pad_passive` to record the new hashes, and review the threshold in edge/config.py LivenessConfig.
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import platform
-import sys
 from pathlib import Path
 
 import cv2
@@ -52,7 +54,9 @@ def extract(samples: list[PadSample], locator: FaceLocator, log=print) -> tuple[
 
 
 def candidates(seed: int) -> dict[str, object]:
-    """Small models only: 9 subjects do not support more capacity."""
+    """Small models only: 9 subjects do not support more capacity. Ordered simplest (most regularised)
+    first: model selection breaks ties toward the front, since with this few subjects the simpler model
+    is the one more likely to hold on people it has not seen."""
     return {
         "logreg_C0.01": LogisticRegression(C=0.01, max_iter=5000),
         "logreg_C0.1": LogisticRegression(C=0.1, max_iter=5000),
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = (r.bpcer20, oof)
         print(f"  LOSO on training subjects  {name:12s} BPCER20 {100 * r.bpcer20:5.2f}%  "
               f"APCER@0.5 {100 * r.apcer:5.2f}%  BPCER@0.5 {100 * r.bpcer:5.2f}%")
-    best = min(results, key=lambda n: (results[n][0], n))
+    order = list(results)
+    best = min(results, key=lambda n: (results[n][0], order.index(n)))
     oof = results[best][1]
     threshold = threshold_at_fmr(oof[yt == 1], oof[yt == 0], TARGET_APCER)
     print(f"selected {best}; threshold {threshold:.4f} (APCER <= {TARGET_APCER:.0%} on out-of-fold scores)")
@@ -171,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "face_locator": locator.name,
         "model": best,
         "seed": args.seed,
-        "date": dt.date.today().isoformat(),
-        "command": "python -m models.pad.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": (f"python -m models.pad.train --data <NUAA folder> --train-subjects {','.join(train_subjects)} "
+                    f"--seed {args.seed} --locator {args.locator}"),
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
                      "scikit-learn": __import__("sklearn").__version__},
     }
