@@ -49,7 +49,9 @@ class FaceConfig(Section):
     max_image_px: int = Field(40_000_000, description="images with more pixels are refused before decoding")
     min_brightness: float = 40.0
     max_brightness: float = 215.0
-    min_sharpness: float = 25.0
+    # Share of the face's grey-level variance in its finest detail (edge.biometrics.face.quality), chosen on
+    # LFW development faces against blurred copies of them (models/MODEL_CARD.md, ## Face).
+    min_sharpness: float = 0.0012
     max_yaw_deg: float = 35.0
     max_roll_deg: float = 30.0
 

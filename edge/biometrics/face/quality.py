@@ -28,18 +28,22 @@ class QualityFinding:
 class QualityMeasures:
     face_px: float       # face box width in frame pixels
     brightness: float    # mean grey level of the chip's central face area, 0-255
-    sharpness: float     # variance of the Laplacian of that area
+    sharpness: float     # share of that area's grey-level variance in its finest detail (contrast-free)
     yaw_deg: float       # + = subject turned to their left (nose towards image right)
     roll_deg: float
 
     def to_dict(self) -> dict:
-        return {k: round(float(v), 2) for k, v in self.__dict__.items()}
+        return {k: round(float(v), 4) for k, v in self.__dict__.items()}
 
 
 def measure(chip_rgb: np.ndarray, landmarks5: np.ndarray, face_px: float) -> QualityMeasures:
-    grey = cv2.cvtColor(chip_rgb, cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(chip_rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
     centre = grey[30:120, 30:120]  # the face proper; the padding holds background and hair
-    sharpness = float(cv2.Laplacian(centre, cv2.CV_64F).var())
+    # Sharpness: the share of the face's contrast in its finest detail (what a 1-px Gaussian removes). It
+    # does not depend on contrast, so a dark or washed-out face is reported as such, not as blurred; and it
+    # falls steadily with blur (a ratio between two frequency bands would not: both vanish into noise).
+    finest = grey - cv2.GaussianBlur(grey, (0, 0), 1.0)
+    sharpness = float(finest[30:120, 30:120].var() / max(centre.var(), 1e-6))
     # dlib 5-point order: 0,1 right eye (outer, inner); 2,3 left eye (outer, inner); 4 nose base.
     right_eye = landmarks5[0:2].mean(axis=0)
     left_eye = landmarks5[2:4].mean(axis=0)
@@ -64,7 +68,7 @@ def findings(m: QualityMeasures, cfg: FaceConfig) -> list[QualityFinding]:
         out.append(QualityFinding("quality.overexposed", f"face overexposed (mean level {m.brightness:.0f})",
                                   m.brightness))
     if m.sharpness < cfg.min_sharpness:
-        out.append(QualityFinding("quality.blurred", f"face too blurred (sharpness {m.sharpness:.1f})", m.sharpness))
+        out.append(QualityFinding("quality.blurred", f"face too blurred (sharpness {m.sharpness:.4f})", m.sharpness))
     if abs(m.yaw_deg) > cfg.max_yaw_deg or abs(m.roll_deg) > cfg.max_roll_deg:
         out.append(QualityFinding("quality.strong_pose",
                                   f"head turned too far (yaw {m.yaw_deg:.0f} deg, roll {m.roll_deg:.0f} deg)",

@@ -1,0 +1,159 @@
+"""The face path end to end on real photos: decisions, quality gates with their reasons, the HOG fallback."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.biometrics.face import FacePipeline
+from edge.biometrics.face.embedder import TEMPLATE_NORM
+from edge.biometrics.face.image import as_rgb
+from edge.errors import InputError, QualityError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def codes(analysis) -> list[str]:
+    return [f.code for f in analysis.findings]
+
+
+def face_crop(pipeline, frame, margin=1.2):
+    """The frame cut around its face (a square of `margin` face widths each side of the centre)."""
+    det = pipeline.detector.detect_bgr(frame)[0]
+    cx, cy, half = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2, margin * det.width
+    y0, x0 = int(max(0, cy - half)), int(max(0, cx - half))
+    return frame[y0:int(cy + half), x0:int(cx + half)]
+
+
+def test_same_person_is_close_and_different_people_are_far(pipeline, example):
+    a, b, c = pipeline.analyze_many([example("obama"), example("obama2"), example("biden")])
+    assert all(x.acquired and not x.findings for x in (a, b, c))
+    same, different = pipeline.distance(a.embedding, b.embedding), pipeline.distance(a.embedding, c.embedding)
+    assert pipeline.is_same(same) and not pipeline.is_same(different)
+    assert same < 0.45 and different > 0.75  # far from the threshold on both sides
+
+
+def test_embeddings_have_the_template_length_and_batches_change_nothing(pipeline, example):
+    frames = [example("obama"), example("biden"), example("obama3")]
+    batch = [a.embedding for a in pipeline.analyze_many(frames)]
+    single = [pipeline.analyze(f).embedding for f in frames]
+    assert np.allclose(np.linalg.norm(batch, axis=1), TEMPLATE_NORM, atol=1e-5)
+    assert np.abs(np.array(batch) - np.array(single)).max() < 1e-5
+
+
+def test_region_alignment_equals_whole_frame_alignment(pipeline, example):
+    for name in ("obama", "obama3", "obama_partial_face"):
+        frame = example(name)
+        det = pipeline.detector.detect_bgr(frame)[0]
+        region, whole = pipeline.aligner.align_bgr(frame, det), pipeline.aligner.align(as_rgb(frame), det)
+        assert np.array_equal(region.chip, whole.chip) and np.array_equal(region.landmarks, whole.landmarks)
+
+
+def test_detector_keypoints_sit_on_the_face(pipeline, example):
+    [det] = pipeline.detector.detect_bgr(example("obama"))
+    x0, y0, x1, y1 = det.box
+    right_eye, left_eye, nose, mouth = det.keypoints[:4]
+    assert det.source == "blazeface" and det.score > 0.8
+    assert all(x0 < x < x1 and y0 < y < y1 for x, y in (right_eye, left_eye, nose, mouth))
+    assert right_eye[0] < left_eye[0] and max(right_eye[1], left_eye[1]) < nose[1] < mouth[1]
+
+
+def test_grey_and_bgra_frames_are_accepted(pipeline, example):
+    colour = pipeline.analyze(example("obama")).embedding
+    for frame in (cv2.cvtColor(example("obama"), cv2.COLOR_BGR2GRAY), cv2.cvtColor(example("obama"), cv2.COLOR_BGR2BGRA)):
+        analysis = pipeline.analyze(frame)
+        assert analysis.acquired and pipeline.is_same(pipeline.distance(colour, analysis.embedding))
+
+
+@pytest.mark.parametrize("frame", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 5), np.uint8),
+                                   np.zeros((0, 4, 3), np.uint8), "not an array"])
+def test_unusable_arrays_are_input_errors(pipeline, frame):
+    with pytest.raises(InputError):
+        pipeline.analyze(frame)
+
+
+# -- quality gates: one reason each --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frame", [np.full((480, 640, 3), 128, np.uint8),
+                                   np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)])
+def test_no_face(pipeline, frame):
+    analysis = pipeline.analyze(frame)
+    assert not analysis.acquired and codes(analysis) == ["quality.no_face"]
+    with pytest.raises(QualityError) as err:
+        analysis.require(strict=False)
+    assert err.value.code == "quality.no_face"
+
+
+def test_more_than_one_face(pipeline, example):
+    obama, biden = example("obama"), example("biden")
+    biden = cv2.resize(biden, (int(biden.shape[1] * obama.shape[0] / biden.shape[0]), obama.shape[0]))
+    analysis = pipeline.analyze(np.hstack([obama, biden]))
+    assert len(analysis.faces) == 2 and codes(analysis) == ["quality.multiple_faces"]
+    assert analysis.require(strict=False) is analysis.embedding  # usable when the caller allows it
+    with pytest.raises(QualityError) as err:
+        analysis.require(strict=True)
+    assert err.value.code == "quality.multiple_faces"
+
+
+def test_face_too_small(pipeline, example):
+    small = cv2.resize(face_crop(pipeline, example("obama")), (90, 90), interpolation=cv2.INTER_AREA)
+    analysis = pipeline.analyze(small)
+    assert codes(analysis) == ["quality.face_too_small"]
+
+
+def test_too_dark_is_not_called_blurred(pipeline, example):
+    analysis = pipeline.analyze((example("obama") * 0.12).astype(np.uint8))
+    assert codes(analysis) == ["quality.too_dark"]
+
+
+def test_overexposed(pipeline, example):
+    frame = example("obama").astype(np.float64)
+    analysis = pipeline.analyze((255 - (255 - frame) * 0.12).astype(np.uint8))
+    assert codes(analysis) == ["quality.overexposed"]
+
+
+def test_blurred(pipeline, example):
+    frame = example("obama")
+    width = pipeline.detector.detect_bgr(frame)[0].width
+    analysis = pipeline.analyze(cv2.GaussianBlur(frame, (0, 0), 0.03 * width))
+    assert codes(analysis) == ["quality.blurred"]
+
+
+def test_strong_pose(pipeline, example):
+    frame = example("obama")
+    h, w = frame.shape[:2]
+    tilted = cv2.warpAffine(frame, cv2.getRotationMatrix2D((w / 2, h / 2), 40, 1.0), (w, h))
+    analysis = pipeline.analyze(tilted)
+    assert codes(analysis) == ["quality.strong_pose"]
+    assert abs(analysis.measures.roll_deg) > 30
+
+
+def test_wipe_zeroises_the_chip_and_the_embedding(pipeline, example):
+    analysis = pipeline.analyze(example("biden"))
+    analysis.wipe()
+    assert not analysis.aligned.chip.any() and not analysis.embedding.any()
+
+
+# -- HOG fallback --------------------------------------------------------------------------------------------
+
+def small_face_in_a_large_frame(pipeline, example) -> np.ndarray:
+    """A 220-px face crop in a 1400 x 1000 frame: about 15 px in BlazeFace's 128-px input (too small for the
+    short-range model), about 110 px for HOG on the frame scaled to 1024 px."""
+    canvas = np.full((1000, 1400, 3), 120, np.uint8)
+    canvas[400:620, 600:820] = cv2.resize(face_crop(pipeline, example("obama")), (220, 220))
+    return canvas
+
+
+def test_hog_fallback_finds_faces_too_small_for_blazeface(pipeline, example):
+    frame = small_face_in_a_large_frame(pipeline, example)
+    assert pipeline.detector.detect_bgr(frame) == []
+    analysis = pipeline.analyze(frame)
+    assert [d.source for d in analysis.faces] == ["hog"] and analysis.acquired
+    reference = pipeline.analyze(example("obama")).embedding
+    assert pipeline.is_same(pipeline.distance(reference, analysis.embedding))
+
+
+def test_hog_fallback_can_be_switched_off(face_config, face_models_dir, pipeline, example):
+    cfg = face_config.face.model_copy(update={"hog_fallback": False})
+    analysis = FacePipeline(cfg, face_models_dir).analyze(small_face_in_a_large_frame(pipeline, example))
+    assert codes(analysis) == ["quality.no_face"]
