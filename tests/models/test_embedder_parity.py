@@ -86,3 +86,18 @@ def test_reader_refuses_damaged_files():
         read_dlib_resnet(data + b"\x00")
     with pytest.raises(DlibFormatError):
         read_dlib_resnet(data.replace(b"con_4", b"con_9", 1))
+
+
+@pytest.mark.timeout(180)
+def test_pipeline_embedder_on_pipeline_chips_equals_dlib(models_dir, dlib_models):
+    """The chips our pipeline cuts (BlazeFace -> 5-point -> chip) through FaceEmbedder.descriptors: dlib's
+    own network gives the same descriptors on the same chips."""
+    from edge.biometrics.face import FacePipeline, load_image
+    from edge.config import load_config
+
+    pipeline = FacePipeline(load_config(env={}).face, models_dir)
+    frames = [load_image(models_dir / "examples" / p) for p in ["obama3.jpg", "obama_partial_face.jpg", "32bit.png"]]
+    chips = np.stack([a.aligned.chip for a in pipeline.analyze_many(frames)])
+    ours = pipeline.embedder.descriptors(chips)
+    reference = np.stack([np.array(dlib_models[2].compute_face_descriptor(chip, 1)) for chip in chips])
+    assert np.abs(ours - reference).max() < TOLERANCE
