@@ -176,3 +176,35 @@ def fit_calibration(genuine_parts: np.ndarray, impostor_parts: np.ndarray) -> tu
     prior_log_odds = np.log(y.mean() / (1 - y.mean()))
     ln10 = np.log(10)
     return float(w[0] / ln10), float(w[1] / ln10), float((w[2] - prior_log_odds) / ln10)
+
+
+def fit_development(db_dirs: Iterable[str | Path], target_fmr: float = 1e-3) -> dict:
+    """Fit the calibration on the pooled databases and choose the threshold at `target_fmr` there.
+
+    What `edge.biometrics.finger.matcher` (W_MCC, W_PAIRED, BIAS, DEFAULT_THRESHOLD) holds is this
+    function's output on FVC2000 DB1_B..DB4_B: `python -m edge.evaluation.fvc DIR [DIR ...]`.
+    """
+    from edge.biometrics.finger.matcher import features
+    from edge.evaluation.metrics import equal_error_rate, threshold_at_fmr
+
+    parts = [score_parts_db(d) for d in db_dirs]
+    genuine = np.concatenate([g for g, _, _ in parts])
+    impostor = np.concatenate([i for _, i, _ in parts])
+    w_mcc, w_paired, bias = fit_calibration(genuine, impostor)
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        return features(rows[:, 0], rows[:, 1]) @ np.array([w_mcc, w_paired]) + bias
+
+    return {
+        "w_mcc": round(w_mcc, 3), "w_paired": round(w_paired, 3), "bias": round(bias, 3),
+        "threshold": round(threshold_at_fmr(score(genuine), score(impostor), target_fmr), 2),
+        "eer_per_db": [round(equal_error_rate(score(g), score(i)), 4) for g, i, _ in parts],
+        "failures_to_extract": [f for _, _, f in parts],
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(fit_development(sys.argv[1:])))

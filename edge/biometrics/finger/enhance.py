@@ -57,7 +57,7 @@ def segment(norm: np.ndarray, block: int = 16, rel_threshold: float = 0.3) -> np
 
 
 ORIENTATION_TENSOR_SIGMA = 5.0   # gradient structure tensor window, pixels
-ORIENTATION_SMOOTH_SIGMA = 7.0   # second smoothing of the doubled-angle field, pixels
+ORIENTATION_SMOOTH_SIGMA = 10.0  # second smoothing of the doubled-angle field, pixels
 
 
 def orientation_field(norm: np.ndarray, tensor_sigma: float | None = None,

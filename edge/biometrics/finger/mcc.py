@@ -4,13 +4,19 @@ Each minutia gets a *cylinder*: `ns` x `ns` spatial cells inside a radius-R disc
 own frame, times `nd` angular layers; a cell is set when neighbouring minutiae sit there with that
 relative direction. Cylinders are invariant to translation and rotation, so two minutiae are compared
 by comparing cylinders (local similarity). Consolidation (LSA-R, with a greedy one-to-one assignment
-instead of the Hungarian one) then takes the best pairs, lets pairs
-whose mutual geometry agrees (distances, relative directions, bearings) support each other for a few
-relaxation rounds, and averages the pairs that kept most of their similarity.
+instead of the Hungarian one) then takes the best pairs, lets pairs whose mutual geometry agrees
+(distances, relative directions, bearings) support each other for a few relaxation rounds, and
+averages the pairs that kept most of their similarity.
+
+A global step follows (`_global_score`): each of the most consistent pairs fixes a rigid alignment,
+and the minutiae of the two prints that then coincide (position and direction) are counted. The
+count says how much of the two prints agrees, which the MCC average alone does not.
 
 This is the bit-based variant (MCC-b): cell values are bits, packed into 64-bit words, and a local
 similarity is three popcounts over the cells valid in both cylinders. Building cylinders is numpy
-(once per template, `build_cylinders`); comparing is a small numba kernel (`similarity`).
+(once per template, `build_cylinders`); comparing is numba kernels (`similarity_parts`).
+Two prints whose placements differ by more than `max_direction_diff` (90 degrees) do not match: the
+direction constraint of the paper, which removes many chance agreements.
 """
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from edge.biometrics.finger.template import BIFURCATION, ENDING
 # are noise. Directions are measured DIRECTION_PERIODS along the ridge.
 SPUR_PERIODS = 1.5
 BRIDGE_PERIODS = 1.0
-BREAK_PERIODS = 2.0
-CLOSE_PERIODS = 0.5
+BREAK_PERIODS = 1.0
+CLOSE_PERIODS = 0.2
 DIRECTION_PERIODS = 1.0
 
 # (dy, dx) of the neighbours N, NE, E, SE, S, SW, W, NW.
