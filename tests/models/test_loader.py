@@ -81,3 +81,16 @@ def test_examples_dir(models_dir, tmp_path):
     with pytest.raises(ModelError) as info:
         examples_dir(tmp_path)
     assert info.value.code == "model.missing"
+
+
+def test_the_aligner_refuses_a_tampered_landmark_model(models_dir, tmp_path):
+    from edge.biometrics.face.align import Aligner
+
+    Aligner(models_dir)  # the built one loads
+    target = copy_artifact(models_dir, tmp_path, "shape_predictor_5_face_landmarks.dat")
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(ModelError) as info:
+        Aligner(tmp_path)
+    assert info.value.code == "model.hash_mismatch" and "make models" in info.value.message

@@ -14,7 +14,7 @@ from models.build import pipeline
 from models.build.pipeline import BuildError
 from models.manifest import MANIFEST_PATH, ManifestError, load_manifest, parse_manifest
 
-EXPECTED_LICENCES = {"face_embedder": "CC0-1.0", "face_detector": "Apache-2.0"}
+EXPECTED_LICENCES = {"face_embedder": "CC0-1.0", "face_detector": "Apache-2.0", "face_landmarks_5": "CC0-1.0"}
 
 
 def raw_manifest() -> dict:

@@ -13,13 +13,14 @@ and the chip sample).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import dlib
-import face_recognition_models
 import numpy as np
 
 from edge.biometrics.face.detector import Detection
+from edge.models import model_path
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -56,14 +57,22 @@ def keypoint_box(keypoints: np.ndarray) -> tuple[float, float, float, float]:
     return float(x0), float(y0), float(x0 + side), float(y0 + side)
 
 
+LANDMARK_MODEL = "face_landmarks_5"  # manifest name of shape_predictor_5_face_landmarks.dat
+
+
 class Aligner:
     """dlib 5-point landmarks + chip extraction. The 68-point model is non-commercial: never used here.
 
-    dlib's predictor is not thread-safe: callers that share one Aligner between threads serialise calls.
+    The predictor file is the manifest-checked artefact in `models_dir` (default: the configured default
+    models directory). dlib's predictor is not thread-safe: callers sharing one Aligner serialise calls.
     """
 
-    def __init__(self) -> None:
-        self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    def __init__(self, models_dir: Path | None = None) -> None:
+        if models_dir is None:
+            from edge.config import PathsConfig
+
+            models_dir = PathsConfig().models_dir
+        self.predictor = dlib.shape_predictor(str(model_path(LANDMARK_MODEL, models_dir)))
 
     @staticmethod
     def predictor_box(det: Detection) -> tuple[float, float, float, float]:

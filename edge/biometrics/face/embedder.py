@@ -6,10 +6,11 @@ biogate face embedding built from it:
 - with `flip=True` each chip is embedded together with its mirror image and the two descriptors
   averaged (test-time augmentation: one batch, two rows per face);
 - the result is scaled to a fixed length, TEMPLATE_NORM. The length of a raw descriptor varies from
-  face to face (about 1.31 to 1.55 on LFW) without telling people apart; comparing directions only
-  kept the LFW accuracy and lowered FNMR at low FMR (on all 4,414 genuine and 400,000 impostor
-  development pairs: FNMR at FMR 1e-4 0.28 -> 0.21; see models/MODEL_CARD.md). TEMPLATE_NORM is the
-  median raw length on those images, so distances stay on dlib's familiar scale (threshold near 0.6).
+  face to face (5th-95th percentile 1.31-1.55 on the LFW development images) without telling people
+  apart; comparing directions only kept the LFW accuracy and lowered FNMR at low FMR (all 4,414
+  genuine and ~400,000 sampled impostor development pairs: FNMR at FMR 1e-4 0.28 -> 0.21; see
+  models/MODEL_CARD.md). TEMPLATE_NORM is the median raw length on those images (1.42), so distances
+  stay on dlib's familiar scale (same-person threshold near 0.6).
 Faces compare by Euclidean distance between embeddings (`face_distance`).
 """
 from __future__ import annotations

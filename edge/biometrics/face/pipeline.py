@@ -84,7 +84,7 @@ class FacePipeline:
         self.cfg = cfg
         self.detector = FaceDetector(models_dir, cfg.threads, cfg.detector_score)
         self.fallback = HogFaceDetector() if cfg.hog_fallback else None
-        self.aligner = Aligner()
+        self.aligner = Aligner(models_dir)
         self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment)
 
     def analyze(self, image_bgr: np.ndarray) -> FaceAnalysis:
