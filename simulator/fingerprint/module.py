@@ -174,8 +174,8 @@ class VirtualModule:
         self._master: int | None = None
         self._slave: int | None = None
         self.device: str | None = None
-        self._link_dir = Path(tempfile.mkdtemp(prefix="biogate-fingerprint-"))
-        self.port = str(self._link_dir / f"tty{self.model.name.upper()}")
+        self._link_dir: Path | None = None  # made by start(): holds the stable `port` link
+        self.port: str | None = None
         self._silent = False  # unplugged in "silent" mode: the port stays, nothing answers
         self._replug_at: float | None = None
         self._ready_at: float | None = None  # when the ready byte 0x55 is due
@@ -252,6 +252,8 @@ class VirtualModule:
         if self._thread is not None:
             return self
         features.warm_up()  # booting: the first Img2Tz must not pay for loading the extractor
+        self._link_dir = Path(tempfile.mkdtemp(prefix="biogate-fingerprint-"))
+        self.port = str(self._link_dir / f"tty{self.model.name.upper()}")
         self._plug()
         self._thread = threading.Thread(target=self._serve, name=f"virtual-{self.model.name}", daemon=True)
         self._thread.start()
@@ -264,7 +266,8 @@ class VirtualModule:
             self._thread.join(timeout=5)
         with self._lock:
             self._close_pty()
-        shutil.rmtree(self._link_dir, ignore_errors=True)
+        if self._link_dir is not None:
+            shutil.rmtree(self._link_dir, ignore_errors=True)
 
     def __enter__(self) -> "VirtualModule":
         return self.start()
@@ -282,6 +285,8 @@ class VirtualModule:
 
     def replug(self) -> None:
         """Plug the module back in: a new pseudo-terminal behind `port`, RAM cleared, ready byte 0x55."""
+        if self._thread is None:
+            raise InputError("the virtual module was never started", code="input.not_started")
         with self._lock:
             self._replug_at = None
             if self._master is not None and not self._silent:
@@ -347,6 +352,7 @@ class VirtualModule:
     # -- pseudo-terminal plumbing ----------------------------------------------------------------------
 
     def _plug(self) -> None:
+        assert self._link_dir is not None and self.port is not None, "start() the module first"
         with self._lock:
             master, slave = os.openpty()
             tty.setraw(slave)
@@ -366,10 +372,11 @@ class VirtualModule:
                 self._send_ready()  # before anyone can open the port: a client's open flushes it
 
     def _close_pty(self) -> None:
-        try:  # the port path goes first, so nobody opens a tty that is being torn down
-            os.unlink(self.port)
-        except OSError:
-            pass
+        if self.port is not None:  # the port path goes first, so nobody opens a tty being torn down
+            try:
+                os.unlink(self.port)
+            except OSError:
+                pass
         for fd in (self._master, self._slave):
             if fd is not None:
                 try:
