@@ -139,8 +139,7 @@ def score_parts_db(db_dir: str | Path, progress: Callable[[int], None] | None = 
         rows = []
         for a, b in pairs:
             if a in templates and b in templates:
-                p = finger.score_parts(templates[a], templates[b])
-                rows.append((p[0], p[2]))
+                rows.append(finger.score_parts(templates[a], templates[b]))
             if progress:
                 progress(1)
         return np.asarray(rows, dtype=np.float64).reshape(-1, 2)

@@ -22,6 +22,7 @@ DEFAULT_THRESHOLD: the lowest score at which the pooled development FMR is at mo
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -31,12 +32,13 @@ from edge.biometrics.finger import mcc
 from edge.biometrics.finger.template import FingerTemplate
 from edge.errors import InputError
 
-# Fitted by edge.evaluation.fvc.fit_calibration on FVC2000 DB1_B..DB4_B pooled (see module docstring).
-W_MCC = 4.886
-W_PAIRED = 1.557
-BIAS = 12.066
+# Fitted on FVC2000 DB1_B..DB4_B pooled (see module docstring):
+#   python -m edge.evaluation.fvc ../shared/data/fingerprints/fvc2000/DB{1,2,3,4}_B
+W_MCC = 6.287
+W_PAIRED = 1.458
+BIAS = 16.589
 # FMR <= 0.1 % on the same pooled development comparisons.
-DEFAULT_THRESHOLD = 1.45
+DEFAULT_THRESHOLD = 1.36
 MCC_FLOOR = 0.02      # keeps ln(mcc) finite for comparisons with no agreeing structure
 PARAMS = mcc.DEFAULT_PARAMS
 _CACHE_KEY = "prepared"
@@ -44,7 +46,7 @@ _CACHE_KEY = "prepared"
 
 @dataclass(eq=False)
 class PreparedTemplate:
-    """A template with the matcher's precomputation (cylinders, pair geometry, hull)."""
+    """A template with the matcher's precomputation (cylinders, pair geometry)."""
 
     template: FingerTemplate
     cylinders: mcc.Cylinders
@@ -74,9 +76,11 @@ def prepare(template: Comparable) -> PreparedTemplate:
     return cached
 
 
-def score_parts(a: Comparable, b: Comparable) -> tuple[float, float, int, int, int]:
-    """(mcc, normalised global score, paired minutiae, A's minutiae in B's area, B's in A's): see `compare`."""
-    return mcc.similarity_parts(prepare(a).cylinders, prepare(b).cylinders, PARAMS)
+def score_parts(a: Comparable, b: Comparable) -> tuple[float, int]:
+    """(mcc, paired minutiae): the raw features `compare` calibrates."""
+    ca = a.cylinders if isinstance(a, PreparedTemplate) else prepare(a).cylinders
+    cb = b.cylinders if isinstance(b, PreparedTemplate) else prepare(b).cylinders
+    return mcc.similarity_parts(ca, cb, PARAMS)
 
 
 def features(mcc_score, paired) -> np.ndarray:
@@ -87,14 +91,14 @@ def features(mcc_score, paired) -> np.ndarray:
 
 
 def calibrated_score(mcc_score: float, paired: float) -> float:
-    f = features(mcc_score, paired)[0]
-    return float(W_MCC * f[0] + W_PAIRED * f[1] + BIAS)
+    """The same as `features` @ (W_MCC, W_PAIRED) + BIAS, for one comparison (no array overhead)."""
+    return W_MCC * math.log(mcc_score + MCC_FLOOR) + W_PAIRED * math.log(paired + 1.0) + BIAS
 
 
 def compare(a: Comparable, b: Comparable) -> float:
     """log10 likelihood-ratio-like score of two fingerprints; `>= DEFAULT_THRESHOLD` means the same finger."""
-    parts = score_parts(a, b)
-    return calibrated_score(parts[0], parts[2])
+    mcc_score, paired = score_parts(a, b)
+    return calibrated_score(mcc_score, paired)
 
 
 def compare_many(probe: Comparable, references: Sequence[Comparable]) -> np.ndarray:

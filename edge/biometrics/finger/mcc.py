@@ -8,7 +8,7 @@ instead of the Hungarian one) then takes the best pairs, lets pairs whose mutual
 (distances, relative directions, bearings) support each other for a few relaxation rounds, and
 averages the pairs that kept most of their similarity.
 
-A global step follows (`_global_score`): each of the most consistent pairs fixes a rigid alignment,
+A global step follows (`_paired_count`): each of the most consistent pairs fixes a rigid alignment,
 and the minutiae of the two prints that then coincide (position and direction) are counted. The
 count says how much of the two prints agrees, which the MCC average alone does not.
 
@@ -20,6 +20,7 @@ direction constraint of the paper, which removes many chance agreements.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -51,8 +52,6 @@ class MccParams:
     n_anchors: int = 5
     pair_distance: float = 15.0
     pair_angle: float = np.pi / 6
-    hull_margin: float = 10.0
-    count_floor: int = 8
     min_np: int = 4
     max_np: int = 12
     mu_p: float = 20.0
@@ -109,7 +108,6 @@ class Cylinders:
     n_minutiae: int = 0    # minutiae in the template (usable cylinders or not)
     all_xy: np.ndarray = None      # type: ignore[assignment]  # (N, 2) every minutia, 500-dpi pixels
     all_theta: np.ndarray = None   # type: ignore[assignment]  # (N,)
-    hull: np.ndarray = None        # type: ignore[assignment]  # (h, 2) convex hull of all minutiae, counter-clockwise (y down)
 
     @property
     def count(self) -> int:
@@ -117,7 +115,7 @@ class Cylinders:
 
     def wipe(self) -> None:
         for arr in (self.bits, self.valid, self.xy, self.theta, self.dist, self.rel_dir, self.radial,
-                    self.all_xy, self.all_theta, self.hull):
+                    self.all_xy, self.all_theta):
             arr.fill(0)
 
 
@@ -155,7 +153,7 @@ def build_cylinders(t: FingerTemplate, p: MccParams = DEFAULT_PARAMS) -> Cylinde
     n = xy.shape[0]
     if n == 0:
         return _empty(g, 0)
-    extras = dict(all_xy=np.ascontiguousarray(xy), all_theta=np.ascontiguousarray(theta), hull=_hull(xy))
+    extras = dict(all_xy=np.ascontiguousarray(xy), all_theta=np.ascontiguousarray(theta))
     cos, sin = np.cos(theta), np.sin(theta)
     d = xy[None, :, :] - xy[:, None, :]                      # (m, t, 2): neighbour t seen from m
     dist = np.sqrt((d ** 2).sum(-1))
@@ -210,21 +208,7 @@ def _empty(g: _Grid, n_minutiae: int, **extras) -> Cylinders:
     w = np.zeros((0, g.n_words), np.uint64)
     extras.setdefault("all_xy", np.zeros((0, 2)))
     extras.setdefault("all_theta", np.zeros(0))
-    extras.setdefault("hull", np.zeros((0, 2)))
     return Cylinders(w, w.copy(), np.zeros((0, 2)), np.zeros(0), z, z.copy(), z.copy(), n_minutiae, **extras)
-
-
-def _hull(xy: np.ndarray) -> np.ndarray:
-    """Convex hull vertices, oriented so that the inside is left of every edge in (x, y-down) terms."""
-    if xy.shape[0] < 3:
-        return np.zeros((0, 2))
-    hull = cv2.convexHull(xy.astype(np.float32)).reshape(-1, 2).astype(np.float64)
-    if hull.shape[0] < 3:
-        return np.zeros((0, 2))
-    b = np.roll(hull, -1, axis=0)
-    if np.sum(hull[:, 0] * b[:, 1] - b[:, 0] * hull[:, 1]) < 0:
-        hull = hull[::-1]
-    return np.ascontiguousarray(hull)
 
 
 # comparison kernels -----------------------------------------------------------------------------
@@ -371,7 +355,7 @@ def _consolidate(lsm, dist_a, rel_a, rad_a, dist_b, rel_b, rad_b, n_r, n_p, one_
 
 
 def _n_p(na: int, nb: int, p: MccParams) -> int:
-    z = 1.0 / (1.0 + np.exp(-p.tau_p * (min(na, nb) - p.mu_p)))
+    z = 1.0 / (1.0 + math.exp(-p.tau_p * (min(na, nb) - p.mu_p)))
     return p.min_np + int(round(z * (p.max_np - p.min_np)))
 
 
@@ -381,38 +365,17 @@ def similarity(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> flo
 
 
 @njit(cache=True, fastmath=True)
-def _inside(hull, x, y, margin):
-    """True when (x, y) lies inside the convex polygon `hull` grown by `margin` pixels."""
-    h = hull.shape[0]
-    if h < 3:
-        return True
-    for e in range(h):
-        x0, y0 = hull[e, 0], hull[e, 1]
-        x1, y1 = hull[(e + 1) % h, 0], hull[(e + 1) % h, 1]
-        ex, ey = x1 - x0, y1 - y0
-        length = np.sqrt(ex * ex + ey * ey) + 1e-9
-        if (ex * (y - y0) - ey * (x - x0)) / length < -margin:
-            return False
-    return True
+def _paired_count(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, dtol, atol):
+    """Most minutiae paired under one of the alignments the anchor pairs fix.
 
-
-@njit(cache=True, fastmath=True)
-def _global_score(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, hull_a, hull_b,
-                  dtol, atol, margin, floor):
-    """Best alignment over the anchor pairs: matched^2 / (A minutiae in B's area * B minutiae in A's area).
-
-    Each anchor pair (a minutia of A, one of B) fixes a rotation and translation; A's minutiae are
-    moved onto B and paired greedily (nearest within `dtol` pixels and `atol` radians). Only the
-    minutiae inside the other print's area (its minutiae's convex hull grown by `margin`) can pair,
-    so a small overlap does not count against a mated pair.
+    Each anchor pair (a minutia of A, one of B) fixes a rotation and translation; every minutia of A
+    is moved onto B and paired greedily with the nearest unpaired minutia of B within `dtol` pixels
+    and `atol` radians of direction.
     """
     na, nb = pa.shape[0], pb.shape[0]
-    best = 0.0
-    best_m = 0
-    best_na = 0
-    best_nb = 0
-    ta_x = np.empty(na)
-    ta_y = np.empty(na)
+    best = 0
+    moved_x = np.empty(na)
+    moved_y = np.empty(na)
     used = np.zeros(nb, np.bool_)
     for h in range(anchor_a.size):
         i, j = anchor_a[h], anchor_b[h]
@@ -420,18 +383,9 @@ def _global_score(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, hu
         c, s = np.cos(phi), np.sin(phi)
         tx = xy_b[j, 0] - (c * xy_a[i, 0] - s * xy_a[i, 1])
         ty = xy_b[j, 1] - (s * xy_a[i, 0] + c * xy_a[i, 1])
-        n_a_in = 0
         for k in range(na):
-            ta_x[k] = c * pa[k, 0] - s * pa[k, 1] + tx
-            ta_y[k] = s * pa[k, 0] + c * pa[k, 1] + ty
-            if _inside(hull_b, ta_x[k], ta_y[k], margin):
-                n_a_in += 1
-        n_b_in = 0
-        for k in range(nb):
-            # B's minutia moved back into A's frame
-            dx, dy = pb[k, 0] - tx, pb[k, 1] - ty
-            if _inside(hull_a, c * dx + s * dy, -s * dx + c * dy, margin):
-                n_b_in += 1
+            moved_x[k] = c * pa[k, 0] - s * pa[k, 1] + tx
+            moved_y[k] = s * pa[k, 0] + c * pa[k, 1] + ty
         used[:] = False
         m = 0
         for k in range(na):
@@ -440,8 +394,8 @@ def _global_score(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, hu
             for l in range(nb):
                 if used[l]:
                     continue
-                dx = ta_x[k] - pb[l, 0]
-                dy = ta_y[k] - pb[l, 1]
+                dx = moved_x[k] - pb[l, 0]
+                dy = moved_y[k] - pb[l, 1]
                 d2 = dx * dx + dy * dy
                 if d2 < best_d and abs(_wrap1(ta[k] + phi - tb[l])) < atol:
                     best_d = d2
@@ -449,27 +403,36 @@ def _global_score(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, hu
             if best_l >= 0:
                 used[best_l] = True
                 m += 1
-        score = m * m / (max(n_a_in, floor) * max(n_b_in, floor))
-        if score > best:
-            best = score
-            best_m = m
-            best_na = n_a_in
-            best_nb = n_b_in
-    return best, best_m, best_na, best_nb
+        if m > best:
+            best = m
+    return best
 
 
-def similarity_parts(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> tuple[float, float, int, int, int]:
-    """(MCC score, global score, paired minutiae, A's minutiae in B's area, B's minutiae in A's area)."""
+@njit(cache=True)
+def _compare(bits_a, valid_a, xy_a, th_a, dist_a, rel_a, rad_a, all_xy_a, all_th_a,
+             bits_b, valid_b, xy_b, th_b, dist_b, rel_b, rad_b, all_xy_b, all_th_b,
+             min_common_bits, max_dtheta, n_r, n_p, one_to_one, relax, rho, n_anchors, pairing):
+    """Local similarities, consolidation and the global count in one compiled call (one dispatch)."""
+    lsm = local_matrix(bits_a, valid_a, th_a, bits_b, valid_b, th_b, min_common_bits, max_dtheta)
+    score, ia, ib = _consolidate(lsm, dist_a, rel_a, rad_a, dist_b, rel_b, rad_b, n_r, n_p, one_to_one,
+                                 relax[0], int(relax[1]), rho[0], rho[1], rho[2], rho[3], rho[4], rho[5])
+    k = min(ia.size, n_anchors)
+    m = _paired_count(ia[:k], ib[:k], xy_a, th_a, xy_b, th_b, all_xy_a, all_th_a, all_xy_b, all_th_b,
+                      pairing[0], pairing[1])
+    return score, m
+
+
+def similarity_parts(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> tuple[float, int]:
+    """(MCC score 0..1, paired minutiae under the best anchor alignment)."""
     if a.count == 0 or b.count == 0:
-        return 0.0, 0.0, 0, 0, 0
+        return 0.0, 0
     g = _grid(p)
-    lsm = local_matrix(a.bits, a.valid, a.theta, b.bits, b.valid, b.theta,
-                       int(p.min_matchable * g.n_bits), p.max_direction_diff)
     n_r = min(a.count, b.count, p.n_r_max)
-    mcc, ia, ib = _consolidate(lsm, a.dist, a.rel_dir, a.radial, b.dist, b.rel_dir, b.radial, n_r,
-                         _n_p(a.count, b.count, p), p.one_to_one, p.w_relax, p.n_relax, p.mu_rho[0], p.tau_rho[0],
-                         p.mu_rho[1], p.tau_rho[1], p.mu_rho[2], p.tau_rho[2])
-    k = min(ia.size, p.n_anchors)
-    gs, m, na_in, nb_in = _global_score(ia[:k], ib[:k], a.xy, a.theta, b.xy, b.theta, a.all_xy, a.all_theta, b.all_xy,
-                          b.all_theta, a.hull, b.hull, p.pair_distance, p.pair_angle, p.hull_margin, p.count_floor)
-    return float(mcc), float(gs), int(m), int(na_in), int(nb_in)
+    mcc, m = _compare(
+        a.bits, a.valid, a.xy, a.theta, a.dist, a.rel_dir, a.radial, a.all_xy, a.all_theta,
+        b.bits, b.valid, b.xy, b.theta, b.dist, b.rel_dir, b.radial, b.all_xy, b.all_theta,
+        int(p.min_matchable * g.n_bits), p.max_direction_diff, n_r, _n_p(a.count, b.count, p), p.one_to_one,
+        (p.w_relax, float(p.n_relax)), (p.mu_rho[0], p.tau_rho[0], p.mu_rho[1], p.tau_rho[1], p.mu_rho[2],
+                                         p.tau_rho[2]),
+        p.n_anchors, (p.pair_distance, p.pair_angle))
+    return float(mcc), int(m)

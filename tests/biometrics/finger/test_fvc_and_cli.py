@@ -108,3 +108,15 @@ def test_cli_bench_finger_json(fvc_root):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("ours_extract_ms", "ours_matches_per_s", "nbis_extract_ms", "nbis_matches_per_s"):
         assert report[key] > 0, key
+
+
+def test_fit_calibration_orders_and_centres_scores():
+    from edge.biometrics.finger.matcher import features
+
+    rng = np.random.default_rng(1)
+    genuine = np.column_stack([rng.uniform(0.3, 0.9, 300), rng.integers(8, 40, 300)])
+    impostor = np.column_stack([rng.uniform(0.0, 0.4, 3000), rng.integers(0, 10, 3000)])
+    w_mcc, w_paired, bias = fvc.fit_calibration(genuine, impostor)
+    assert w_mcc > 0 and w_paired > 0
+    llr = lambda rows: features(rows[:, 0], rows[:, 1]) @ [w_mcc, w_paired] + bias  # noqa: E731
+    assert np.median(llr(genuine)) > 1 > -1 > np.median(llr(impostor))
