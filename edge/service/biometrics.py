@@ -137,6 +137,26 @@ class BiometricCore:
     def check_liveness(self, camera, prompt: Callable[[str], None], rng: np.random.Generator):
         return self.liveness.check(camera, prompt, rng)
 
+    # -- start-up -------------------------------------------------------------------------------------
+    def warm_up(self, modalities: set[str]) -> None:
+        """Pay one-time costs (library imports, JIT compilation, first inference) before a customer does."""
+        blank = np.zeros((240, 320, 3), np.uint8)
+        with self._lock:
+            self.face.analyze(blank)
+        if "finger" in modalities:
+            from edge.biometrics import finger
+
+            rng = np.random.default_rng(0)
+            n = 30
+            synthetic = finger.FingerTemplate(x=rng.integers(40, 260, n), y=rng.integers(40, 260, n),
+                                              angle=rng.uniform(0, 2 * np.pi, n), kind=np.ones(n, np.uint8),
+                                              minutia_quality=np.full(n, 60, np.uint8), width=300, height=300)
+            prepared = finger.prepare(synthetic)
+            finger.compare(prepared, prepared)
+            finger.wipe(prepared)
+        if self.cfg.policy.liveness_required and "face" in modalities:
+            _ = self.liveness
+
     # -- calibration ----------------------------------------------------------------------------------
     def llr(self, modality: str, score: float) -> float:
         return self.calibration.modality(modality).llr(score)

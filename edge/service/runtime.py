@@ -63,7 +63,26 @@ class Runtime:
         if background:
             runtime._jobs = threading.Thread(target=runtime._background, name="biogate-jobs", daemon=True)
             runtime._jobs.start()
+            threading.Thread(target=runtime._warm_up, name="biogate-warm-up", daemon=True).start()
         return runtime
+
+    def _warm_up(self) -> None:
+        """Models, the matcher's compiled kernels and the devices get ready while the API already answers."""
+        factors = {f for op in self.cfg.policy.operations.values()
+                   for rule in (op.factors, op.factors_above or "none") for f in rule.split("+")
+                   if f in ("face", "finger")}
+        try:
+            self.core.warm_up(factors)
+        except BiogateError as exc:
+            log.warning("warm-up failed", extra={"error_code": exc.code})
+        for kind in ("camera", "fingerprint", "dispenser"):
+            if self._stop.is_set() or not self.devices.configured(kind):
+                continue
+            try:
+                with self.devices.use(kind):
+                    pass
+            except BiogateError as exc:
+                log.warning("device not ready at start-up", extra={"device": kind, "error_code": exc.code})
 
     def _background(self) -> None:
         interval = self.cfg.storage.purge_interval_s
