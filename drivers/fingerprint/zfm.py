@@ -28,13 +28,6 @@ from typing import Callable
 import numpy as np
 import serial
 
-try:  # pyserial lets termios errors through when a vanishing tty is opened (POSIX only)
-    from termios import error as _TermiosError
-
-    _OPEN_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, ValueError, _TermiosError)
-except ImportError:  # pragma: no cover - Windows
-    _OPEN_ERRORS = (serial.SerialException, OSError, ValueError)
-
 from drivers.base import FingerprintScanner, register_backend
 from drivers.fingerprint import protocol as P
 from drivers.fingerprint.errors import (
@@ -51,6 +44,13 @@ from drivers.fingerprint.errors import (
 from edge.errors import InputError
 
 log = logging.getLogger(__name__)
+
+try:  # pyserial lets termios errors through when a vanishing tty is opened (POSIX only)
+    from termios import error as _TermiosError
+
+    _OPEN_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, ValueError, _TermiosError)
+except ImportError:  # pragma: no cover - Windows
+    _OPEN_ERRORS = (serial.SerialException, OSError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -387,6 +387,8 @@ class ZfmModule:
             else:
                 self._drain_transfer(max(0, (expected_size or 4096) - len(out)))
             raise
+        finally:
+            out[:] = bytes(len(out))  # the caller has its own copy: leave no biometric sample behind
 
     def _send_data(self, data: bytes) -> None:
         for packet in P.data_packets(data, self.packet_size, self.address):
