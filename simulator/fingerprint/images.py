@@ -11,7 +11,10 @@ tests/simulator relies on it, pixel for pixel):
 4. quantise to 4 bits with `drivers.fingerprint.protocol.quantize_to_nibbles` (nearest level,
    level x 17 = the 8-bit value clients such as pyfingerprint reconstruct).
 
-Image sources hand the module one 8-bit print per capture request (or None: no finger).
+Image sources hand the module one 8-bit print per capture request (or None: no finger):
+`FolderImageSource` (real prints in turn, e.g. FVC2000 DB1_B), `FixedImageSource`, `SyntheticFingerSource`
+(deterministic prints with minutiae, no data set needed), `MessyImageSource` (Img2Tz answers 0x06) and
+`NoFingerSource`; `make_image_source` builds one from a scenario's spec.
 """
 from __future__ import annotations
 

@@ -326,7 +326,10 @@ class VirtualModule:
             self.source = built
 
     def inject(self, faults: Any) -> None:
-        """Arm faults: a Fault, a dict, a list of either, or a RandomFaults (replaces the random plan)."""
+        """Arm faults: a Fault, a dict, a list of either; or random faults (a RandomFaults, or a dict
+        with "seed" / "rates" and no "kind"), which replace the random plan."""
+        if isinstance(faults, dict) and "kind" not in faults and ({"seed", "rates"} & set(faults)):
+            faults = RandomFaults.from_dict(faults)
         with self._lock:
             if isinstance(faults, RandomFaults):
                 self.faults.set_random(faults)

@@ -394,6 +394,14 @@ def test_random_faults_are_reproducible():
     assert kinds == {"noise", "no_finger"}
 
 
+def test_random_faults_injected_into_a_running_module(boot):
+    module, raw = boot("zfm", "synthetic")
+    module.inject({"seed": 2, "rates": {"no_finger": 1.0}})
+    assert raw.ask(I.GEN_IMG) == ack_bytes(0x02)
+    module.clear_faults()
+    assert raw.ask(I.GEN_IMG) == ack_bytes(0)
+
+
 def test_scripted_line_faults_on_the_wire(boot):
     module, raw = boot("zfm", faults=[{"kind": "noise", "command": "TemplateNum", "data": "00ef0155"},
                                       {"kind": "bad_checksum", "command": "TemplateNum", "occurrence": 2},
