@@ -147,7 +147,9 @@ def _bench_files(data_dir: Path, per_db: int) -> list[Path]:
     root = data_dir.joinpath(*FINGER_DB_SUBDIR)
     files: list[Path] = []
     for db in sorted(root.glob("DB*_B")) if root.is_dir() else []:
-        files += sorted(db.glob("*.tif"))[:per_db]
+        all_files = sorted(db.glob("*.tif"))
+        step = max(1, len(all_files) // max(per_db, 1))
+        files += all_files[::step][:per_db]  # spread over the fingers: mostly non-mated pairs, as in 1:N use
     return files
 
 
