@@ -226,8 +226,16 @@ def _popcount(typingctx, x):
 
 @njit(cache=True, fastmath=True)
 def _wrap1(a):
-    a = (a + np.pi) % (2 * np.pi)
-    return a - np.pi
+    """Angle to [-pi, pi); the kernels only pass differences of two such angles, so two steps suffice."""
+    if a >= np.pi:
+        a -= 2 * np.pi
+        if a >= np.pi:
+            a -= 2 * np.pi
+    elif a < -np.pi:
+        a += 2 * np.pi
+        if a < -np.pi:
+            a += 2 * np.pi
+    return a
 
 
 @njit(cache=True)
