@@ -5,8 +5,11 @@ The public API (called by the daemon, the XFS4IoT bridge and the simulator):
     load_image(path) -> np.ndarray                 8-bit greyscale; InputError on missing/corrupt files
     extract(image, dpi=500) -> FingerTemplate      QualityError quality.finger_* on unusable prints
     prepare(template) -> PreparedTemplate          matcher precomputation, cached on the template
-    compare(a, b) -> float                         similarity 0..1; same finger when >= DEFAULT_THRESHOLD
+    compare(a, b) -> float                         log10 likelihood-ratio-like score (0 = as likely mated as
+                                                   not on the development data); same finger when
+                                                   >= DEFAULT_THRESHOLD (1.36: FMR 0.1 % on that data)
     compare_many(probe, references) -> np.ndarray
+    score_parts(a, b) -> (mcc, paired)             the raw features compare() calibrates
     encode_iso / decode_iso                        ISO/IEC 19794-2:2005 records
     encode_ansi / decode_ansi                      ANSI INCITS 378-2004 records
     wipe(template)                                 zeroise minutiae and cached precomputation

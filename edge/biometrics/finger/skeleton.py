@@ -2,7 +2,9 @@
 
 The 8 neighbours of a pixel are numbered clockwise from north (P2..P9 in Zhang & Suen's notation):
 N, NE, E, SE, S, SW, W, NW; a neighbourhood is an 8-bit code with bit i set for neighbour i.
-Per-pixel rules (thinning, crossing number) become 256-entry lookup tables applied to whole arrays.
+Per-pixel rules (thinning, crossing number) become 256-entry lookup tables: the crossing number is
+looked up over whole arrays; thinning, which needs many passes, runs as a compiled (numba) loop over
+the ridge pixels only.
 """
 from __future__ import annotations
 
