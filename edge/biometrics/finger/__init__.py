@@ -13,6 +13,7 @@ The public API (called by the daemon, the XFS4IoT bridge and the simulator):
     encode_iso / decode_iso                        ISO/IEC 19794-2:2005 records
     encode_ansi / decode_ansi                      ANSI INCITS 378-2004 records
     wipe(template)                                 zeroise minutiae and cached precomputation
+    warm_up()                                      compile/load the matcher kernels (call at start-up)
 """
 from edge.biometrics.finger.extraction import extract, load_image
 from edge.biometrics.finger.iso import decode_ansi, decode_iso, encode_ansi, encode_iso
@@ -23,6 +24,7 @@ from edge.biometrics.finger.matcher import (
     compare_many,
     prepare,
     score_parts,
+    warm_up,
     wipe,
 )
 from edge.biometrics.finger.template import BIFURCATION, ENDING, OTHER, FingerTemplate
@@ -30,5 +32,5 @@ from edge.biometrics.finger.template import BIFURCATION, ENDING, OTHER, FingerTe
 __all__ = [
     "BIFURCATION", "DEFAULT_THRESHOLD", "ENDING", "OTHER", "FingerTemplate", "PreparedTemplate",
     "compare", "compare_many", "decode_ansi", "decode_iso", "encode_ansi", "encode_iso", "extract",
-    "load_image", "prepare", "score_parts", "wipe",
+    "load_image", "prepare", "score_parts", "warm_up", "wipe",
 ]

@@ -107,6 +107,16 @@ def compare_many(probe: Comparable, references: Sequence[Comparable]) -> np.ndar
     return np.array([compare(p, r) for r in references], dtype=np.float64)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's on-disk cache) the comparison kernels now, not on the first
+    customer's comparison: the first compile takes tens of seconds, a cache load well under one."""
+    rng = np.random.default_rng(0)
+    n = 12
+    t = FingerTemplate(rng.integers(20, 120, n), rng.integers(20, 120, n), rng.uniform(0, 2 * np.pi, n),
+                       np.ones(n), np.full(n, 50), 160, 160)
+    compare(t, t)
+
+
 def wipe(template: Comparable) -> None:
     """Zeroise the minutiae (and any cached precomputation) in place."""
     if isinstance(template, PreparedTemplate):

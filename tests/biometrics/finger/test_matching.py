@@ -107,3 +107,7 @@ def test_empty_templates_score_lowest():
     empty = FingerTemplate([], [], [], [], [], 300, 300)
     score = finger.compare(empty, empty)
     assert np.isfinite(score) and score < finger.DEFAULT_THRESHOLD - 3
+
+
+def test_warm_up_runs():
+    finger.warm_up()  # compiles or loads the kernels; must not raise on its synthetic template
