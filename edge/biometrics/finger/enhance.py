@@ -117,10 +117,11 @@ def ridge_period(norm: np.ndarray, mask: np.ndarray, dpi: int = 500, block: int 
 
 GABOR_SIGMA = 0.52      # Gaussian envelope spread across the ridges, in ridge periods
 GABOR_ALONG = 1.0       # spread along the ridges, relative to the spread across them
+GABOR_ORIENTATIONS = 16  # orientation bins, each filtered with its own kernel
 
 
 def gabor_enhance(norm: np.ndarray, orientation: np.ndarray, period: float, mask: np.ndarray | None = None,
-                  n_orientations: int = 16) -> np.ndarray:
+                  n_orientations: int | None = None) -> np.ndarray:
     """Even-symmetric Gabor filtering tuned to the ridge period and each pixel's orientation bin.
 
     Done in the frequency domain: the print's bounding box (reflect-padded by the filter's reach) is
@@ -128,6 +129,7 @@ def gabor_enhance(norm: np.ndarray, orientation: np.ndarray, period: float, mask
     transfer function (two Gaussians at +-1/period across the ridges, zero DC) and transforms back.
     Only the bounding box of the print is filtered; the rest stays 0. Output: negative on ridges.
     """
+    n_orientations = n_orientations or GABOR_ORIENTATIONS
     out = np.zeros_like(norm, dtype=np.float32)
     sigma = GABOR_SIGMA * period
     reach = int(np.ceil(3 * sigma * max(GABOR_ALONG, 1.0)))
