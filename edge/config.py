@@ -183,9 +183,11 @@ class LivenessConfig(Section):
                                                         "baseline (in eye-region contrast units, minus the change "
                                                         "of the nose bridge) that counts as eyes shut")
     blink_min_s: float = Field(0.1, ge=0, description="eyes must stay shut at least this long, then reopen")
-    turn_offset: float = Field(0.085, gt=0, description="yaw signal shift (nose and ears relative to the eyes, "
-                                                        "IOD) from the start pose, held for turn_hold_s")
+    turn_offset: float = Field(0.05, gt=0, description="yaw signal shift (nose and ears relative to the eyes, "
+                                                       "IOD) from the start pose, held for turn_hold_s")
     turn_hold_s: float = Field(0.3, ge=0)
+    turn_nonplanar: float = Field(0.075, gt=0, description="the turned face's motion must leave the best plane "
+                                                           "motion by this much (RMS, IOD): a photo cannot")
     closer_growth: float = Field(1.15, gt=1, description="inter-ocular distance growth for move_closer, held "
                                                          "for closer_hold_s")
     closer_hold_s: float = Field(0.2, ge=0)
