@@ -31,12 +31,40 @@ from edge.config import Config, DeviceSpec
 from edge.errors import InputError
 
 _FVC = re.compile(r"^fvc:(DB\d_[AB])/(\d+)(?:/(\d+)(?:-(\d+))?)?$")
+_SYNTHETIC = re.compile(r"^synthetic:(\d+)(?:/(\d+)(?:-(\d+))?)?$")
+
+
+@dataclass
+class SyntheticImpressions:
+    """Chosen impressions of one synthetic finger, one per capture, cycling (no data set needed)."""
+
+    finger: int
+    impressions: tuple[int, ...]
+    seed: int = 0
+    _count: int = 0
+
+    def capture(self):
+        from simulator.fingerprint.images import SENSOR_DPI, Presentation, synthetic_print
+
+        impression = self.impressions[self._count % len(self.impressions)]
+        self._count += 1
+        return Presentation(synthetic_print(self.finger, impression, seed=self.seed), SENSOR_DPI,
+                            f"synthetic-{self.finger}-{impression}")
 
 
 def resolve_finger(spec: Any, data_dir: Path) -> Any:
-    """A finger spec -> what `VirtualModule.place` takes (an image source spec)."""
+    """A finger spec -> what `VirtualModule.place` takes (an image source spec).
+
+    `fvc:<DB>/<finger>[/<i>[-<j>]]`: FVC2000 impressions from the shared data; `synthetic:<finger>[/<i>[-<j>]]`:
+    the simulator's synthetic prints (always available); anything else goes to the module as it is."""
     if not isinstance(spec, str):
         return spec
+    m = _SYNTHETIC.match(spec)
+    if m:
+        finger, first, last = m.groups()
+        lo = int(first or 0)
+        hi = int(last) if last is not None else lo
+        return SyntheticImpressions(int(finger), tuple(range(lo, hi + 1)))
     m = _FVC.match(spec)
     if not m:
         return spec   # "none", "messy", "synthetic", a file or folder path
@@ -125,8 +153,7 @@ def start_rig(cfg: Config, *, camera_transport: str = "mjpeg", fingerprint_profi
         started.append(module.close)
         dispenser = start_dispenser(secrets.dispense_hmac_key)
         started.append(dispenser.stop)
-        camera = VirtualCamera(script=camera_script, fps=fps, realtime=realtime, seed=seed,
-                               data_dir=data_dir if data_dir.is_dir() else None)
+        camera = VirtualCamera(script=camera_script, fps=fps, realtime=realtime, seed=seed, data_dir=data_dir)
         started.append(camera.close)
         server = None
         if camera_transport == "mjpeg":

@@ -17,6 +17,10 @@ File format:
     face = "lfw:Colin_Powell/1"                       # what the camera shows during face enrolment
     fingers = { right_index = "fvc:DB1_B/101/1-3" }   # what the scanner reads during finger enrolment
 
+Any face or finger may be a list of alternatives, the first one available is used: e.g.
+`["lfw:Colin_Powell/1", "example:obama"]` plays on LFW when ../shared/data is there and on the example
+photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "synthetic:1/0-2"]`).
+
     [[steps]]
     do = "enrol"                 # enrol | withdraw | card_load | deposit | fault | clear_faults | replay_token
     customer = "alice"
@@ -147,6 +151,25 @@ class ScenarioRunner:
         self.atm.t0 = self.t0
         self.customers = {c["name"]: c for c in scenario.get("customers", [])}
 
+    def present(self, face: Any = None, finger: Any = None) -> None:
+        """Put the first available alternative of each spec in front of the devices."""
+        if face is not None:
+            self._first(face, lambda f: self.rig.present(face=f))
+        if finger is not None:
+            self._first(finger, lambda f: self.rig.present(finger=f))
+
+    @staticmethod
+    def _first(spec: Any, apply) -> None:
+        options = spec if isinstance(spec, list) else [spec]
+        last: InputError | None = None
+        for option in options:
+            try:
+                apply(option)
+                return
+            except InputError as exc:      # this source is not on this machine: try the next one
+                last = exc
+        raise last or InputError("empty alternative list", code="input.scenario")
+
     def event(self, who: str, text: str) -> None:
         self.result.events.append((time.monotonic() - self.t0, who, text))
 
@@ -176,12 +199,12 @@ class ScenarioRunner:
             return
         cid = r.json()["id"]
         c["_id"] = cid
-        self.rig.present(face=c["face"], finger="none")
+        self.present(face=c["face"], finger="none")
         r = self.teller.post(f"/v1/customers/{cid}/enrol/face", json={})
         ok = r.status_code == 200
         self.event("teller", f"enrols {c['name']}'s face: " + (f"{r.json()['added']} samples" if ok else r.text[:200]))
         for position, spec in fingers.items():
-            self.rig.present(finger=spec)
+            self.present(finger=spec)
             r2 = self.teller.post(f"/v1/customers/{cid}/enrol/finger", json={"positions": [position]})
             ok = ok and r2.status_code == 200
             self.event("teller", f"enrols {c['name']}'s {position.replace('_', ' ')}: "
@@ -192,7 +215,7 @@ class ScenarioRunner:
     def _transaction(self, i: int, step: dict, operation: str) -> None:
         c = self.customers.get(step.get("customer", ""), {})
         card = step.get("card") or c.get("card")
-        self.rig.present(face=step.get("face", "nobody"), finger=step.get("finger", "none"))
+        self.present(face=step.get("face", "nobody"), finger=step.get("finger", "none"))
         tx = self.atm.withdraw(card, str(step.get("amount", "100")), step.get("currency", "EUR"),
                                max_attempts=int(step.get("attempts", 3)), operation=operation)
         self.result.events += tx.events
@@ -229,7 +252,7 @@ class ScenarioRunner:
         self._transaction(i, step, "cash_deposit")
 
     def _do_present(self, i: int, step: dict) -> None:
-        self.rig.present(face=step.get("face"), finger=step.get("finger"))
+        self.present(face=step.get("face"), finger=step.get("finger"))
 
     def _do_fault(self, i: int, step: dict) -> None:
         device, fault = step.get("device"), step.get("fault")
