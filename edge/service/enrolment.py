@@ -311,7 +311,8 @@ class EnrolmentService:
 def _face_quality(sample) -> float:
     """0..100 from the sharpness and brightness the quality gate measured (for operators, not decisions)."""
     q = sample.quality or {}
-    sharp = min(1.0, float(q.get("sharpness", 0.0)) / 200.0)
+    # sharpness is contrast-free (edge.biometrics.face.quality): LFW's median is about 0.006, the gate 0.0012
+    sharp = min(1.0, float(q.get("sharpness", 0.0)) / 0.01)
     bright = 1.0 - min(1.0, abs(float(q.get("brightness", 128.0)) - 128.0) / 128.0)
     return round(100.0 * (0.7 * sharp + 0.3 * bright), 1)
 
