@@ -9,6 +9,7 @@ from edge.cli import finger_commands  # noqa: F401,E402
 from edge.cli import service_commands  # noqa: F401,E402
 from edge.cli import decision_commands  # noqa: F401,E402
 from edge.cli import sim_commands  # noqa: F401,E402
+from edge.cli import pad_commands  # noqa: F401,E402
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,91 @@
+"""`biogate eval pad`: the passive presentation-attack detector on labelled image lists (ISO/IEC 30107-3).
+
+    biogate eval pad --live ../shared/data/pad/nuaa/live.txt --attack ../shared/data/pad/nuaa/attack.txt \\
+        --subjects 0007,0008,0009 --json
+
+Lists hold one image path per line, relative to the list's folder (as NUAA's live.txt / attack.txt).
+APCER: attacks accepted as live, BPCER: live presentations refused, both at the configured
+`liveness.passive_threshold`; BPCER20: the lowest BPCER with APCER <= 5 % (threshold-free). An image
+where no face is found counts as refused (a BPCER error for a live image).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+import typer
+
+from edge.cli.app import eval_app, fail, print_json
+from edge.config import load_config
+from edge.errors import BiogateError, InputError
+
+
+def _subjects(text: Optional[str]) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def score_images(paths: list[Path], locator, detector, progress=None) -> np.ndarray:
+    """Bona fide probability per image (-inf where no face is found)."""
+    from edge.biometrics.liveness.features import passive_features
+
+    scores = np.full(len(paths), -np.inf)
+    for i, path in enumerate(paths):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # applies EXIF orientation, as the training did
+        if image is None:
+            raise InputError(f"cannot read image {path}", code="input.unreadable_image")
+        geometry = locator.locate(image)
+        if geometry is not None:
+            scores[i] = detector.score_features(passive_features(image, geometry))[0]
+        image.fill(0)
+        if progress is not None:
+            progress()
+    return scores
+
+
+@eval_app.command("pad")
+def eval_pad(
+    live: Path = typer.Option(..., "--live", help="list of live (bona fide) images"),
+    attack: Path = typer.Option(..., "--attack", help="list of attack (presentation attack) images"),
+    subjects: Optional[str] = typer.Option(None, "--subjects", help="only these subjects (comma-separated ids, "
+                                                                    "e.g. held-out NUAA subjects 0007,0008,0009)"),
+    exclude_subjects: Optional[str] = typer.Option(None, "--exclude-subjects", help="leave these subjects out"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
+) -> None:
+    """APCER, BPCER and BPCER20 of the passive PAD model on live and attack image lists."""
+    from edge.biometrics.liveness.evaluation import filter_subjects, pad_rates, read_list
+    from edge.biometrics.liveness.geometry import make_locator
+    from edge.biometrics.liveness.passive import PassiveDetector
+    from edge.cli.face_commands import progress_bar
+
+    try:
+        cfg = load_config(config)
+        include, exclude = _subjects(subjects), _subjects(exclude_subjects)
+        live_samples = filter_subjects(read_list(live), include, exclude)
+        attack_samples = filter_subjects(read_list(attack), include, exclude)
+        if not live_samples or not attack_samples:
+            raise InputError(f"after the subject filter {len(live_samples)} live and {len(attack_samples)} attack "
+                             f"images remain; both lists need at least one", code="input.empty_list")
+        detector = PassiveDetector.from_config(cfg.liveness, cfg.paths.models_dir, cfg.face.threads)
+        locator = make_locator(cfg, prefer="product")
+        with progress_bar() as bar:
+            task = bar.add_task("scoring", total=len(live_samples) + len(attack_samples))
+            advance = lambda: bar.advance(task)  # noqa: E731
+            live_scores = score_images([s.path for s in live_samples], locator, detector, advance)
+            attack_scores = score_images([s.path for s in attack_samples], locator, detector, advance)
+        rates = pad_rates(live_scores, attack_scores, cfg.liveness.passive_threshold)
+    except BiogateError as exc:
+        fail(exc, as_json)
+    report = {"apcer": round(rates.apcer, 6), "bpcer": round(rates.bpcer, 6), "bpcer20": round(rates.bpcer20, 6),
+              "live": rates.live, "attack": rates.attack}
+    if as_json:
+        print_json(report)
+        return
+    no_face = int(np.sum(~np.isfinite(live_scores)) + np.sum(~np.isfinite(attack_scores)))
+    typer.echo(f"passive PAD at threshold {rates.threshold:g} on {rates.live} live and {rates.attack} attack images"
+               + (f" ({no_face} without a face, counted as refused)" if no_face else ""))
+    typer.echo(f"  APCER   {100 * rates.apcer:6.2f} %   attacks accepted as live")
+    typer.echo(f"  BPCER   {100 * rates.bpcer:6.2f} %   live presentations refused")
+    typer.echo(f"  BPCER20 {100 * rates.bpcer20:6.2f} %   BPCER at APCER 5 % (threshold-free)")
