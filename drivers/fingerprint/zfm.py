@@ -45,12 +45,13 @@ from edge.errors import InputError
 
 log = logging.getLogger(__name__)
 
-try:  # pyserial lets termios errors through when a vanishing tty is opened (POSIX only)
+try:  # pyserial lets termios errors through (tcdrain, tcgetattr) when the tty hangs up (POSIX only)
     from termios import error as _TermiosError
 
-    _OPEN_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, ValueError, _TermiosError)
+    _LINE_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, _TermiosError)
 except ImportError:  # pragma: no cover - Windows
-    _OPEN_ERRORS = (serial.SerialException, OSError, ValueError)
+    _LINE_ERRORS = (serial.SerialException, OSError)
+_OPEN_ERRORS = (*_LINE_ERRORS, ValueError)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class ZfmModule:
         try:
             waiting = self._serial.in_waiting
             return self._serial.read(max(1, waiting))
-        except (serial.SerialException, OSError) as exc:
+        except _LINE_ERRORS as exc:
             raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
 
     def _write(self, data: bytes) -> None:
@@ -149,7 +150,7 @@ class ZfmModule:
             self._serial.flush()
         except serial.SerialTimeoutException as exc:
             raise DeviceTimeout(f"writing to the fingerprint module timed out: {exc}") from exc
-        except (serial.SerialException, OSError) as exc:
+        except _LINE_ERRORS as exc:
             raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
 
     def _discard_input(self) -> None:
@@ -158,7 +159,7 @@ class ZfmModule:
         self._reader.flush()
         try:
             self._serial.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _LINE_ERRORS as exc:
             raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
         except Exception:  # some URL handlers do not implement it
             pass
