@@ -105,6 +105,7 @@ def eval_fingers(
     try:
         if peer not in (None, "nbis"):
             raise InputError(f"unknown peer {peer!r}; available: nbis", code="input.bad_option")
+        n_fingers = len({finger for finger, _ in fvc.read_db(db)})
         genuine, impostor, failures = _score_with_progress(db, fvc.biogate_matcher(), f"biogate {db.name}")
         report = _rates(genuine, impostor, failures)
         curves = {"biogate": (genuine, impostor)}
@@ -128,8 +129,8 @@ def eval_fingers(
         typer.echo(f"  {name:8s} EER {100 * r['eer']:6.2f}%   FMR100 {100 * r['fmr100']:6.2f}%   "
                    f"FMR1000 {100 * r['fmr1000']:6.2f}%   failures to extract {r['failures_to_extract']}")
     typer.echo(f"  FMR100 rests on the top {int(0.01 * n_imp)} impostor scores and FMR1000 on the top "
-               f"{int(0.001 * n_imp)} ({n_imp} impostor pairs from only a few fingers): read the low-FMR "
-               f"figures as rough.")
+               f"{int(0.001 * n_imp)}: {n_imp} impostor pairs among only {n_fingers} fingers, so the low-FMR "
+               f"figures are rough (one impostor score more or less moves FMR1000's threshold).")
     if det_plot:
         typer.echo(f"  DET plot {det_plot}")
 
