@@ -62,6 +62,13 @@ def test_too_few_minutiae_is_a_quality_error():
     assert err.value.code == "quality.finger_too_few_minutiae"
 
 
+def test_noise_is_a_quality_error():
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)
+    with pytest.raises(QualityError) as err:
+        finger.extract(noise)
+    assert err.value.code == "quality.finger_unclear"
+
+
 @pytest.mark.parametrize("array,needle", [
     ("not an array", "numpy array"),
     (np.zeros((0, 0), np.uint8), "empty"),
