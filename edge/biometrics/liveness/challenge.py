@@ -72,6 +72,12 @@ def _sustained(values: np.ndarray, hold: int) -> tuple[float, int | None]:
     return best, where
 
 
+def _started(values: np.ndarray, hold: int, bar: float) -> bool:
+    """The action got half-way (two frames in a row, or the whole hold when shorter): it was attempted."""
+    level, _ = _sustained(values, min(2, hold))
+    return level >= bar
+
+
 def _baseline(obs: Sequence[FrameObservation], prompt_at: int) -> list[FrameObservation]:
     return [o for o in obs[:prompt_at] if o.has_face]
 
@@ -110,12 +116,12 @@ def turn_evidence(obs: Sequence[FrameObservation], prompt_at: int, action: str, 
         seen = depth[e - hold + 1:e + 1]
         d = float(np.nanmax(seen)) if np.isfinite(seen).any() else float("nan")
         if d >= cfg.turn_nonplanar:
-            return ActionEvidence(action, True, True, float(window.min()), prompt_at + e, d)
+            return ActionEvidence(action, True, True, level, prompt_at + e, d)
     deepest = float(np.nanmax(depth)) if np.isfinite(depth).any() else None
     # A flat picture: it took the pose, and nothing it did after the prompt ever left the plane.
     planar = posed and (deepest is None or deepest < cfg.turn_nonplanar)
-    return ActionEvidence(action, False, level >= cfg.turn_offset / 2 and not planar, level,
-                          None if end is None else prompt_at + end, deepest, planar)
+    partial = _started(shift, hold, cfg.turn_offset / 2) and not planar
+    return ActionEvidence(action, False, partial, level, None if end is None else prompt_at + end, deepest, planar)
 
 
 def closer_evidence(obs: Sequence[FrameObservation], prompt_at: int, cfg: LivenessConfig,
@@ -125,10 +131,12 @@ def closer_evidence(obs: Sequence[FrameObservation], prompt_at: int, cfg: Livene
         return ActionEvidence("move_closer", False, False, 1.0)
     start = float(np.median([o.iod for o in base]))
     growth = np.array([o.iod / start if o.has_face else np.nan for o in obs[prompt_at:]])
-    level, end = _sustained(growth, frames_for(cfg.closer_hold_s, fps))
+    hold = frames_for(cfg.closer_hold_s, fps)
+    level, end = _sustained(growth, hold)
     level = max(level, 1.0)
-    return ActionEvidence("move_closer", level >= cfg.closer_growth, level >= 1 + (cfg.closer_growth - 1) / 2,
-                          level, None if end is None else prompt_at + end)
+    return ActionEvidence("move_closer", level >= cfg.closer_growth,
+                          _started(growth, hold, 1 + (cfg.closer_growth - 1) / 2), level,
+                          None if end is None else prompt_at + end)
 
 
 # -- blink --------------------------------------------------------------------------------------------
