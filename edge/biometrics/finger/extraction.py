@@ -111,6 +111,14 @@ def extract(image: np.ndarray, dpi: int = 500) -> FingerTemplate:
     if float(image.std()) < MIN_CONTRAST:
         raise QualityError("the fingerprint image is blank (no ridge contrast)", code="quality.finger_blank")
     field = enhance.analyse(image, dpi)
+    try:
+        return _minutiae(field, w, h, dpi)
+    finally:  # the intermediate images are biometric samples too: zeroise them
+        for arr in (field.normalised, field.enhanced, field.orientation, field.coherence, field.mask):
+            arr.fill(0)
+
+
+def _minutiae(field: enhance.RidgeField, w: int, h: int, dpi: int) -> FingerTemplate:
     area_in2 = field.mask.sum() / float(dpi * dpi)
     if area_in2 < MIN_AREA_IN2:
         raise QualityError(f"fingerprint area {area_in2:.3f} sq in is below the usable {MIN_AREA_IN2} sq in",
@@ -119,6 +127,7 @@ def extract(image: np.ndarray, dpi: int = 500) -> FingerTemplate:
         raise QualityError("no clear ridge pattern in the image", code="quality.finger_unclear")
     ridges = skeleton.binarise(field.enhanced, field.mask)
     skel = skeleton.thin(ridges)
+    ridges.fill(0)
     # distance to the background, with the image frame counted as background too
     framed = field.mask.astype(np.uint8)
     framed[[0, -1], :] = 0
@@ -126,6 +135,7 @@ def extract(image: np.ndarray, dpi: int = 500) -> FingerTemplate:
     distance = cv2.distanceTransform(framed, cv2.DIST_L2, 3)
     raw = skeleton.find_minutiae(skel, distance, field.orientation, field.period,
                                  border=BORDER_PERIODS * field.period)
+    skel.fill(0)
     if len(raw) < MIN_MINUTIAE:
         raise QualityError(f"only {len(raw)} minutiae found, at least {MIN_MINUTIAE} are needed",
                            code="quality.finger_too_few_minutiae")
