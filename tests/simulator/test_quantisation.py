@@ -29,7 +29,10 @@ from tests.conftest import require_data
 pytestmark = pytest.mark.timeout(900)
 
 QUANTISATION_MARGIN = 2.5  # log10-LR units: a flip from quantisation alone must lie this close to the threshold
-SENSOR_MARGIN = 4.0  # the crop can move a score further: it removes finger area
+# The crop to the sensor window can remove most of the area two impressions share, so a mated pair may
+# lose any amount of score through it (a genuine decision flipping to non-match at any distance is the
+# price of a small sensor); what the crop must never do is create a confident match: a pair that only
+# matches through the sensor must lie within the quantisation margin of the threshold.
 
 
 def capture_all(paths: list[Path]) -> list[np.ndarray]:
@@ -87,22 +90,26 @@ def decisions(db: str, fingers: range, impressions: range) -> dict:
     return {"scores": scores, "genuine": genuine, "pairs": len(pairs)}
 
 
-def check_agreement(result: dict, reference: str, margin: float, min_agreement: float) -> str:
+def check_agreement(result: dict, reference: str, min_agreement: float, *, margin: float,
+                    crop_may_lose_matches: bool = False) -> str:
     ref = result["scores"][reference]
     sensor = result["scores"]["sensor"]
     same = (ref >= DEFAULT_THRESHOLD) == (sensor >= DEFAULT_THRESHOLD)
     flips = np.nonzero(~same)[0]
+    bounded = flips[sensor[flips] >= DEFAULT_THRESHOLD] if crop_may_lose_matches else flips
     worst = float(np.abs(ref[flips] - DEFAULT_THRESHOLD).max()) if flips.size else 0.0
+    worst_bounded = float(np.abs(ref[bounded] - DEFAULT_THRESHOLD).max()) if bounded.size else 0.0
     genuine = result["genuine"]
     report = (
         f"{reference} vs sensor: {result['pairs']} pairs ({int(genuine.sum())} genuine), "
-        f"agreement {same.mean():.4f}, {flips.size} flips, farthest flip {worst:.2f} from the threshold; "
+        f"agreement {same.mean():.4f}, {flips.size} flips ({bounded.size} held to the margin), farthest flip "
+        f"{worst:.2f} from the threshold; "
         f"FNMR {np.mean(ref[genuine] < DEFAULT_THRESHOLD):.3f} -> {np.mean(sensor[genuine] < DEFAULT_THRESHOLD):.3f}, "
         f"FMR {np.mean(ref[~genuine] >= DEFAULT_THRESHOLD):.4f} -> {np.mean(sensor[~genuine] >= DEFAULT_THRESHOLD):.4f}"
     )
     print(report)
     assert same.mean() >= min_agreement, report
-    assert worst <= margin, report
+    assert worst_bounded <= margin, report
     return report
 
 
@@ -110,13 +117,13 @@ def check_agreement(result: dict, reference: str, margin: float, min_agreement: 
 def test_match_decisions_survive_the_sensor_on_a_db1_subset():
     # 5 fingers x 4 impressions: 190 pairs, 30 genuine
     result = decisions("DB1_B", range(101, 106), range(1, 5))
-    check_agreement(result, "fitted", QUANTISATION_MARGIN, 0.95)
-    check_agreement(result, "source", SENSOR_MARGIN, 0.95)
+    check_agreement(result, "fitted", 0.95, margin=QUANTISATION_MARGIN)
+    check_agreement(result, "source", 0.95, margin=QUANTISATION_MARGIN, crop_may_lose_matches=True)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_match_decisions_survive_the_sensor_on_all_of_db1():
     result = decisions("DB1_B", range(101, 111), range(1, 9))
-    check_agreement(result, "fitted", QUANTISATION_MARGIN, 0.98)
-    check_agreement(result, "source", SENSOR_MARGIN, 0.98)
+    check_agreement(result, "fitted", 0.98, margin=QUANTISATION_MARGIN)
+    check_agreement(result, "source", 0.98, margin=QUANTISATION_MARGIN, crop_may_lose_matches=True)
