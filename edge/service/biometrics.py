@@ -146,14 +146,7 @@ class BiometricCore:
         if "finger" in modalities:
             from edge.biometrics import finger
 
-            rng = np.random.default_rng(0)
-            n = 30
-            synthetic = finger.FingerTemplate(x=rng.integers(40, 260, n), y=rng.integers(40, 260, n),
-                                              angle=rng.uniform(0, 2 * np.pi, n), kind=np.ones(n, np.uint8),
-                                              minutia_quality=np.full(n, 60, np.uint8), width=300, height=300)
-            prepared = finger.prepare(synthetic)
-            finger.compare(prepared, prepared)
-            finger.wipe(prepared)
+            finger.warm_up()
         if self.cfg.policy.liveness_required and "face" in modalities:
             _ = self.liveness
 
