@@ -3,6 +3,10 @@
 Every measure is relative to the customer's own start pose (the frames before the prompt, `baseline`),
 so a face that is turned a little, far away or wearing glasses starts from zero like any other:
 
+"Partial" (reported as liveness.timeout) means the action was attempted but not completed: a turn that
+reached `turn_offset` but was not held or had no depth, a face that grew half of `closer_growth`, eyes that
+shut but did not reopen within a second (or too briefly to count).
+
 - blink: both eye regions change against their open-eye appearance while the nose bridge does not, for at
   least `blink_min_s`, then the eyes reopen. Patches are matched to the baseline over a few pixels of
   slack, so hand shake or landmark jitter (which move the whole region) do not count as change; a photo,
@@ -73,7 +77,7 @@ def _sustained(values: np.ndarray, hold: int) -> tuple[float, int | None]:
 
 
 def _started(values: np.ndarray, hold: int, bar: float) -> bool:
-    """The action got half-way (two frames in a row, or the whole hold when shorter): it was attempted."""
+    """The measure reached `bar` for two frames in a row (or the whole hold when shorter): attempted."""
     level, _ = _sustained(values, min(2, hold))
     return level >= bar
 
@@ -120,7 +124,7 @@ def turn_evidence(obs: Sequence[FrameObservation], prompt_at: int, action: str, 
     deepest = float(np.nanmax(depth)) if np.isfinite(depth).any() else None
     # A flat picture: it took the pose, and nothing it did after the prompt ever left the plane.
     planar = posed and (deepest is None or deepest < cfg.turn_nonplanar)
-    partial = _started(shift, hold, cfg.turn_offset / 2) and not planar
+    partial = _started(shift, hold, cfg.turn_offset) and not planar  # turned, but not held or not deep
     return ActionEvidence(action, False, partial, level, None if end is None else prompt_at + end, deepest, planar)
 
 
@@ -239,8 +243,8 @@ def blink_evidence(obs: Sequence[FrameObservation], prompt_at: int, cfg: Livenes
         if np.count_nonzero(shut >= cfg.blink_change) >= hold and reopened and j - i <= reopen_within:
             return ActionEvidence("blink", True, True, strength, prompt_at + i)
         i = j + 1
-    started = np.nanmax(change) >= cfg.blink_change / 2 if np.isfinite(change).any() else False
-    return ActionEvidence("blink", False, bool(started), strongest)
+    started = bool(np.isfinite(change).any() and np.nanmax(change) >= cfg.blink_change)
+    return ActionEvidence("blink", False, started, strongest)
 
 
 def action_evidence(action: str, obs: Sequence[FrameObservation], prompt_at: int, cfg: LivenessConfig,

@@ -209,7 +209,9 @@ class _Sequence:
         never_prompted = self.prompt_at is None and not static  # the face never stayed long enough
         if self.first_face is None or face_fraction < cfg.min_face_fraction or never_prompted:
             reasons.append(NO_FACE)
-        evidence = self.evidence(final=True) if STATIC_SEQUENCE not in reasons else None
+        # a still image or a face out of view cannot be judged on the action
+        judged = STATIC_SEQUENCE not in reasons and NO_FACE not in reasons
+        evidence = self.evidence(final=True) if judged else None
         if evidence is not None:
             measures["action_strength"] = round(evidence.strength, 4)
             if evidence.depth is not None:

@@ -71,10 +71,13 @@ def test_a_turn_must_be_held():
     assert turn_evidence(held, 10, "turn_left", CFG, FPS).performed
 
 
-def test_a_half_turn_is_partial_and_a_still_face_did_nothing():
-    half = [keypoint_face(i, yaw=y) for i, y in enumerate(turn(0.03))]
-    ev = turn_evidence(half, 10, "turn_left", CFG, FPS)
+def test_a_brief_turn_is_partial_and_a_slight_or_no_turn_did_nothing():
+    brief = [keypoint_face(i, yaw=y, depth=0.2) for i, y in enumerate(turn(0.12, frames=2))]
+    ev = turn_evidence(brief, 10, "turn_left", CFG, FPS)
     assert not ev.performed and ev.partial
+    slight = [keypoint_face(i, yaw=y) for i, y in enumerate(turn(0.03))]
+    ev = turn_evidence(slight, 10, "turn_left", CFG, FPS)
+    assert not ev.performed and not ev.partial
     still = [keypoint_face(i, yaw=0.0) for i in range(30)]
     ev = turn_evidence(still, 10, "turn_left", CFG, FPS)
     assert not ev.performed and not ev.partial and ev.strength == 0.0

@@ -1,0 +1,144 @@
+"""The passive detector: the built ONNX model is the committed classifier, its threshold is the configured
+one, it scores real images as the contract says, and `biogate eval pad` reports ISO/IEC 30107-3 rates."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edge.biometrics.liveness.features import FEATURE_VERSION, feature_names
+from edge.cli.main import app
+from edge.models import load_session, manifest_entry
+from models.pad.build import onnx_bytes
+from models.pad.classifier import WEIGHTS_PATH, load_weights
+from tests.conftest import require_data
+
+HELD_OUT = "0007,0008,0009"  # NUAA subjects models/pad/train.py did not train on
+runner = CliRunner()
+
+
+def test_the_built_model_is_the_committed_classifier(liveness_models_dir):
+    clf = load_weights()
+    assert clf.feature_version == FEATURE_VERSION and clf.feature_names == feature_names()
+    session = load_session("pad_passive", liveness_models_dir)  # through the manifest's sha256 check
+    x = np.random.default_rng(0).normal(clf.mean, clf.scale * 2, (64, clf.n_features)).astype(np.float32)
+    onnx_scores = session.run(["bona_fide"], {"features": x})[0][:, 0]
+    assert np.allclose(onnx_scores, clf.forward(x), atol=1e-5)
+    assert ((onnx_scores >= 0) & (onnx_scores <= 1)).all()
+
+
+def test_the_build_from_the_weights_is_reproducible():
+    entry = manifest_entry("pad_passive")
+    weights = WEIGHTS_PATH.read_bytes()
+    assert hashlib.sha256(weights).hexdigest() == entry.source.sha256
+    assert entry.source.distribution == "repository" and entry.source.member == "models/pad/weights.json"
+    assert hashlib.sha256(onnx_bytes(weights)).hexdigest() == entry.sha256
+    assert entry.contract["inputs"][0]["shape"] == ["N", len(feature_names())]
+
+
+def test_the_configured_threshold_is_the_trained_one(config):
+    weights = json.loads(WEIGHTS_PATH.read_text())
+    assert config.liveness.passive_threshold == pytest.approx(weights["threshold"])
+    assert weights["provenance"]["train_subjects"] == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert set(weights["provenance"]["held_out_subjects"]) == set(HELD_OUT.split(","))
+
+
+@pytest.fixture(scope="module")
+def passive(config, liveness_models_dir):
+    from edge.biometrics.liveness.geometry import make_locator
+    from edge.biometrics.liveness.passive import PassiveDetector
+
+    return PassiveDetector.from_config(config.liveness, liveness_models_dir), make_locator(config, prefer="product")
+
+
+@pytest.mark.parametrize("name, live", [("image_T1", True), ("image_F1", False), ("image_F2", False)])
+def test_silentface_samples_smoke(passive, name, live):
+    """image_T1 live, image_F1 a printed photo, image_F2 a screen replay (stored rotated: EXIF orientation)."""
+    folder = require_data("pad", "silentface-samples")
+    detector, locator = passive
+    image = cv2.imread(str(folder / f"{name}.jpg"), cv2.IMREAD_COLOR)  # applies the EXIF rotation
+    geometry = locator.locate(image)
+    assert geometry is not None
+    assert detector.is_live(detector.score(image, geometry)) is live
+
+
+def _lists(tmp_path: Path, per_class: int) -> tuple[Path, Path]:
+    """Lists of the first images of each held-out subject, in a temp folder (paths back to the data)."""
+    nuaa = require_data("pad", "nuaa")
+    out = []
+    for kind in ("live", "attack"):
+        lines = [line for line in (nuaa / f"{kind}.txt").read_text().splitlines() if line.strip()]
+        chosen = []
+        for subject in HELD_OUT.split(","):
+            chosen += [str(nuaa / line) for line in lines if line.split("/")[1] == subject][:per_class]
+        path = tmp_path / f"{kind}.txt"
+        path.write_text("\n".join(chosen) + "\n")
+        out.append(path)
+    return out[0], out[1]
+
+
+def one_json_line(stdout: str) -> dict:
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1, stdout
+    return json.loads(lines[0])
+
+
+@pytest.mark.timeout(180)
+def test_eval_pad_json_contract(tmp_path, liveness_models_dir):
+    live, attack = _lists(tmp_path, 3)
+    result = runner.invoke(app, ["eval", "pad", "--live", str(live), "--attack", str(attack), "--json"],
+                           env={"BIOGATE_CONFIG": ""})
+    assert result.exit_code == 0, result.output
+    report = one_json_line(result.stdout)
+    assert list(report) == ["apcer", "bpcer", "bpcer20", "live", "attack"]
+    assert report["live"] == 9 and report["attack"] == 9
+    assert all(0.0 <= report[k] <= 1.0 for k in ("apcer", "bpcer", "bpcer20"))
+
+    text = runner.invoke(app, ["eval", "pad", "--live", str(live), "--attack", str(attack), "--subjects", "0008"],
+                         env={"BIOGATE_CONFIG": ""})
+    assert text.exit_code == 0 and "BPCER20" in text.stdout and "on 3 live and 3 attack images" in text.stdout
+
+
+def test_eval_pad_errors_are_clean(tmp_path, liveness_models_dir):
+    missing = runner.invoke(app, ["eval", "pad", "--live", str(tmp_path / "nope.txt"), "--attack",
+                                  str(tmp_path / "nope.txt"), "--json"], env={"BIOGATE_CONFIG": ""})
+    assert missing.exit_code == 2 and one_json_line(missing.stdout)["error"]["code"] == "input.bad_list"
+    live = tmp_path / "live.txt"
+    live.write_text("no_such_image.jpg\n")
+    unreadable = runner.invoke(app, ["eval", "pad", "--live", str(live), "--attack", str(live), "--json"],
+                               env={"BIOGATE_CONFIG": ""})
+    assert unreadable.exit_code == 2 and one_json_line(unreadable.stdout)["error"]["code"] == "input.unreadable_image"
+    empty = runner.invoke(app, ["eval", "pad", "--live", str(live), "--attack", str(live), "--subjects", "0042",
+                                "--json"], env={"BIOGATE_CONFIG": ""})
+    assert empty.exit_code == 2 and one_json_line(empty.stdout)["error"]["code"] == "input.empty_list"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_held_out_subjects_bpcer20_at_most_5_percent(liveness_models_dir):
+    """The 'done when' figure: NUAA subjects the model never trained on, whole sample, through the CLI."""
+    nuaa = require_data("pad", "nuaa")
+    result = runner.invoke(app, ["eval", "pad", "--live", str(nuaa / "live.txt"), "--attack", str(nuaa / "attack.txt"),
+                                 "--subjects", HELD_OUT, "--json"], env={"BIOGATE_CONFIG": ""})
+    assert result.exit_code == 0, result.output
+    report = one_json_line(result.stdout)
+    print(f"\n  held-out NUAA subjects {HELD_OUT}: {report}")
+    assert report["live"] > 200 and report["attack"] > 200
+    assert report["bpcer20"] <= 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_training_reproduces_the_committed_weights(tmp_path):
+    """`python -m models.pad.train` with the defaults writes the committed weights.json byte for byte."""
+    from models.pad.train import main
+
+    nuaa = require_data("pad", "nuaa")
+    out = tmp_path / "weights.json"
+    assert main(["--data", str(nuaa), "--out", str(out)]) == 0
+    assert out.read_bytes() == WEIGHTS_PATH.read_bytes()
