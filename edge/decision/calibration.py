@@ -15,7 +15,9 @@ impostor comparisons, no score can honestly claim an LR beyond about N (and symm
 The decision threshold is not 1/target_fmr (the Turing bound holds only for perfectly calibrated LRs);
 it is read off the impostor LLR distribution measured on the development data: the fused threshold for
 several factors comes from the distribution of the SUM of independent impostor LLRs (a zero-effort
-impostor's face and finger are unrelated), computed by convolving the per-modality histograms.
+impostor's face and finger are unrelated), computed by convolving the per-modality histograms. Each
+histogram first gets one pseudo-comparison at its LLR ceiling, so a rate the data are too few to show
+is never assumed to be zero (`ModalityCalibration.impostor_with_unseen_tail`).
 """
 from __future__ import annotations
 
@@ -96,6 +98,21 @@ class ModalityCalibration:
     genuine: Histogram          # LLRs of the development genuine comparisons
     provenance: dict = field(default_factory=dict)
 
+    def impostor_with_unseen_tail(self) -> Histogram:
+        """The impostor histogram plus one pseudo-comparison at the LLR ceiling.
+
+        N impostor comparisons cannot show that an impostor never scores at the top: the rate there may
+        be anything up to about 1/N. Placing one pseudo-count at `llr_max` makes every threshold honour
+        that: a target FMR below 1/(N+1) cannot be reached by this modality alone (its threshold lands
+        above the ceiling), and in a fusion the unseen tail is charged against the FMR budget.
+        """
+        h = self.impostor
+        top = int(math.floor((self.llr_max - h.start) / h.width + 1e-9))
+        counts = np.zeros(max(len(h.counts), top + 1))
+        counts[:len(h.counts)] = h.counts
+        counts[top] += 1.0
+        return Histogram(h.start, h.width, counts)
+
     def llr(self, score: float) -> float:
         if not math.isfinite(score):
             return self.llr_min if score < 0 else self.llr_max
@@ -135,7 +152,8 @@ class Calibration:
             raise ConfigError(f"no calibration for modality {name!r} (have: {sorted(self.modalities)})") from None
 
     def impostor_distribution(self, factors: Sequence[str]) -> Histogram:
-        dists = [self.modality(f).impostor for f in factors]
+        """Distribution of the fused impostor LLR, each modality's tail made conservative first."""
+        dists = [self.modality(f).impostor_with_unseen_tail() for f in factors]
         if not dists:
             raise ConfigError("a threshold needs at least one factor")
         out = Histogram(dists[0].start, dists[0].width, dists[0].counts / max(dists[0].total, 1.0))

@@ -369,7 +369,7 @@ class VerificationService:
             scores, refs = {}, {}
             if probe.face is not None:
                 faces = [t for t in templates if t.modality == "face"]
-                scores["face"], refs["face"] = self.core.face_score(probe.face.embedding, faces), len(faces)
+                scores["face"], refs["face"] = self.core.face_score(probe.face.embedding, faces), 1  # one centroid
             if probe.finger_template is not None:
                 position = getattr(probe, "finger_position")
                 prints = [t for t in templates if t.modality == "finger" and t.position == position]
