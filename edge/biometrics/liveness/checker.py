@@ -55,6 +55,7 @@ PASSIVE_ATTACK = "liveness.passive_attack"
 REASONS = (NO_FACE, STATIC_SEQUENCE, CHALLENGE_NOT_PERFORMED, TIMEOUT, PLANAR_MOTION, PASSIVE_ATTACK)
 
 READ_TIMEOUT_S = 2.0  # one camera read; a camera that stalls longer raises its own device error
+SETTLE_S = 0.25       # move_closer: the face has stopped growing for this long
 
 
 @dataclass
@@ -126,6 +127,7 @@ class _Sequence:
         self._best: tuple[float, np.ndarray] | None = None   # (frontality penalty, BGR copy)
         self._reference: tuple[np.ndarray, tuple] | None = None  # last baseline frame: (grey, eyes)
         self._peak: tuple[float, np.ndarray, tuple] | None = None  # most moved frame after the prompt
+        self.peak_at = -1  # observation index of that frame
         self.observer.reset()
 
     @property
@@ -172,6 +174,7 @@ class _Sequence:
             if self._peak is not None:
                 self._peak[1].fill(0)
             self._peak = (moved, grey.copy(), o.eyes())
+            self.peak_at = o.index
 
     def mark_prompt(self) -> None:
         self.prompt_at = len(self.obs)
@@ -304,6 +307,7 @@ class LivenessChecker:
         prompt(seq.challenge)
         seq.mark_prompt()
         prompted = clock.now()
+        settle = max(1, round(SETTLE_S * seq.fps))
         while clock.now() - prompted < cfg.challenge_timeout_s:
             seq.add(camera.read(timeout=READ_TIMEOUT_S))
             clock.tick()
@@ -311,7 +315,10 @@ class LivenessChecker:
                 break
             evidence = seq.evidence(final=False)
             if evidence is not None and evidence.performed:
-                break
+                # Stepping closer: let the movement finish, so the medium test compares the start pose
+                # with the largest face (a photo's border moving with the face shows best there).
+                if seq.challenge != "move_closer" or len(seq.obs) - 1 - seq.peak_at >= settle:
+                    break
         return seq.result()
 
     def check_frames(self, frames: Iterable[np.ndarray], challenge: str, prompt_at: int,

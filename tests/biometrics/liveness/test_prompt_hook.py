@@ -20,6 +20,15 @@ class StillCamera(Camera):
         return np.zeros((48, 64, 3), np.uint8)
 
 
+def test_one_set_of_action_names_everywhere():
+    from edge.biometrics.liveness.challenge import ACTIONS
+    from edge.config import LivenessConfig
+    from simulator.camera.virtual import ACTIONS as SIMULATED, PROMPT_TO_ACTION
+
+    assert ACTIONS == CHALLENGE_ACTIONS == tuple(LivenessConfig().challenges)
+    assert {PROMPT_TO_ACTION.get(a, a) for a in CHALLENGE_ACTIONS} == set(SIMULATED)
+
+
 def test_the_default_prompt_does_nothing():
     StillCamera().prompt("blink")  # a camera without a display: nothing to show, no error
 
