@@ -21,32 +21,22 @@ Data formats (XFS4IoT `format` values):
     isoFmd             fingerprint minutiae, ISO/IEC 19794-2 finger minutiae record
     reservedTemplate1  biogate face template (layout below; `FACE_TEMPLATE_FORMAT`)
 
-biogate face template v1 (all integers big-endian):
-    magic  b"BGFT"   4 bytes
-    ver    1         1 byte
-    dtype  1         1 byte (1 = float32 little-endian)
-    dim    128       2 bytes
-    model  16 bytes  ASCII name of the embedder, NUL padded ("dlib-resnet-v1")
-    values dim * 4 bytes
+The biogate face template is the record of `edge.biometrics.face.template` (the same bytes the daemon
+stores and exports): magic "BGFT", version, value type, dimension, embedder name, float32 values.
 """
 from __future__ import annotations
 
 import math
-import struct
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from edge.biometrics.face.template import decode_face_template, encode_face_template
 from edge.errors import InputError
 
 Modality = Literal["face", "finger"]
 FINGER_TEMPLATE_FORMAT = "isoFmd"
 FACE_TEMPLATE_FORMAT = "reservedTemplate1"
-
-FACE_MAGIC = b"BGFT"
-FACE_VERSION = 1
-FACE_MODEL = "dlib-resnet-v1"
-_FACE_HEADER = struct.Struct(">4sBBH16s")
 
 
 @runtime_checkable
@@ -62,38 +52,6 @@ class BiometricEngine(Protocol):
     def compare(self, modality: Modality, probe: Any, reference: Any) -> float: ...
 
     def wipe(self, parsed: Any) -> None: ...
-
-
-# --- the biogate face template --------------------------------------------------------------------
-
-def encode_face_template(embedding: np.ndarray, model: str = FACE_MODEL) -> bytes:
-    vec = np.asarray(embedding, dtype="<f4").reshape(-1)
-    if vec.size == 0 or vec.size > 4096 or not np.all(np.isfinite(vec)):
-        raise InputError("face embedding must be 1..4096 finite values")
-    name = model.encode("ascii")[:16].ljust(16, b"\0")
-    return _FACE_HEADER.pack(FACE_MAGIC, FACE_VERSION, 1, vec.size, name) + vec.tobytes()
-
-
-def decode_face_template(data: bytes, expected_dim: int | None = None) -> np.ndarray:
-    """The embedding in a biogate face template; InputError (code input.face_template) if malformed."""
-    def bad(reason: str) -> InputError:
-        return InputError(f"not a biogate face template: {reason}", code="input.face_template")
-
-    if len(data) < _FACE_HEADER.size:
-        raise bad("too short")
-    magic, version, dtype, dim, _model = _FACE_HEADER.unpack_from(data)
-    if magic != FACE_MAGIC:
-        raise bad("bad magic")
-    if version != FACE_VERSION or dtype != 1:
-        raise bad(f"unsupported version {version} / value type {dtype}")
-    if len(data) != _FACE_HEADER.size + 4 * dim or dim == 0:
-        raise bad("length does not match the dimension")
-    if expected_dim is not None and dim != expected_dim:
-        raise bad(f"dimension {dim}, this engine compares {expected_dim}")
-    vec = np.frombuffer(data, dtype="<f4", offset=_FACE_HEADER.size).astype(np.float32)
-    if not np.all(np.isfinite(vec)) or not np.any(vec):
-        raise bad("values are not finite or all zero")
-    return vec
 
 
 def logistic(x: float) -> float:

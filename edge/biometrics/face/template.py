@@ -7,7 +7,8 @@ Layout (integers big-endian; the same bytes in the store, in signed exports and 
     version 1        1 byte
     value type 1     1 byte (1 = float32 little-endian)
     dim    128       2 bytes
-    model  16 bytes  ASCII name of the embedder, NUL padded ("dlib-resnet-v1")
+    model  16 bytes  ASCII name of the embedder, NUL padded ("dlib-resnet-v1n": dlib's ResNet, flip-averaged
+                     and scaled to a fixed length; records of another embedder are refused)
     values dim * 4 bytes
 
 Reading checks every field, so a record from another model or a damaged record is refused
@@ -24,7 +25,7 @@ from edge.errors import InputError
 FACE_TEMPLATE_FORMAT = "biogate-face-v1"
 FACE_MAGIC = b"BGFT"
 FACE_VERSION = 1
-FACE_MODEL = "dlib-resnet-v1"
+FACE_MODEL = "dlib-resnet-v1n"
 EMBEDDING_DIM = 128
 _HEADER = struct.Struct(">4sBBH16s")
 
