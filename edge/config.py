@@ -200,6 +200,13 @@ class LivenessConfig(Section):
                                                                          "the face above which a flat medium "
                                                                          "carries it")
 
+    @field_validator("prompt_delay_max_s")
+    @classmethod
+    def _delay_range(cls, value: float, info) -> float:
+        if value < info.data.get("prompt_delay_min_s", 0.0):
+            raise ValueError("prompt_delay_max_s must not be below prompt_delay_min_s")
+        return value
+
 
 class BridgeConfig(Section):
     """firmware-bridge (xfs4iot_bridge): the XFS4IoT Biometric service for the ATM application."""

@@ -44,7 +44,7 @@ from edge.biometrics.liveness.medium import (MediumEvidence, face_motion, is_sta
 from edge.biometrics.liveness.observe import FaceObserver, FrameObservation
 from edge.biometrics.liveness.passive import PassiveDetector
 from edge.config import LivenessConfig
-from edge.errors import InputError
+from edge.errors import ConfigError, InputError
 
 NO_FACE = "liveness.no_face"
 STATIC_SEQUENCE = "liveness.static_sequence"
@@ -263,9 +263,8 @@ class LivenessChecker:
     """
 
     def __init__(self, cfg: LivenessConfig, models_dir: Path, face_pipeline: Any = None):
-        if cfg.prompt_delay_max_s < cfg.prompt_delay_min_s:
-            raise InputError("liveness.prompt_delay_max_s must not be below prompt_delay_min_s",
-                             code="input.invalid_config")
+        if cfg.prompt_delay_max_s < cfg.prompt_delay_min_s:  # load_config checks it; model_copy() does not
+            raise ConfigError("liveness.prompt_delay_max_s must not be below prompt_delay_min_s")
         threads = int(getattr(getattr(face_pipeline, "cfg", None), "threads", 1) or 1)
         self.cfg = cfg
         self.observer = FaceObserver.from_pipeline(face_pipeline, Path(models_dir), threads)

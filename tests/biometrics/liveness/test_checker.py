@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edge.biometrics.liveness import REASONS, LivenessChecker, LivenessResult
-from edge.errors import DeviceError, InputError
+from edge.config import load_config
+from edge.errors import ConfigError, DeviceError, InputError
 from simulator.camera.virtual import VirtualCamera
 
 pytestmark = pytest.mark.timeout(120)
@@ -100,5 +101,7 @@ def test_the_challenges_come_from_the_configuration(config, liveness_models_dir)
         picked.add(checker.check(cam, cam.prompt, np.random.default_rng(seed)).challenge)
     assert picked <= {"turn_left", "turn_right"} and len(picked) == 2
     bad = config.liveness.model_copy(update={"prompt_delay_min_s": 2.0, "prompt_delay_max_s": 1.0})
-    with pytest.raises(InputError):
+    with pytest.raises(ConfigError):
         LivenessChecker(bad, liveness_models_dir)
+    with pytest.raises(ConfigError):
+        load_config(env={"BIOGATE_LIVENESS__PROMPT_DELAY_MIN_S": "2", "BIOGATE_LIVENESS__PROMPT_DELAY_MAX_S": "1"})
