@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.biometrics.liveness.conftest import lfw_people, nuaa_subjects
-from tests.conftest import require_data
+from tests.conftest import data_dir, require_data
 
 SCENARIOS = ("live", "printed_photo", "static_replay", "screen_replay")
 
@@ -41,7 +41,7 @@ def presentation(scenario: str, i: int, people: dict) -> dict:
 def run(checker, scenario: str, i: int, people: dict):
     from simulator.camera.virtual import VirtualCamera
 
-    camera = VirtualCamera(realtime=False, seed=i, **presentation(scenario, i, people))
+    camera = VirtualCamera(realtime=False, seed=i, data_dir=data_dir(), **presentation(scenario, i, people))
     shown: list[str] = []
 
     def prompt(action: str) -> None:  # what the daemon does: record it for the ATM app, tell the camera
