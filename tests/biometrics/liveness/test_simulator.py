@@ -4,11 +4,14 @@ Every run is seeded: `VirtualCamera(..., realtime=False, seed=i)` renders the sa
 `np.random.default_rng(i)` picks the challenge and the moment of the prompt. Subjects rotate through LFW people
 and NUAA live subjects; printed photos alternate between real NUAA attack captures and prints of LFW faces.
 
-The default suite runs a seeded subset; the full measurement (50 runs per scenario) is marked slow:
+The default suite runs a seeded subset; the full measurement (50 runs per scenario, or
+BIOGATE_LIVENESS_SIM_RUNS) is marked slow:
     .venv/bin/python -m pytest -q -m slow -s tests/biometrics/liveness/test_simulator.py
 """
 from __future__ import annotations
 
+import math
+import os
 from collections import Counter
 
 import numpy as np
@@ -97,19 +100,20 @@ def test_reasons_of_each_attack(checker, people):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(7200)
 def test_fifty_seeded_runs_per_scenario(checker, people):
+    runs = int(os.environ.get("BIOGATE_LIVENESS_SIM_RUNS", "50"))  # seeds 0 .. runs-1 per scenario
     rows, failures = [], []
     for scenario in SCENARIOS:
-        correct, failed, challenges = measure(checker, scenario, range(50), people)
+        correct, failed, challenges = measure(checker, scenario, range(runs), people)
         rows.append((scenario, correct, dict(sorted(challenges.items()))))
         failures += failed
     print()
     for scenario, correct, challenges in rows:
         verb = "passed" if scenario == "live" else "refused"
-        print(f"  {scenario:14s} {verb} {correct}/50 ({2 * correct}%)  challenges {challenges}")
+        print(f"  {scenario:14s} {verb} {correct}/{runs} ({100 * correct / runs:.0f}%)  challenges {challenges}")
     for line in failures:
         print("   ", line)
     results = {scenario: correct for scenario, correct, _ in rows}
-    assert results["live"] >= 48, failures  # >= 95 % of genuine customers pass
-    assert results["printed_photo"] == results["static_replay"] == results["screen_replay"] == 50, failures
+    assert results["live"] >= math.ceil(0.95 * runs), failures  # >= 95 % of genuine customers pass
+    assert results["printed_photo"] == results["static_replay"] == results["screen_replay"] == runs, failures
