@@ -15,6 +15,7 @@ thread-safe, and a network read can block for long); `read()` only waits on a ma
 """
 from __future__ import annotations
 
+import os
 import queue
 import re
 import threading
@@ -23,8 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import cv2
-import numpy as np
+# FFmpeg (inside OpenCV) prints stream notices straight to stderr, e.g. when an MJPEG server closes the
+# connection; the driver reports those conditions as typed errors itself, so FFmpeg is kept quiet
+# (AV_LOG_QUIET = -8) unless the operator asked for another level. Read by OpenCV when it loads FFmpeg.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from drivers.base import CHALLENGE_ACTIONS, Camera, register_backend
 from drivers.camera.errors import BadFrame, CameraError, CameraTimeout, CameraUnavailable, EndOfStream
