@@ -244,7 +244,10 @@ class _Sequence:
                               prompt_frame=self.prompt_at, measures=measures)
 
     def wipe(self) -> None:
-        """Zeroise everything kept but the best frame (which the result hands to the caller)."""
+        """Zeroise everything kept (the best frame too, unless result() already handed it to the caller)."""
+        if self._best is not None:
+            self._best[1].fill(0)
+            self._best = None
         if self._reference is not None:
             self._reference[0].fill(0)
         if self._peak is not None:
