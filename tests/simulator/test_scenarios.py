@@ -30,3 +30,17 @@ def test_scenario(name, tmp_path):
     expected = [s["expect_dispensed"] for s in load_scenario(SCENARIOS[name])["steps"]
                 if s.get("expect_dispensed", "none") != "none"]
     assert result.ledger == expected, result.timeline()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", ["genuine", "printed_photo"])
+def test_scenarios_play_without_the_shared_data(name, tmp_path):
+    """`make run` on a fresh machine: the scenarios fall back to the example photos and synthetic prints."""
+    from edge.config import Config, _deep_merge
+
+    base = load_config(env={})
+    base = Config.model_validate(_deep_merge(base.model_dump(mode="json"),
+                                             {"paths": {"data_dir": str(tmp_path / "no-shared-data")}}))
+    assert not base.paths.data_dir.exists()
+    result = run_scenario(SCENARIOS[name], base=base, state_dir=tmp_path / "state")
+    assert result.ok, result.timeline()
