@@ -24,42 +24,15 @@ from edge.errors import ConfigError
 from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices
 from xfs4iot_bridge.biometric import BiometricService
 from xfs4iot_bridge.engine import BiometricEngine
-from xfs4iot_bridge.host import ServiceHost
+from xfs4iot_bridge.host import RunningService, ServiceHost
 
 log = logging.getLogger("xfs4iot_bridge")
 
 
 @dataclass
-class BridgeHandle:
+class BridgeHandle(RunningService):
     host: ServiceHost
     service: BiometricService
-
-    @property
-    def urls(self) -> dict[str, str]:
-        return self.host.urls
-
-    @property
-    def port(self) -> int:
-        assert self.host.port is not None
-        return self.host.port
-
-    @property
-    def url(self) -> str:
-        """The Biometric service endpoint."""
-        return self.host.service_url(self.service.name)
-
-    @property
-    def publisher_url(self) -> str:
-        return self.host.publisher_url
-
-    def stop(self) -> None:
-        self.host.stop()
-
-    def __enter__(self) -> "BridgeHandle":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start_bridge(cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEngine,

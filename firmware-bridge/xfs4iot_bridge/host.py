@@ -208,3 +208,39 @@ class ServiceHost:
                 return None
 
         await service.serve(ws.send, receive)
+
+
+class RunningService:
+    """What a caller holds for one service running on a `ServiceHost`: its URLs, the port, stop.
+
+    Subclasses are dataclasses with fields `host: ServiceHost` and `service` (an XFS4IoTService)."""
+
+    host: ServiceHost
+    service: XFS4IoTService
+
+    @property
+    def url(self) -> str:
+        """The service endpoint (ws://host:port/xfs4iot/v1.0/<ServiceName>/)."""
+        return self.host.service_url(self.service.name)
+
+    @property
+    def publisher_url(self) -> str:
+        return self.host.publisher_url
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.host.urls
+
+    @property
+    def port(self) -> int:
+        assert self.host.port is not None
+        return self.host.port
+
+    def stop(self) -> None:
+        self.host.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from xfs4iot_bridge.host import ServiceHost
+from xfs4iot_bridge.host import RunningService, ServiceHost
 
 from simulator.dispenser.device import CashUnit, DispenseRecord, DispenseRefused, VirtualDispenser, default_units
 from simulator.dispenser.service import CashDispenserService
@@ -27,24 +27,10 @@ __all__ = ["CashUnit", "DispenseRecord", "DispenseRefused", "RunningDispenser", 
 
 
 @dataclass
-class RunningDispenser:
+class RunningDispenser(RunningService):
     device: VirtualDispenser
     service: CashDispenserService
     host: ServiceHost
-
-    @property
-    def url(self) -> str:
-        """The CashDispenser service endpoint (ws://host:port/xfs4iot/v1.0/CashDispenser1/)."""
-        return self.host.service_url(self.service.name)
-
-    @property
-    def publisher_url(self) -> str:
-        return self.host.publisher_url
-
-    @property
-    def port(self) -> int:
-        assert self.host.port is not None
-        return self.host.port
 
     @property
     def dispensed(self) -> list[DispenseRecord]:
@@ -52,15 +38,6 @@ class RunningDispenser:
 
     def totals(self) -> dict[str, Decimal]:
         return self.device.totals()
-
-    def stop(self) -> None:
-        self.host.stop()
-
-    def __enter__(self) -> "RunningDispenser":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start_dispenser(key: bytes | None, host: str = "127.0.0.1", port: int = 0, *,
