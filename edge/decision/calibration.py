@@ -76,6 +76,16 @@ def _convolve(a: Histogram, b: Histogram) -> Histogram:
     return Histogram(a.start + b.start, a.width, np.convolve(pa, pb))
 
 
+def _sum_of(dists: Sequence[Histogram]) -> Histogram:
+    """Distribution of the sum of independent LLRs, one histogram each, as probabilities."""
+    if not dists:
+        raise ConfigError("a threshold needs at least one factor")
+    out = Histogram(dists[0].start, dists[0].width, dists[0].counts / max(dists[0].total, 1.0))
+    for h in dists[1:]:
+        out = _convolve(out, h)
+    return out
+
+
 def _exceedance_threshold(h: Histogram, target: float) -> float:
     """Smallest grid value t such that P(X >= t) <= target (X's mass sits at its bin's lower edge,
     so the estimate errs on the safe side by at most one bin)."""
@@ -114,15 +124,13 @@ class ModalityCalibration:
         return Histogram(h.start, h.width, counts)
 
     def llr(self, score: float) -> float:
-        if not math.isfinite(score):
-            return self.llr_min if score < 0 else self.llr_max
-        return float(min(self.llr_max, max(self.llr_min, self.slope * score + self.intercept)))
+        return float(self.llrs(np.array([score], dtype=np.float64))[0])
 
     def llrs(self, scores: np.ndarray) -> np.ndarray:
+        """LLRs of raw scores; -inf (a failure to acquire) and NaN get the floor, +inf the ceiling."""
         s = np.asarray(scores, dtype=np.float64)
-        out = np.clip(self.slope * np.nan_to_num(s, nan=-np.inf, posinf=np.inf, neginf=-np.inf) + self.intercept,
-                      self.llr_min, self.llr_max)
-        return np.where(np.isneginf(s), self.llr_min, np.where(np.isposinf(s), self.llr_max, out))
+        s = np.where(np.isnan(s), -np.inf, s)            # slope > 0: +-inf land on the clamp's ends
+        return np.clip(self.slope * s + self.intercept, self.llr_min, self.llr_max)
 
     def score_for_llr(self, llr: float) -> float:
         """The raw score at which this modality reaches `llr` (for operators reading raw scores)."""
@@ -153,20 +161,10 @@ class Calibration:
 
     def impostor_distribution(self, factors: Sequence[str]) -> Histogram:
         """Distribution of the fused impostor LLR, each modality's tail made conservative first."""
-        dists = [self.modality(f).impostor_with_unseen_tail() for f in factors]
-        if not dists:
-            raise ConfigError("a threshold needs at least one factor")
-        out = Histogram(dists[0].start, dists[0].width, dists[0].counts / max(dists[0].total, 1.0))
-        for h in dists[1:]:
-            out = _convolve(out, h)
-        return out
+        return _sum_of([self.modality(f).impostor_with_unseen_tail() for f in factors])
 
     def genuine_distribution(self, factors: Sequence[str]) -> Histogram:
-        dists = [self.modality(f).genuine for f in factors]
-        out = Histogram(dists[0].start, dists[0].width, dists[0].counts / max(dists[0].total, 1.0))
-        for h in dists[1:]:
-            out = _convolve(out, h)
-        return out
+        return _sum_of([self.modality(f).genuine for f in factors])
 
     def threshold(self, factors: Sequence[str], target_fmr: float) -> float:
         """Fused LLR at or above which a zero-effort impostor is accepted with probability <= target_fmr.
