@@ -13,7 +13,6 @@ Score orientation: higher = more alike (faces: minus the Euclidean distance).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -94,7 +93,3 @@ def finger_dev_scores(cfg: Config, dbs: tuple[str, ...] = FVC_DBS,
         "data": "FVC2000 " + ", ".join(dbs) + " (../shared/data/fingerprints/fvc2000), FVC protocol per DB",
         "per_db": per_db, "failures_to_extract": fte, "score": "biogate minutiae matcher similarity"})
 
-
-def data_present(cfg: Config, *parts: str) -> Path | None:
-    p = cfg.paths.data_dir.joinpath(*parts)
-    return p if p.exists() else None

@@ -18,7 +18,6 @@ import numpy as np
 
 from edge.config import Config
 from edge.decision.calibration import Calibration, load_calibration
-from edge.errors import QualityError
 from edge.store.base import StoredTemplate
 
 FINGER_TEMPLATE_FORMAT = "iso19794-2:2005"
@@ -78,6 +77,14 @@ class BiometricCore:
         finally:
             analysis.wipe()
 
+    def has_face(self, frame_bgr: np.ndarray) -> bool:
+        """Whether a usable face (an embedding) can be had from this frame."""
+        with self._lock:
+            analysis = self.face.analyze(frame_bgr)
+        found = analysis.acquired
+        analysis.wipe()
+        return found
+
     def face_template(self, sample: FaceSample) -> bytes:
         from edge.biometrics.face.template import encode_face_template
 
@@ -121,16 +128,14 @@ class BiometricCore:
     def finger_score(self, probe, references: list[StoredTemplate]) -> float:
         from edge.biometrics import finger
 
-        prepared = finger.prepare(probe)
-        best = -np.inf
-        for ref in references:
-            other = finger.decode_iso(bytes(ref.payload))
-            best = max(best, float(finger.compare(prepared, other)))
-            finger.wipe(other)
-        return best
-
-    def finger_quality(self, template) -> int:
-        return int(getattr(template, "quality", 0))
+        if not references:
+            return -np.inf
+        refs = [finger.decode_iso(bytes(ref.payload)) for ref in references]
+        try:
+            return float(finger.compare_many(probe, refs).max())
+        finally:
+            for r in refs:
+                finger.wipe(r)
 
     def wipe_finger(self, template) -> None:
         from edge.biometrics import finger
@@ -167,13 +172,6 @@ class BiometricCore:
         return self.calibration.modality(modality).llr(score)
 
 
-def require_finger_quality(template, minimum: int) -> None:
-    q = int(getattr(template, "quality", 0))
-    if q < minimum:
-        raise QualityError(f"fingerprint quality {q} is below the minimum {minimum}", code="quality.finger_low_quality",
-                           details={"quality": q})
-
-
 def calibrated_bridge_engine(core: BiometricCore, target_fmr: float):
     """The XFS4IoT bridge's engine, scoring with this deployment's calibration.
 
@@ -185,6 +183,7 @@ def calibrated_bridge_engine(core: BiometricCore, target_fmr: float):
     from xfs4iot_bridge.engine import BiogateEngine, logistic
 
     calibration = core.calibration
+    thresholds = {m: calibration.threshold([m], target_fmr) for m in calibration.modalities}
 
     class CalibratedEngine(BiogateEngine):
         def compare(self, modality, probe, reference) -> float:
@@ -192,7 +191,6 @@ def calibrated_bridge_engine(core: BiometricCore, target_fmr: float):
                 score = -float(np.linalg.norm(np.asarray(probe, np.float64) - np.asarray(reference, np.float64)))
             else:
                 score = float(self._finger().compare(probe, reference))
-            llr = calibration.modality(modality).llr(score)
-            return logistic(llr - calibration.threshold([modality], target_fmr))
+            return logistic(calibration.modality(modality).llr(score) - thresholds[modality])
 
     return CalibratedEngine(core.face)

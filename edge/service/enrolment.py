@@ -194,36 +194,49 @@ class EnrolmentService:
         return fp.decode_iso(record.data)
 
     def _duplicates(self, customer_id: str, records: list[TemplateRecord]) -> dict[str, float]:
-        """Other customers whose templates match any new record above the duplicate LLR: id -> best LLR."""
-        from edge.biometrics.face.template import decode_face_template
+        """Other customers whose templates match any new record above the duplicate LLR: id -> best LLR.
 
+        Each stored template is decoded once per modality, then every new record is scored against all of
+        them at once."""
         found: dict[str, float] = {}
         for modality in ("face", "finger"):
             new = [r for r in records if r.modality == modality]
             if not new:
                 continue
-            if modality == "finger":
-                from edge.biometrics import finger as fp
             with self.store.transaction() as tx:
                 others = tx.all_templates(modality, exclude_customer=customer_id)
+            if not others:
+                continue
+            refs, scores_of, wipe = self._gallery(modality, others)
             try:
                 for r in new:
-                    if modality == "face":
-                        probe = decode_face_template(r.data).astype(np.float64)
-                    else:
-                        probe = fp.prepare(fp.decode_iso(r.data))
-                    for other in others:
-                        if modality == "face":
-                            score = -float(np.linalg.norm(probe - decode_face_template(other.payload)))
-                        else:
-                            score = float(fp.compare(probe, fp.decode_iso(bytes(other.payload))))
-                        llr = self.core.llr(modality, score)
+                    for other, score in zip(others, scores_of(r.data)):
+                        llr = self.core.llr(modality, float(score))
                         if llr >= self.cfg.service.duplicate_llr:
                             found[other.customer_id] = max(found.get(other.customer_id, -np.inf), llr)
             finally:
+                wipe()
                 for o in others:
                     o.zeroise()
         return found
+
+    @staticmethod
+    def _gallery(modality: str, stored):
+        """Decoded references, a function scoring one new record's bytes against all of them, a wipe."""
+        if modality == "face":
+            from edge.biometrics.face.template import decode_face_template
+
+            refs = np.stack([decode_face_template(t.payload).astype(np.float64) for t in stored])
+            return (refs, lambda data: -np.linalg.norm(refs - decode_face_template(data), axis=1),
+                    lambda: refs.fill(0))
+        from edge.biometrics import finger as fp
+
+        refs = [fp.prepare(fp.decode_iso(bytes(t.payload))) for t in stored]
+
+        def wipe() -> None:
+            for r in refs:
+                fp.wipe(r)
+        return refs, lambda data: fp.compare_many(fp.decode_iso(data), refs), wipe
 
     def _store_records(self, customer_id: str, records: list[TemplateRecord], caller: Caller, source: str) -> list[str]:
         for r in records:

@@ -75,6 +75,7 @@ class Session:
     customer_id: str | None = None
     prompt: str | None = None
     authorisation: IssuedAuthorisation | None = None
+    token_cleared: bool = False                 # the dispenser nonce behind an expired token was cleared
     bridge_authorised: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -101,6 +102,7 @@ class _Probe:
     """Everything captured during one attempt; `wipe()` zeroises it."""
 
     face: FaceSample | None = None
+    finger_position: str | None = None
     finger_template: object | None = None
     finger_image: np.ndarray | None = None
     liveness: object | None = None
@@ -208,9 +210,7 @@ class VerificationService:
     def _expire_if_due(self, session: Session) -> None:
         if session.status == OPEN and self.clock() >= session.expires_at:
             with session.lock:
-                if session.status == OPEN:
-                    session.status = EXPIRED
-                    session.prompt = None
+                self._expire_if_due_locked(session)
 
     def _gc_locked(self, now: dt.datetime) -> None:
         # Closed sessions are kept for a while so the ATM can read their outcome, then forgotten.
@@ -245,6 +245,7 @@ class VerificationService:
     def _expire_if_due_locked(self, session: Session) -> None:
         if session.status == OPEN and self.clock() >= session.expires_at:
             session.status = EXPIRED
+            session.prompt = None
 
     def _attempt_locked(self, session: Session, caller: Caller, finger: str | None) -> AttemptOutcome:
         now = self.clock()
@@ -288,10 +289,8 @@ class VerificationService:
         if "finger" in factors:
             positions = sorted({t.position for t in templates if t.modality == "finger"})
             position = finger if finger in positions else positions[0]
-            failure = self._capture_finger(session, probe, position)
-            if failure:
-                return failure
-            probe.finger_position = position  # type: ignore[attr-defined]
+            probe.finger_position = position
+            return self._capture_finger(session, probe, position)
         return []
 
     def _capture_face(self, session: Session, probe: _Probe) -> list[str]:
@@ -329,11 +328,7 @@ class VerificationService:
         deadline = time.monotonic() + self.cfg.devices.capture_timeout_s
         while time.monotonic() < deadline:
             frame = camera.read(timeout=2.0)
-            with self.core._lock:
-                analysis = self.core.face.analyze(frame)
-            found = analysis.acquired
-            analysis.wipe()
-            if found:
+            if self.core.has_face(frame):
                 return frame
             frame.fill(0)
         return None
@@ -371,8 +366,7 @@ class VerificationService:
                 faces = [t for t in templates if t.modality == "face"]
                 scores["face"], refs["face"] = self.core.face_score(probe.face.embedding, faces), 1  # one centroid
             if probe.finger_template is not None:
-                position = getattr(probe, "finger_position")
-                prints = [t for t in templates if t.modality == "finger" and t.position == position]
+                prints = [t for t in templates if t.modality == "finger" and t.position == probe.finger_position]
                 scores["finger"], refs["finger"] = self.core.finger_score(probe.finger_template, prints), len(prints)
             verdict = decide_match(scores, self.core.calibration, target_fmr=session.requirement.target_fmr,
                                    references=refs, min_factor_llr=self.cfg.policy.min_factor_llr)
@@ -481,7 +475,7 @@ class VerificationService:
             sessions = list(self._sessions.values())
         for s in sessions:
             a = s.authorisation
-            if a is None or getattr(s, "_token_cleared", False):
+            if a is None or s.token_cleared:
                 continue
             if iso(now) >= a.expires_at:
                 try:
@@ -490,7 +484,7 @@ class VerificationService:
                             dispenser.clear_command_nonce()
                 except BiogateError:
                     continue
-                s._token_cleared = True  # type: ignore[attr-defined]
+                s.token_cleared = True
                 expired += 1
         return expired
 
