@@ -55,7 +55,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
+from typing import Any
 
 import httpx
 

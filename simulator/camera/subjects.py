@@ -160,7 +160,7 @@ class FaceSprite:
         map_y = np.repeat(np.arange(side, dtype=np.float32)[:, None], side, axis=1)
         # Light from the camera side: brightness follows the cosine between the surface normal and the
         # view direction. The photo already carries the frontal shading, so only the change is applied.
-        (hx, hy), (ha, hb) = HEAD_CENTRE, HEAD_AXES
+        (_, hy), (ha, hb) = HEAD_CENTRE, HEAD_AXES
         ys = np.arange(side, dtype=np.float32)[:, None]
         half_width = ha * side * np.sqrt(np.clip(1.0 - ((ys - hy * side) / (hb * side)) ** 2, 1e-4, 1.0))
         angle = np.arcsin(np.clip(xs / half_width, -1.0, 1.0))
@@ -191,8 +191,6 @@ def _locate_face(image: np.ndarray) -> tuple[tuple[float, float, float, float], 
     h, w = image.shape[:2]
     try:
         detector, predictor = _dlib_models()
-        import dlib
-
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         upsample = 1 if min(h, w) < 400 else 0
         faces = detector(rgb, upsample)

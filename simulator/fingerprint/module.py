@@ -43,13 +43,12 @@ import random
 import select
 import shutil
 import tempfile
-import termios
 import threading
 import time
 import tty
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,7 +56,7 @@ from drivers.fingerprint import protocol as P
 from drivers.fingerprint.protocol import Instruction as I
 from edge.errors import InputError
 from simulator.fingerprint import features
-from simulator.fingerprint.faults import Decision, Fault, FaultPlan, RandomFaults, parse_faults
+from simulator.fingerprint.faults import Decision, FaultPlan, RandomFaults, parse_faults
 from simulator.fingerprint.flash import Flash, Settings
 from simulator.fingerprint.images import (
     SENSOR_DPI,

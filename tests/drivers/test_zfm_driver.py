@@ -38,7 +38,6 @@ from drivers.fingerprint.errors import (
 from drivers.fingerprint.zfm import ZfmModule, ZfmScanner
 from edge.errors import InputError
 from simulator.fingerprint import features, images
-from simulator.fingerprint.faults import Fault, RandomFaults
 from tests.drivers.fingerprint_responder import (
     UNPLUG,
     PtyResponder,
