@@ -265,7 +265,7 @@ class ZfmModule:
         if instruction == P.Instruction.VFY_PWD and code == 0x13:
             cls = WrongPasswordError  # AS608 says "command invalid" (0x13) for a wrong password
         raise cls(
-            f"{_instruction_name(instruction)}: {message} (confirmation {code:#04x})",
+            f"{P.instruction_name(instruction)}: {message} (confirmation {code:#04x})",
             confirmation=code,
             name=name,
             model=self.model.name,
@@ -334,21 +334,21 @@ class ZfmModule:
                                            transfer=instruction in _TRANSFER_INSTRUCTIONS)
                 except _LineFault as fault:
                     last = fault.error
-                    log.warning("fingerprint %s: %s; retrying", _instruction_name(instruction), fault.error.code)
+                    log.warning("fingerprint %s: %s; retrying", P.instruction_name(instruction), fault.error.code)
                     self._drain()
                     continue
                 except DeviceTimeout as timeout_error:
                     if not self._reader.pending:
                         raise  # silence
                     last = timeout_error
-                    log.warning("fingerprint %s: reply cut off; retrying", _instruction_name(instruction))
+                    log.warning("fingerprint %s: reply cut off; retrying", P.instruction_name(instruction))
                     self._drain()
                     continue
                 if reply.confirmation not in ok:
                     self._raise_for(instruction, reply.confirmation)
                 if reply_size is not None and len(reply.body) < reply_size:
                     last = ProtocolError(
-                        f"{_instruction_name(instruction)} reply carries {len(reply.body)} bytes, expected {reply_size}"
+                        f"{P.instruction_name(instruction)} reply carries {len(reply.body)} bytes, expected {reply_size}"
                     )
                     self._drain()
                     continue
@@ -642,13 +642,6 @@ class ZfmModule:
 
 # Commands whose acknowledgement is followed by data packets from the module.
 _TRANSFER_INSTRUCTIONS = frozenset({P.Instruction.UP_IMAGE, P.Instruction.UP_CHAR})
-
-
-def _instruction_name(instruction: int) -> str:
-    try:
-        return P.Instruction(instruction).name
-    except ValueError:
-        return f"instruction {instruction:#04x}"
 
 
 def _check_range(label: str, value: int, low: int, high: int) -> None:
