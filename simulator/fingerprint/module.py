@@ -49,14 +49,16 @@ from simulator.fingerprint.faults import (
     UNPLUG_MODES,
     parse_faults,
 )
-from simulator.fingerprint.flash import Flash, Settings
-from simulator.fingerprint.images import SENSOR_DPI, ImageSource, finger_source, make_image_source
+from simulator.fingerprint.images import finger_source, make_image_source
 from simulator.fingerprint.line import PtyLine
-from simulator.fingerprint.profiles import Profile
 
 log = logging.getLogger(__name__)
 
 _SERVE_POLL = 0.02  # seconds the serving thread waits for bytes before it looks at its timers again
+
+
+def _from_hardware(name: str, doc: str) -> property:
+    return property(lambda self: getattr(self.hardware, name), doc=doc)
 
 
 class VirtualModule:
@@ -70,25 +72,16 @@ class VirtualModule:
         profile: str = "zfm",
         source: Any = "default",
         *,
-        library_path: str | Path | None = None,
         faults: Any = None,
         random_faults: RandomFaults | dict | None = None,
-        seed: int = 0,
-        password: int | None = None,
-        address: int | None = None,
-        baudrate: int | None = None,
-        packet_size: int | None = None,
-        security_level: int | None = None,
-        source_dpi: float = SENSOR_DPI,
         strict_baud: bool = True,
         pace: bool = False,
         ready_delay: float = 0.0,
+        **device_options: Any,
     ):
-        self.hardware = FingerprintDevice(
-            profile, source, library_path=library_path, seed=seed, password=password, address=address,
-            baudrate=baudrate, packet_size=packet_size, security_level=security_level, source_dpi=source_dpi,
-            boot_time=ready_delay,
-        )
+        """`device_options` configure the hardware (`FingerprintDevice`: library_path, seed, password,
+        address, baudrate, packet_size, security_level, source_dpi); `ready_delay` is its boot time."""
+        self.hardware = FingerprintDevice(profile, source, boot_time=ready_delay, **device_options)
         if isinstance(random_faults, dict):
             random_faults = RandomFaults.from_dict(random_faults)
         self.faults = FaultPlan(parse_faults(faults), random_faults)
@@ -107,62 +100,21 @@ class VirtualModule:
         self._reader = P.PacketReader()
         self.errors: list[BaseException] = []
 
-    # -- what the hardware knows -----------------------------------------------------------------------
+    # -- what the hardware knows (read-only views of `hardware`) ----------------------------------------
 
-    @property
-    def profile(self) -> Profile:
-        return self.hardware.profile
-
-    @property
-    def model(self) -> P.ModuleModel:
-        return self.hardware.model
-
-    @property
-    def seed(self) -> int:
-        return self.hardware.seed
-
-    @property
-    def source(self) -> ImageSource:
-        return self.hardware.source
-
-    @property
-    def flash(self) -> Flash:
-        return self.hardware.flash
-
-    @property
-    def settings(self) -> Settings:
-        return self.hardware.settings
-
-    @property
-    def address(self) -> int:
-        return self.hardware.address
-
-    @property
-    def baudrate(self) -> int:
-        return self.hardware.baudrate
-
-    @property
-    def packet_size(self) -> int:
-        return self.hardware.packet_size
-
-    @property
-    def templates(self) -> list[int]:
-        """Library pages in use."""
-        return self.hardware.templates
-
-    @property
-    def commands(self):
-        """Names of the commands received (the last 1000)."""
-        return self.hardware.commands
-
-    @property
-    def captures(self):
-        """Labels of the prints captured (the last 1000)."""
-        return self.hardware.captures
-
-    @property
-    def led(self) -> tuple[int, int, int, int] | None:
-        return self.hardware.led
+    profile = _from_hardware("profile", "The emulated model's instruction set and answers (`profiles.Profile`).")
+    model = _from_hardware("model", "Geometry, library capacity and codes (`protocol.ModuleModel`).")
+    seed = _from_hardware("seed", "Seed of the image sources and GetRandomCode.")
+    source = _from_hardware("source", "What the sensor sees when no finger is placed.")
+    flash = _from_hardware("flash", "Library, notepad and settings (`flash.Flash`).")
+    settings = _from_hardware("settings", "Password, address, security level, packet size, baud N.")
+    address = _from_hardware("address", "The module's address (SetAddr).")
+    baudrate = _from_hardware("baudrate", "The module's line speed (SetSysPara 4).")
+    packet_size = _from_hardware("packet_size", "Data-packet size in bytes (SetSysPara 6).")
+    templates = _from_hardware("templates", "Library pages in use.")
+    commands = _from_hardware("commands", "Names of the commands received (the last 1000).")
+    captures = _from_hardware("captures", "Labels of the prints captured (the last 1000).")
+    led = _from_hardware("led", "The R503 ring light as AuraLedConfig last set it (None after power-on).")
 
     @property
     def device(self) -> str | None:
