@@ -3,6 +3,12 @@
 Read once at start-up (`load_config`) and passed down; no other module reads the environment.
 Environment overrides use `BIOGATE_<SECTION>__<KEY>` (double underscore between levels), e.g.
 `BIOGATE_FACE__THRESHOLD=0.58`. Each section belongs to the part of the code named in its docstring.
+
+Which environment variables are configuration (the loader owns exactly these):
+- `BIOGATE_CONFIG`: the TOML file;
+- `BIOGATE_<FIELD>[__<KEY>...]` where FIELD is a field of `Config` (a section such as FACE, or TERMINAL_ID).
+`BIOGATE_TEST_*` belongs to the test suite (`make soak` sets `BIOGATE_TEST_SOAK=1`) and is never read here.
+Any other `BIOGATE_*` name is refused with `config.invalid`, so a mistyped override cannot pass unnoticed.
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from edge.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "BIOGATE_"
+# Switches that steer the test suite, not the product (tests/conftest.py reads them; this loader skips them).
+TEST_ENV_PREFIX = ENV_PREFIX + "TEST_"
 
 
 class Section(BaseModel):
@@ -259,9 +267,14 @@ def _deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
 def _env_overrides(env: Mapping[str, str]) -> dict:
     tree: dict = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG" or name.startswith(TEST_ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
+        if path[0] not in Config.model_fields:
+            raise ConfigError(
+                f"environment variable {name} is not a configuration override: overrides are "
+                f"{ENV_PREFIX}<SECTION>__<KEY> with a section of {', '.join(sorted(Config.model_fields))}; "
+                f"test-suite switches are {TEST_ENV_PREFIX}*")
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
