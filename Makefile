@@ -7,7 +7,7 @@ BIOGATE := $(VENV)/bin/biogate
 SETUP_STAMP  := $(VENV)/.biogate-setup
 MODELS_STAMP := models/artifacts/.built
 
-.PHONY: setup models run test bench soak clean
+.PHONY: setup models run test bench soak soak-env clean
 
 setup: $(SETUP_STAMP)
 
@@ -35,8 +35,15 @@ bench: models
 	$(BIOGATE) bench face
 	$(BIOGATE) bench finger
 
+# The test-suite switches of the long runs (BIOGATE_TEST_*: never read as configuration). One variable, so the
+# CI test that runs the CLI under this environment (tests/cli/test_environment.py) sees what soak really sets.
+SOAK_ENV := BIOGATE_TEST_SOAK=1
+
 soak: models
-	BIOGATE_SOAK=1 $(PY) -m pytest -q -m slow
+	$(SOAK_ENV) $(PY) -m pytest -q -m slow
+
+soak-env:
+	@echo $(SOAK_ENV)
 
 clean:
 	rm -rf $(VENV) models/artifacts .pytest_cache

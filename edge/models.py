@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import ModelError
-from models.manifest import MANIFEST_PATH, Artifact, Manifest, ManifestError, load_manifest
+from models.manifest import ARTIFACTS_DIR, MANIFEST_PATH, Artifact, Manifest, ManifestError, load_manifest
 
 if TYPE_CHECKING:  # onnxruntime is imported lazily: the hash checks need no ML runtime
     import onnxruntime
 
+DEFAULT_MODELS_DIR = ARTIFACTS_DIR   # paths.models_dir unless configured otherwise
 REBUILD_HINT = "rebuild the models with `make models` (or `.venv/bin/python -m models.build`)"
 EXAMPLES_SUBDIR = "examples"
 

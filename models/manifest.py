@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_PATH = Path(__file__).resolve().with_name("manifest.json")
+# Where `make models` writes the built files (ignored by git) and the runtime reads them by default.
+ARTIFACTS_DIR = MANIFEST_PATH.parent / "artifacts"
 SCHEMA_VERSION = 1
 DISTRIBUTIONS = ("installed", "wheel", "sdist", "repository")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

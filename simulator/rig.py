@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.base import Camera, register_backend
+from drivers.base import Camera
 from edge.config import Config, DeviceSpec
 from edge.errors import InputError
 
@@ -185,7 +185,6 @@ def start_rig(cfg: Config, *, camera_transport: str = "mjpeg", fingerprint_profi
 _SHARED_CAMERAS: dict[str, Any] = {}
 
 
-@register_backend("camera", "rig")
 class RigCamera(Camera):
     def __init__(self, rig_id: str):
         try:

@@ -61,6 +61,8 @@ import httpx
 
 from edge.config import Config, _deep_merge, load_config
 from edge.errors import InputError
+from simulator.atm import VirtualAtm
+from simulator.terminal import SimulatedTerminal
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 STEP_KINDS = ("enrol", "withdraw", "card_load", "deposit", "fault", "clear_faults", "replay_token", "present")
@@ -135,18 +137,15 @@ def scenario_config(base: Config, scenario: dict, state_dir: Path) -> Config:
 
 
 class ScenarioRunner:
-    """Plays one scenario against a daemon already running on a rig (DaemonThread(simulated=True))."""
+    """Plays one scenario against a simulated terminal (its daemon's URL and keys, its rig's devices)."""
 
-    def __init__(self, scenario: dict, daemon, result: ScenarioResult):
-        from simulator.atm import VirtualAtm
-
+    def __init__(self, scenario: dict, terminal: SimulatedTerminal, result: ScenarioResult):
         self.s = scenario
-        self.d = daemon
-        self.rig = daemon.rig
+        self.rig = terminal.rig
         self.result = result
-        keys = daemon.runtime.secrets.api_keys
-        self.teller = httpx.Client(base_url=daemon.url, headers={"X-API-Key": keys["teller"]}, timeout=120)
-        self.atm = VirtualAtm(daemon.url, keys["terminal"], self.rig.dispenser.url)
+        keys = terminal.keys
+        self.teller = httpx.Client(base_url=terminal.url, headers={"X-API-Key": keys["teller"]}, timeout=120)
+        self.atm = VirtualAtm(terminal.url, keys["terminal"], self.rig.dispenser.url)
         self.t0 = time.monotonic()
         self.atm.t0 = self.t0
         self.customers = {c["name"]: c for c in scenario.get("customers", [])}
@@ -284,8 +283,6 @@ class ScenarioRunner:
 def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Path | None = None,
                  rig_options: dict | None = None) -> ScenarioResult:
     """Start a fresh daemon on the simulator (its own state directory), play the scenario, stop."""
-    from edge.service.server import DaemonThread
-
     scenario = load_scenario(path)
     base = base or load_config()
     tmp = None
@@ -296,9 +293,9 @@ def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Pat
         cfg = scenario_config(base, scenario, state_dir)
         options = {**scenario.get("rig", {}), **(rig_options or {})}
         result = ScenarioResult(scenario["name"])
-        with DaemonThread(cfg, simulated=True, rig_options=options) as daemon:
-            ScenarioRunner(scenario, daemon, result).run()
-            result.ledger = [f"{r.amount:.2f}{r.currency}" for r in daemon.rig.dispenser.dispensed]
+        with SimulatedTerminal(cfg, **options) as terminal:
+            ScenarioRunner(scenario, terminal, result).run()
+            result.ledger = [f"{r.amount:.2f}{r.currency}" for r in terminal.rig.dispenser.dispensed]
         return result
     finally:
         if tmp is not None:

@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path:
-    """../shared/data beside the repository (BIOGATE_DATA_DIR overrides, for tests only)."""
-    return Path(os.environ.get("BIOGATE_DATA_DIR", REPO.parent / "shared" / "data"))
+    """../shared/data beside the repository (BIOGATE_TEST_DATA_DIR overrides, for tests only)."""
+    return Path(os.environ.get("BIOGATE_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
 
 
 def require_data(*parts: str) -> Path:

@@ -1,7 +1,7 @@
-"""Typed camera errors (all are `edge.errors.DeviceError`)."""
+"""Typed camera errors (all are `drivers.errors.DeviceError`)."""
 from __future__ import annotations
 
-from edge.errors import DeviceError
+from drivers.errors import DeviceError
 
 
 class CameraError(DeviceError):

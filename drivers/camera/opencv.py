@@ -32,7 +32,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from drivers.base import CHALLENGE_ACTIONS, Camera, register_backend
+from drivers.base import CHALLENGE_ACTIONS, Camera
 from drivers.camera.errors import BadFrame, CameraError, CameraTimeout, CameraUnavailable, EndOfStream
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -89,7 +89,6 @@ class _Mailbox:
         return self._queue.get(timeout=timeout)
 
 
-@register_backend("camera", "opencv")
 class OpenCVCamera(Camera):
     """A camera read through OpenCV (`cv2.VideoCapture`, FFmpeg for files and URLs)."""
 

@@ -1,12 +1,13 @@
 """Typed dispenser errors.
 
-Transport and device faults are `edge.errors.DeviceError`s; a refused end-to-end token is an
+Transport and device faults are `drivers.errors.DeviceError`s; a refused end-to-end token is an
 `edge.errors.AuthError`. Every error that comes from an XFS4IoT completion carries the completion
 code (`completion_code`) and, for commandErrorCode, the command's `error_code`.
 """
 from __future__ import annotations
 
-from edge.errors import AuthError, DeviceError
+from drivers.errors import DeviceError
+from edge.errors import AuthError
 
 # Completion codes that mean "the token (or its absence) is the problem", not the device.
 TOKEN_COMPLETION_CODES = frozenset({

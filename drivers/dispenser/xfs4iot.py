@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from drivers.base import CashDispenser, register_backend
+from drivers.base import CashDispenser
 from drivers.dispenser.errors import (
     TOKEN_COMPLETION_CODES,
     DispenserCommandFailed,
@@ -61,7 +61,6 @@ wire_log = logging.getLogger("drivers.dispenser.wire")
 wire_log.setLevel(logging.INFO)
 
 
-@register_backend("dispenser", "xfs4iot")
 class XFS4IoTDispenser(CashDispenser):
     def __init__(self, url: str, *, timeout: float = 10.0, connect_timeout: float = 5.0,
                  dispense_timeout: float = 60.0, service: str = "CashDispenser"):

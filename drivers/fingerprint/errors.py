@@ -1,4 +1,4 @@
-"""Typed errors of the fingerprint-module driver (all are `edge.errors.DeviceError`).
+"""Typed errors of the fingerprint-module driver (all are `drivers.errors.DeviceError`).
 
 Two families:
 - line errors: the bytes on the wire were late, corrupt, malformed or stopped (timeout, checksum,
@@ -9,7 +9,7 @@ Two families:
 """
 from __future__ import annotations
 
-from edge.errors import DeviceError
+from drivers.errors import DeviceError
 
 
 class FingerprintError(DeviceError):

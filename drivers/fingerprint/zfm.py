@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 import serial
 
-from drivers.base import FingerprintScanner, register_backend
+from drivers.base import FingerprintScanner
 from drivers.deadline import Deadline
 from drivers.fingerprint import protocol as P
 from drivers.fingerprint.errors import (
@@ -659,7 +659,6 @@ def _page(page: int, model: P.ModuleModel) -> bytes:
     return page.to_bytes(2, "big")
 
 
-@register_backend("fingerprint", "zfm")
 class ZfmScanner(FingerprintScanner):
     """The `zfm` fingerprint backend: a ZFM/R30x/AS608/R503 module on a serial port.
 

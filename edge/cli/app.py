@@ -1,7 +1,11 @@
 """The `biogate` application and its command groups.
 
 Command modules import the group they extend from here and decorate their functions onto it;
-`edge.cli.main` imports every command module, so this file stays free of command code.
+`edge.cli.main` imports every command module and the plugins' commands (edge.cli.plugins: the simulator's
+`sim` group and `demo`), so this file stays free of command code.
+
+May import: everything of the product below it (edge.service, edge.evaluation, edge.config, ...); never the
+simulator (it registers itself through entry points).
 """
 from __future__ import annotations
 
@@ -24,15 +28,12 @@ face_app = typer.Typer(help="Face verification.", no_args_is_help=True)
 finger_app = typer.Typer(help="Fingerprint verification.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure error rates on a data set (ISO/IEC 19795-1 / 30107-3).", no_args_is_help=True)
 bench_app = typer.Typer(help="Speed benchmarks against the reference peers.", no_args_is_help=True)
-sim_app = typer.Typer(help="The hardware simulator: fingerprint module, camera, dispenser, scenarios.",
-                      no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 
 app.add_typer(face_app, name="face")
 app.add_typer(finger_app, name="finger")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
-app.add_typer(sim_app, name="sim")
 app.add_typer(audit_app, name="audit")
 
 

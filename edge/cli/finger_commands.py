@@ -159,7 +159,7 @@ def _synthetic_files(folder: Path, count: int) -> list[Path]:
     """`count` synthetic prints (a few impressions of several fingers) written as TIFF files."""
     import cv2
 
-    from simulator.fingerprint.images import synthetic_print
+    from edge.evaluation.synthetic import synthetic_print
 
     paths = []
     for k in range(count):

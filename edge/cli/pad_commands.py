@@ -55,7 +55,7 @@ def eval_pad(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
 ) -> None:
     """APCER, BPCER and BPCER20 of the passive PAD model on live and attack image lists."""
-    from edge.biometrics.liveness.evaluation import filter_subjects, pad_rates, read_list
+    from edge.evaluation.pad import filter_subjects, pad_rates, read_list
     from edge.biometrics.liveness.geometry import make_locator
     from edge.biometrics.liveness.passive import PassiveDetector
     from edge.cli.face_commands import progress_bar

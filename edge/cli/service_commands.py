@@ -94,17 +94,26 @@ def evidence_purge(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) 
 
 @app.command("serve")
 def serve(config: Optional[Path] = ConfigOpt,
-          simulated: bool = typer.Option(False, "--simulated", help="start the simulator's devices in-process and "
-                                                                    "use them (camera, fingerprint module, dispenser)"),
+          simulated: bool = typer.Option(False, "--simulated", help="start the simulator's devices first (camera, "
+                                                                    "fingerprint module, dispenser) and use them"),
           host: Optional[str] = typer.Option(None, "--host", help="override service.host"),
           port: Optional[int] = typer.Option(None, "--port", help="override service.port (0 = any free port)"),
           ready_file: Optional[Path] = typer.Option(None, "--ready-file", help="write {url, ...} as JSON here once "
                                                                                "the API is listening")) -> None:
     """Run the edge daemon (HTTP API; with --simulated, against the hardware simulator)."""
+    from edge.cli.plugins import rig_starter
     from edge.service.server import run_daemon
 
+    rig = None
     try:
         cfg = load_config(config)
-        run_daemon(cfg, simulated=simulated, host=host, port=port, ready_file=ready_file)
+        if simulated:   # the rig first, then the daemon pointed at its devices as at real hardware
+            rig = rig_starter()(cfg)
+            cfg = rig.config
+        run_daemon(cfg, host=host, port=port, ready_file=ready_file,
+                   announce={"simulator": rig.addresses()} if rig else None)
     except BiogateError as exc:
         fail(exc)
+    finally:
+        if rig is not None:
+            rig.close()

@@ -3,7 +3,7 @@
 The state (`edge.store.LockoutState`) is loaded and saved by the caller in the same transaction as the
 decision it belongs to, so a crash can never record a failure without its decision or vice versa.
 
-Rules (numbers in edge.config.PolicyConfig):
+Rules (numbers in edge.decision.config.PolicyConfig):
 - every failed attempt (no match, failed liveness, no usable sample) counts, for the card, as one
   consecutive failure and one failure since the last success;
 - after `attempts_per_session` consecutive failures the card is locked for
@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
-from edge.config import PolicyConfig
+from edge.decision.config import PolicyConfig
 from edge.store.base import LockoutState, iso, parse_iso
 
 

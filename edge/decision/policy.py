@@ -4,7 +4,7 @@
     need.factors   -> ("face", "finger")
     need.reasons   -> ["policy.card_load_above_threshold: 1200.00 USD = 1200.00 USD > 913.00 USD"]
 
-Default rules (edge.config.PolicyConfig, all overridable in configuration) follow the regulation the
+Default rules (edge.decision.config.PolicyConfig, all overridable in configuration) follow the regulation the
 product is built for: biometric checks before every cash withdrawal, identity verification for card loads
 above 913 USD equivalent, nothing extra for deposits and balance enquiries. Unknown operations are refused:
 a terminal cannot invent an operation to escape a rule.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from edge.config import OperationPolicy, PolicyConfig
+from edge.decision.config import OperationPolicy, PolicyConfig
 from edge.errors import InputError
 
 FACTOR_SETS: dict[str, tuple[str, ...]] = {

@@ -1,11 +1,9 @@
-"""The daemon's one door to the biometric core: face, finger, liveness and calibration, loaded once.
+"""The daemon's one door to the biometric core: face, finger, liveness and scoring, loaded once.
 
-The service layers (enrolment, verification) speak in samples, templates and scores through this
-class and never touch a model or an algorithm directly, so what runs at an ATM is exactly what the
-command line measures (`biogate eval ...`).
-
-Score conventions handed to edge.decision: face score = minus the smallest Euclidean distance to the
-enrolled embeddings (higher = more alike), finger score = the largest matcher similarity.
+The service layers (enrolment, verification) speak in samples, stored templates and scores through this
+class and never touch a model, a codec or an algorithm directly, so what runs at an ATM is exactly what the
+command line measures (`biogate eval ...`). Scores and their calibrated meaning come from
+`edge.decision.scoring`, the same module the XFS4IoT bridge scores with (`bridge_engine`).
 """
 from __future__ import annotations
 
@@ -16,11 +14,20 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from edge.biometrics import finger
+from edge.biometrics.config import LivenessConfig
+from edge.biometrics.face import FacePipeline
+from edge.biometrics.face.template import FACE_TEMPLATE_FORMAT, decode_face_template, encode_face_template
+from edge.biometrics.finger import FINGER_TEMPLATE_FORMAT, FingerTemplate
+from edge.biometrics.liveness import LivenessChecker, LivenessResult
 from edge.config import Config
 from edge.decision.calibration import Calibration, load_calibration
+from edge.decision.scoring import Scorer
 from edge.store.base import StoredTemplate
+from xfs4iot_bridge.engine import BiogateEngine
 
-FINGER_TEMPLATE_FORMAT = "iso19794-2:2005"
+# The storage format of each modality's templates (one name per format, defined by its codec).
+TEMPLATE_FORMATS = {"face": FACE_TEMPLATE_FORMAT, "finger": FINGER_TEMPLATE_FORMAT}
 
 
 @dataclass
@@ -35,6 +42,34 @@ class FaceSample:
     def wipe(self) -> None:
         self.embedding.fill(0)
         self.crop_jpeg = b""
+
+
+class Gallery:
+    """Decoded stored templates of one modality, scored against new records at once (duplicate checks).
+    `wipe()` zeroises the decoded references."""
+
+    def __init__(self, core: "BiometricCore", modality: str, stored: Sequence[StoredTemplate]):
+        self.core, self.modality, self.stored = core, modality, list(stored)
+        if modality == "face":
+            self._refs = np.stack([decode_face_template(t.payload).astype(np.float64) for t in self.stored])
+        else:
+            self._refs = [finger.prepare(finger.decode_iso(bytes(t.payload))) for t in self.stored]
+
+    def llrs(self, record: bytes) -> np.ndarray:
+        """The calibrated LLR of one new record (in this modality's storage format) against every reference."""
+        if self.modality == "face":
+            probe = decode_face_template(record)
+            scores = -np.linalg.norm(self._refs - probe, axis=1)
+        else:
+            scores = finger.compare_many(finger.decode_iso(record), self._refs)
+        return self.core.scorer.llrs(self.modality, scores)
+
+    def wipe(self) -> None:
+        if self.modality == "face":
+            self._refs.fill(0)
+        else:
+            for r in self._refs:
+                finger.wipe(r)
 
 
 def _evidence_crop(frame_bgr: np.ndarray, box: Sequence[float], margin: float = 0.35, side: int = 224) -> bytes:
@@ -56,12 +91,11 @@ def _evidence_crop(frame_bgr: np.ndarray, box: Sequence[float], margin: float = 
 
 class BiometricCore:
     def __init__(self, cfg: Config, calibration: Calibration | None = None):
-        from edge.biometrics.face import FacePipeline
-
         self.cfg = cfg
         self.face = FacePipeline(cfg.face, cfg.paths.models_dir)
         self.calibration = calibration or load_calibration(cfg.policy.calibration_file)
-        self._liveness = None
+        self.scorer = Scorer(self.calibration)
+        self._liveness: LivenessChecker | None = None
         self._lock = threading.Lock()   # onnxruntime sessions are thread-safe; dlib's predictor is not
 
     # -- face -----------------------------------------------------------------------------------------
@@ -86,72 +120,71 @@ class BiometricCore:
         return found
 
     def face_template(self, sample: FaceSample) -> bytes:
-        from edge.biometrics.face.template import encode_face_template
-
         return encode_face_template(sample.embedding)
 
     def face_score(self, probe: np.ndarray, references: list[StoredTemplate]) -> float:
-        """Minus the distance from the probe to the customer's face centroid.
-
-        The enrolled embeddings are averaged (and the mean rescaled to their common length): one
-        comparison instead of one per sample, so no multiple-comparison allowance is needed and the
-        centroid is steadier than any single sample. The calibration was fitted on single-image pairs;
-        against a centroid, genuine distances shrink and impostor ones do not, so it errs on the safe side.
-        """
-        from edge.biometrics.face.template import decode_face_template
-
+        """The probe against the customer's enrolled face samples (edge.decision.scoring: their centroid)."""
         if not references:
             return -np.inf
         vecs = np.stack([decode_face_template(ref.payload).astype(np.float64) for ref in references])
         try:
-            centroid = vecs.mean(axis=0)
-            norm = float(np.linalg.norm(centroid))
-            if norm > 0:
-                centroid *= float(np.linalg.norm(vecs, axis=1).mean()) / norm
-            return -float(np.linalg.norm(probe.astype(np.float64) - centroid))
+            return self.scorer.face(probe, vecs)
         finally:
             vecs.fill(0)
 
+    def same_face(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Two samples of one sitting are the same person when their comparison favours it (LLR > 0)."""
+        return self.scorer.llr("face", self.scorer.face(a, b[None, :])) > 0
+
     # -- finger ---------------------------------------------------------------------------------------
-    def finger_template(self, image: np.ndarray):
+    def finger_template(self, image: np.ndarray) -> FingerTemplate:
         """Minutiae of a captured print; QualityError when the print cannot be used."""
-        from edge.biometrics import finger
+        return finger.extract(image)
 
-        template = finger.extract(image)
-        return template
-
-    def finger_record(self, template) -> bytes:
-        from edge.biometrics import finger
-
+    def finger_record(self, template: FingerTemplate) -> bytes:
         return finger.encode_iso(template)
 
-    def finger_score(self, probe, references: list[StoredTemplate]) -> float:
-        from edge.biometrics import finger
-
+    def finger_score(self, probe: FingerTemplate, references: list[StoredTemplate]) -> float:
+        """The probe against the enrolled impressions of one finger (the best of them)."""
         if not references:
             return -np.inf
         refs = [finger.decode_iso(bytes(ref.payload)) for ref in references]
         try:
-            return float(finger.compare_many(probe, refs).max())
+            return self.scorer.finger(probe, refs)
         finally:
             for r in refs:
                 finger.wipe(r)
 
-    def wipe_finger(self, template) -> None:
-        from edge.biometrics import finger
+    def same_finger(self, a: FingerTemplate, b: FingerTemplate) -> bool:
+        """Two impressions of one sitting are the same finger when their comparison favours it (LLR > 0)."""
+        return self.scorer.llr("finger", self.scorer.finger(a, [b])) > 0
 
+    def wipe_finger(self, template: FingerTemplate) -> None:
         finger.wipe(template)
+
+    # -- stored records ---------------------------------------------------------------------------------
+    def check_record(self, modality: str, data: bytes) -> None:
+        """Decode a template record with its modality's codec (InputError if malformed), then wipe it."""
+        if modality == "face":
+            decode_face_template(data).fill(0)
+        else:
+            finger.wipe(finger.decode_iso(data))
+
+    def gallery(self, modality: str, stored: Sequence[StoredTemplate]) -> Gallery:
+        return Gallery(self, modality, stored)
 
     # -- liveness -------------------------------------------------------------------------------------
     @property
-    def liveness(self):
+    def liveness(self) -> LivenessChecker:
         if self._liveness is None:
-            from edge.biometrics.liveness import LivenessChecker
-
-            self._liveness = LivenessChecker(self.cfg.liveness, self.cfg.paths.models_dir, self.face)
+            self._liveness = LivenessChecker(self.liveness_config, self.cfg.paths.models_dir, self.face)
         return self._liveness
 
-    def check_liveness(self, camera, prompt: Callable[[str], None], rng: np.random.Generator):
+    @property
+    def liveness_config(self) -> LivenessConfig:
+        return self.cfg.liveness
+
+    def check_liveness(self, camera, prompt: Callable[[str], None], rng: np.random.Generator) -> LivenessResult:
         return self.liveness.check(camera, prompt, rng)
 
     # -- start-up -------------------------------------------------------------------------------------
@@ -161,36 +194,17 @@ class BiometricCore:
         with self._lock:
             self.face.analyze(blank)
         if "finger" in modalities:
-            from edge.biometrics import finger
-
             finger.warm_up()
         if self.cfg.policy.liveness_required and "face" in modalities:
             _ = self.liveness
 
     # -- calibration ----------------------------------------------------------------------------------
     def llr(self, modality: str, score: float) -> float:
-        return self.calibration.modality(modality).llr(score)
+        return self.scorer.llr(modality, score)
 
-
-def calibrated_bridge_engine(core: BiometricCore, target_fmr: float):
-    """The XFS4IoT bridge's engine, scoring with this deployment's calibration.
-
-    The bridge reports confidenceLevel = round(100 * score) with 50 = the operating point; here the score
-    is logistic(LLR - threshold LLR at `target_fmr`) for the modality, so Match threshold 50 means the same
-    false-match rate as the daemon's own decisions, and each 10 points above it is a further factor of
-    e^(~0.4) in likelihood ratio (a readable, monotone scale).
-    """
-    from xfs4iot_bridge.engine import BiogateEngine, logistic
-
-    calibration = core.calibration
-    thresholds = {m: calibration.threshold([m], target_fmr) for m in calibration.modalities}
-
-    class CalibratedEngine(BiogateEngine):
-        def compare(self, modality, probe, reference) -> float:
-            if modality == "face":
-                score = -float(np.linalg.norm(np.asarray(probe, np.float64) - np.asarray(reference, np.float64)))
-            else:
-                score = float(self._finger().compare(probe, reference))
-            return logistic(calibration.modality(modality).llr(score) - thresholds[modality])
-
-    return CalibratedEngine(core.face)
+    def bridge_engine(self, target_fmr: float) -> BiogateEngine:
+        """The XFS4IoT bridge's engine on this deployment's face pipeline and scorer: its Match threshold 50
+        is the single-factor operating point at `target_fmr`, the false-match rate of the daemon's decisions."""
+        return BiogateEngine(self.face, scorer=self.scorer,
+                             operating_llr={m: self.scorer.operating_llr(m, target_fmr)
+                                            for m in self.calibration.modalities})

@@ -11,12 +11,12 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from drivers.base import Camera, CashDispenser, FingerprintScanner, open_device
+from drivers.base import KINDS, Camera, CashDispenser, FingerprintScanner, open_device
+from drivers.errors import DeviceError, DeviceNotConfigured
 from edge.config import DeviceSpec, DevicesConfig
-from edge.errors import BiogateError, DeviceError
+from edge.errors import BiogateError
 
 log = logging.getLogger("biogate.devices")
-KINDS = ("camera", "fingerprint", "dispenser")
 
 
 class DeviceSlot:
@@ -33,7 +33,7 @@ class DeviceSlot:
 
     def _open(self):
         if self.spec is None:
-            raise DeviceError(f"no {self.kind} is configured for this terminal", code="device.not_configured")
+            raise DeviceNotConfigured(f"no {self.kind} is configured for this terminal")
         try:
             self.device = open_device(self.kind, self.spec.backend, **self.spec.options)
             self.last_error = None
@@ -120,8 +120,7 @@ class SharedCamera(_Shared, Camera):
 
     def prompt(self, action: str) -> None:
         with self._slot.use() as cam:
-            if hasattr(cam, "prompt"):
-                cam.prompt(action)
+            cam.prompt(action)
 
 
 class SharedScanner(_Shared, FingerprintScanner):
@@ -133,6 +132,10 @@ class SharedScanner(_Shared, FingerprintScanner):
         with self._slot.use() as scanner:
             return scanner.capture(timeout)
 
+    def prompt(self, instruction: str) -> None:
+        with self._slot.use() as scanner:
+            scanner.prompt(instruction)
+
 
 class SharedDispenser(_Shared, CashDispenser):
     def get_command_nonce(self) -> str:
@@ -141,8 +144,7 @@ class SharedDispenser(_Shared, CashDispenser):
 
     def clear_command_nonce(self) -> None:
         with self._slot.use() as d:
-            if hasattr(d, "clear_command_nonce"):
-                d.clear_command_nonce()
+            d.clear_command_nonce()
 
     def dispense(self, token: str, amount: str, currency: str) -> dict:
         with self._slot.use() as d:

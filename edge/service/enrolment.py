@@ -21,16 +21,16 @@ import time
 import numpy as np
 
 from edge.config import Config
-from edge.errors import ConflictError, DeviceError, InputError, NotFoundError, QualityError
+from drivers.errors import DeviceError
+from edge.errors import ConflictError, InputError, NotFoundError, QualityError
 from edge.service.auth import Caller
-from edge.service.biometrics import FINGER_TEMPLATE_FORMAT, BiometricCore
+from edge.service.biometrics import TEMPLATE_FORMATS, BiometricCore
 from edge.service.devices import TerminalDevices
 from edge.service.exchange import TemplateRecord, make_bundle, open_bundle, record_from_dict, sign_bundle
 from edge.service.metrics import ServiceMetrics
 from edge.store.base import Consent, Customer, Store, TemplateMeta, iso, new_id, utcnow
 
 log = logging.getLogger("biogate.enrolment")
-FACE_FORMAT = "biogate-face-v1"
 
 
 class EnrolmentService:
@@ -82,8 +82,7 @@ class EnrolmentService:
         rejected: list[str] = []
         try:
             with self.devices.use("camera") as camera:
-                if hasattr(camera, "prompt"):
-                    camera.prompt("look_at_camera")
+                camera.prompt("look_at_camera")
                 attempts = 0
                 while len(accepted) < want and attempts < want * self.cfg.service.capture_retries * 5:
                     attempts += 1
@@ -95,7 +94,7 @@ class EnrolmentService:
                         continue
                     finally:
                         frame.fill(0)
-                    if accepted and not self._same_face(sample.embedding, accepted[0].embedding):
+                    if accepted and not self.core.same_face(sample.embedding, accepted[0].embedding):
                         rejected.append("enrolment.face_inconsistent")
                         sample.wipe()
                         continue
@@ -111,8 +110,8 @@ class EnrolmentService:
                 self.metrics.enrolments.labels("face", "failed").inc()
                 raise QualityError(f"only {len(accepted)} of {want} face samples passed the quality gates",
                                    code="quality.enrolment_incomplete", details={"rejected": rejected[-20:]})
-            records = [TemplateRecord("face", "face", FACE_FORMAT, self.core.face_template(s), _face_quality(s), i)
-                       for i, s in enumerate(accepted)]
+            records = [TemplateRecord("face", "face", TEMPLATE_FORMATS["face"], self.core.face_template(s),
+                                      _face_quality(s), i) for i, s in enumerate(accepted)]
         finally:
             for s in accepted:
                 s.wipe()
@@ -121,14 +120,8 @@ class EnrolmentService:
         return len(records), [{"modality": "face", "position": "face", "accepted": len(records),
                                "rejected": rejected[-20:]}], duplicates
 
-    def _same_face(self, a: np.ndarray, b: np.ndarray) -> bool:
-        distance = float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
-        return self.core.llr("face", -distance) > 0
-
     def enrol_finger(self, customer_id: str, positions: list[str] | None, impressions: int | None,
                      caller: Caller) -> tuple[int, list[dict], list[str]]:
-        from edge.biometrics import finger as fp
-
         self._consented(customer_id, "finger")
         positions = positions or list(self.cfg.service.enrol_fingers)
         want = impressions or self.cfg.service.enrol_finger_impressions
@@ -142,8 +135,7 @@ class EnrolmentService:
                     tries = 0
                     while len(kept) < want and tries < want * self.cfg.service.capture_retries:
                         tries += 1
-                        if hasattr(scanner, "prompt"):
-                            scanner.prompt(f"place_finger:{position}")
+                        scanner.prompt(f"place_finger:{position}")
                         image = scanner.capture(timeout=self.cfg.devices.capture_timeout_s)
                         try:
                             template = self.core.finger_template(image)
@@ -154,11 +146,11 @@ class EnrolmentService:
                             image.fill(0)
                         if template.quality < self.cfg.service.enrol_min_finger_quality:
                             rejected.append("quality.finger_low_quality")
-                            fp.wipe(template)
+                            self.core.wipe_finger(template)
                             continue
-                        if kept and self.core.llr("finger", float(fp.compare(template, kept[0]))) <= 0:
+                        if kept and not self.core.same_finger(template, kept[0]):
                             rejected.append("enrolment.finger_inconsistent")
-                            fp.wipe(template)
+                            self.core.wipe_finger(template)
                             continue
                         kept.append(template)
                     try:
@@ -167,14 +159,14 @@ class EnrolmentService:
                             raise QualityError(f"{position}: only {len(kept)} of {want} impressions were usable",
                                                code="quality.enrolment_incomplete",
                                                details={"position": position, "rejected": rejected[-20:]})
-                        records += [TemplateRecord("finger", position, FINGER_TEMPLATE_FORMAT,
+                        records += [TemplateRecord("finger", position, TEMPLATE_FORMATS["finger"],
                                                    self.core.finger_record(t), float(t.quality), i)
                                     for i, t in enumerate(kept)]
                         log_entries.append({"modality": "finger", "position": position, "accepted": len(kept),
                                             "rejected": rejected[-20:]})
                     finally:
                         for t in kept:
-                            fp.wipe(t)
+                            self.core.wipe_finger(t)
         except DeviceError as exc:
             self.metrics.device_errors.labels("fingerprint", exc.code).inc()
             raise
@@ -183,16 +175,6 @@ class EnrolmentService:
         return len(records), log_entries, duplicates
 
     # -- storing, duplicates ------------------------------------------------------------------------
-    def _validate(self, record: TemplateRecord):
-        """Decode a record with its modality's codec (InputError if malformed); returns the parsed form."""
-        if record.modality == "face":
-            from edge.biometrics.face.template import decode_face_template
-
-            return decode_face_template(record.data)
-        from edge.biometrics import finger as fp
-
-        return fp.decode_iso(record.data)
-
     def _duplicates(self, customer_id: str, records: list[TemplateRecord]) -> dict[str, float]:
         """Other customers whose templates match any new record above the duplicate LLR: id -> best LLR.
 
@@ -207,42 +189,21 @@ class EnrolmentService:
                 others = tx.all_templates(modality, exclude_customer=customer_id)
             if not others:
                 continue
-            refs, scores_of, wipe = self._gallery(modality, others)
+            gallery = self.core.gallery(modality, others)
             try:
                 for r in new:
-                    for other, score in zip(others, scores_of(r.data)):
-                        llr = self.core.llr(modality, float(score))
+                    for other, llr in zip(others, gallery.llrs(r.data)):
                         if llr >= self.cfg.service.duplicate_llr:
-                            found[other.customer_id] = max(found.get(other.customer_id, -np.inf), llr)
+                            found[other.customer_id] = max(found.get(other.customer_id, -np.inf), float(llr))
             finally:
-                wipe()
+                gallery.wipe()
                 for o in others:
                     o.zeroise()
         return found
 
-    @staticmethod
-    def _gallery(modality: str, stored):
-        """Decoded references, a function scoring one new record's bytes against all of them, a wipe."""
-        if modality == "face":
-            from edge.biometrics.face.template import decode_face_template
-
-            refs = np.stack([decode_face_template(t.payload).astype(np.float64) for t in stored])
-            return (refs, lambda data: -np.linalg.norm(refs - decode_face_template(data), axis=1),
-                    lambda: refs.fill(0))
-        from edge.biometrics import finger as fp
-
-        refs = [fp.prepare(fp.decode_iso(bytes(t.payload))) for t in stored]
-
-        def wipe() -> None:
-            for r in refs:
-                fp.wipe(r)
-        return refs, lambda data: fp.compare_many(fp.decode_iso(data), refs), wipe
-
     def _store_records(self, customer_id: str, records: list[TemplateRecord], caller: Caller, source: str) -> list[str]:
         for r in records:
-            parsed = self._validate(r)
-            if hasattr(parsed, "fill"):
-                parsed.fill(0)
+            self.core.check_record(r.modality, r.data)
         duplicates = self._duplicates(customer_id, records)
         now = iso(utcnow())
         with self.store.transaction() as tx:

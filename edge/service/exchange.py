@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 from edge.audit.chain import canonical_json
 from edge.errors import InputError
+from edge.service.biometrics import TEMPLATE_FORMATS
 from edge.store.base import Customer, StoredTemplate, iso, utcnow
 
 BUNDLE_FORMAT = "biogate-templates/1"
-FORMATS = {"face": "biogate-face-v1", "finger": "iso19794-2:2005"}
+FORMATS = TEMPLATE_FORMATS
 
 
 @dataclass

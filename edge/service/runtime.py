@@ -14,19 +14,28 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from typing import Protocol
+
 from edge.config import Config
 from edge.decision.calibration import Calibration
 from edge.errors import BiogateError
+from edge.models import model_path
 from edge.service.auth import KeyChecker
 from edge.service.biometrics import BiometricCore
 from edge.service.devices import TerminalDevices
 from edge.service.enrolment import EnrolmentService
+from edge.service.lockouts import LockoutDesk
 from edge.service.metrics import ServiceMetrics
+from edge.service.records import AuditRecords
 from edge.service.retention import purge_expired_evidence
 from edge.service.verification import VerificationService
 from edge.store import Secrets, Store, load_secrets, open_store
 
 log = logging.getLogger("biogate.runtime")
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -40,9 +49,11 @@ class Runtime:
     keys: KeyChecker
     verification: VerificationService
     enrolment: EnrolmentService
+    lockouts: LockoutDesk
+    records: AuditRecords
     _stop: threading.Event = field(default_factory=threading.Event)
     _jobs: threading.Thread | None = None
-    extras: list = field(default_factory=list)   # things to close with the runtime (simulator, bridge)
+    _attached: list[Closable] = field(default_factory=list)   # closed with the runtime (the XFS4IoT bridge)
 
     @classmethod
     def start(cls, cfg: Config, *, calibration: Calibration | None = None, background: bool = True) -> "Runtime":
@@ -54,7 +65,8 @@ class Runtime:
             metrics = ServiceMetrics()
             runtime = cls(cfg, secrets, store, core, devices, metrics, KeyChecker(secrets.api_keys),
                           VerificationService(cfg, store, core, devices, metrics, secrets.dispense_hmac_key),
-                          EnrolmentService(cfg, store, core, devices, metrics, secrets.template_signing_key))
+                          EnrolmentService(cfg, store, core, devices, metrics, secrets.template_signing_key),
+                          LockoutDesk(store), AuditRecords(store))
         except BaseException:
             store.close()
             raise
@@ -91,9 +103,8 @@ class Runtime:
             try:
                 if waited >= interval:
                     waited = 0.0
-                    purged = purge_expired_evidence(self.store)
+                    purged = self.purge_evidence()
                     if purged:
-                        self.metrics.evidence_purged.inc(len(purged))
                         log.info("evidence purged", extra={"count": len(purged)})
                 self.verification.expire_tokens()
             except BiogateError as exc:
@@ -103,11 +114,19 @@ class Runtime:
             self._stop.wait(1.0)
             waited += 1.0
 
+    def attach(self, component: Closable) -> None:
+        """Close `component` with the runtime (before the devices and the store it may use)."""
+        self._attached.append(component)
+
+    def purge_evidence(self, actor: str = "system:retention") -> list[str]:
+        """Delete evidence past its retention date (audited); the ids removed."""
+        purged = purge_expired_evidence(self.store, actor=actor)
+        self.metrics.evidence_purged.inc(len(purged))
+        return purged
+
     def health(self) -> dict:
         devices = self.devices.health()
         try:
-            from edge.models import model_path
-
             for name in ("face_embedder", "face_detector"):
                 model_path(name, self.cfg.paths.models_dir)
             models = {"status": "ok"}
@@ -128,11 +147,11 @@ class Runtime:
         self._stop.set()
         if self._jobs is not None:
             self._jobs.join(timeout=5)
-        for extra in reversed(self.extras):
+        for component in reversed(self._attached):
             try:
-                extra.close() if hasattr(extra, "close") else extra.stop()
+                component.close()
             except Exception:
-                log.warning("could not stop an attached component", extra={"component": type(extra).__name__})
+                log.warning("could not stop an attached component", extra={"component": type(component).__name__})
         self.devices.close()
         try:
             with self.store.transaction() as tx:

@@ -1,17 +1,30 @@
-"""Typed request and response bodies of the HTTP API (they are the OpenAPI schema).
+"""Typed request and response bodies of the HTTP API (they are the OpenAPI schema), and the views that
+build each response from the service's records (`SessionView.of(...)`, ...).
 
 Requests forbid unknown fields and bound every string and list, so a malformed request is a clear
-422 with the field named, never a crash deeper in.
+422 with the field named, never a crash deeper in. A card reference obeys one rule wherever it appears
+(`CardRef`).
 """
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Ref = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
+from edge.decision import lockout as lockout_rules
+from edge.service.biometrics import TEMPLATE_FORMATS
+from edge.store.base import Consent, Customer, LockoutState, TemplateMeta
+
+if TYPE_CHECKING:
+    from edge.service.verification import AttemptOutcome, Session
+
+# The one card reference rule (enrolment, sessions, lockouts): 1-64 ASCII letters, digits, . _ : -
+CARD_REF_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
+CardRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=CARD_REF_PATTERN)]
 Modality = Literal["face", "finger"]
+TemplateFormat = Literal[tuple(TEMPLATE_FORMATS.values())]   # the codecs' own format names
 FingerPosition = Literal["right_thumb", "right_index", "right_middle", "right_ring", "right_little",
                          "left_thumb", "left_index", "left_middle", "left_ring", "left_little"]
 
@@ -36,7 +49,7 @@ class OpenSessionRequest(Request):
                            description="cash_withdrawal, cash_deposit, card_load, balance_inquiry, ...")
     amount: Decimal = Field(ge=0, le=Decimal("1e12"), max_digits=18, decimal_places=4)
     currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
-    card_ref: str = Ref
+    card_ref: CardRef
     reference: str | None = Field(None, max_length=64, description="the ATM's own transaction reference")
     token_delivery: Literal["response", "bridge"] = Field(
         "response", description="where the dispense token goes on allow: in this API's response, or through the "
@@ -67,6 +80,14 @@ class SessionView(BaseModel):
     expires_at: str
     authorisation: Authorisation | None = None
 
+    @classmethod
+    def of(cls, s: "Session", attempts_left: int) -> "SessionView":
+        return cls(session_id=s.id, status=str(s.status), operation=s.ctx.operation, amount=str(s.ctx.amount),
+                   currency=s.ctx.currency, card_ref=s.ctx.card_ref, factors=list(s.requirement.factors),
+                   rule=s.requirement.rule, reasons=s.reasons, attempts_used=s.attempts_used,
+                   attempts_left=attempts_left, prompt=s.prompt, expires_at=s.expires_at.isoformat(),
+                   authorisation=Authorisation(**s.authorisation.to_dict()) if s.authorisation else None)
+
 
 class AttemptRequest(Request):
     finger: FingerPosition | None = Field(None, description="which enrolled finger to ask for (default: the first)")
@@ -93,6 +114,16 @@ class AttemptResult(BaseModel):
     authorisation: Authorisation | None = None
     session: SessionView
 
+    @classmethod
+    def of(cls, out: "AttemptOutcome", attempts_left: int) -> "AttemptResult":
+        s = out.session
+        return cls(session_id=s.id, decision_id=out.decision_id, outcome=out.outcome, reasons=out.reasons,
+                   attempt=s.attempts_used, attempts_left=attempts_left, locked=out.locked,
+                   retry_after_s=round(out.retry_after_s, 1), scores=out.scores,
+                   liveness=LivenessView(**out.liveness) if out.liveness else None,
+                   authorisation=Authorisation(**out.authorisation.to_dict()) if out.authorisation else None,
+                   session=SessionView.of(s, attempts_left))
+
 
 # -- customers and enrolment --------------------------------------------------------------------------
 class ConsentIn(Request):
@@ -103,7 +134,7 @@ class ConsentIn(Request):
 
 class CreateCustomerRequest(Request):
     display_name: str = Field(min_length=1, max_length=120)
-    card_refs: list[str] = Field(min_length=1, max_length=8)
+    card_refs: list[CardRef] = Field(min_length=1, max_length=8)
     consent: ConsentIn
 
 
@@ -136,6 +167,16 @@ class CustomerView(BaseModel):
     consents: list[ConsentView]
     templates: list[TemplateInfo]
 
+    @classmethod
+    def of(cls, c: Customer, consents: list[Consent], metas: list[TemplateMeta]) -> "CustomerView":
+        return cls(id=c.id, display_name=c.display_name, status=c.status, review_reason=c.review_reason,
+                   card_refs=c.card_refs, created_at=c.created_at,
+                   consents=[ConsentView(id=k.id, purpose=k.purpose, modalities=k.modalities, given_at=k.given_at,
+                                         recorded_by=k.recorded_by, withdrawn_at=k.withdrawn_at) for k in consents],
+                   templates=[TemplateInfo(id=m.id, modality=m.modality, position=m.position,
+                                           sample_index=m.sample_index, format=m.format, quality=m.quality,
+                                           created_at=m.created_at) for m in metas])
+
 
 class EnrolFaceRequest(Request):
     samples: int | None = Field(None, ge=1, le=10)
@@ -164,7 +205,7 @@ class EnrolmentResult(BaseModel):
 class TemplateRecordIn(Request):
     modality: Modality
     position: str = Field(min_length=1, max_length=20, pattern=r"^[a-z_]+$")
-    format: Literal["biogate-face-v1", "iso19794-2:2005"]
+    format: TemplateFormat
     data: str = Field(min_length=4, max_length=20000, description="base64")
     quality: float = Field(0, ge=0, le=100)
 
@@ -182,6 +223,11 @@ class ErasureResult(BaseModel):
     evidence_removed: int
     status: str
 
+    @classmethod
+    def of(cls, customer_id: str, counts: dict[str, int]) -> "ErasureResult":
+        return cls(customer_id=customer_id, templates_removed=counts["templates"],
+                   evidence_removed=counts["evidence"], status="erased")
+
 
 # -- lockouts, decisions, audit, evidence ------------------------------------------------------------
 class LockoutView(BaseModel):
@@ -194,6 +240,14 @@ class LockoutView(BaseModel):
     locked: bool
     retry_after_s: float
     updated_at: str
+
+    @classmethod
+    def of(cls, st: LockoutState, now: dt.datetime) -> "LockoutView":
+        status = lockout_rules.status(st, now)
+        return cls(card_ref=st.card_ref, consecutive_failures=st.consecutive_failures,
+                   total_failures=st.total_failures, lockouts=st.lockouts, locked_until=st.locked_until,
+                   disabled=st.disabled, locked=status.locked, retry_after_s=round(status.retry_after_s, 1),
+                   updated_at=st.updated_at)
 
 
 class DecisionView(BaseModel):

@@ -1,7 +1,10 @@
-"""Running the daemon: logging, (optionally) the simulator rig, the runtime, the XFS4IoT bridge, uvicorn.
+"""Running the daemon: logging, the runtime, the XFS4IoT bridge, uvicorn.
 
-    run_daemon(cfg, simulated=True)            # what `biogate serve --simulated` does
-    with DaemonThread(cfg) as d: d.url          # the same in a background thread (tests, the demo)
+    run_daemon(cfg)                             # what `biogate serve` does
+    with DaemonThread(cfg) as d: d.url          # the same in a background thread (tests, scenarios, demo)
+
+The daemon knows nothing of the simulator: `biogate serve --simulated` starts the simulated devices first
+(edge.cli) and hands the daemon a configuration that points at them, as it would point at real hardware.
 
 The listening socket is bound before uvicorn starts, so port 0 works and the real address is known
 (`--ready-file` receives it as JSON once the API answers).
@@ -20,8 +23,11 @@ import uvicorn
 
 from edge.config import Config
 from edge.service.app import create_app
+from edge.service.devices import shared_devices
 from edge.service.logs import configure_logging
 from edge.service.runtime import Runtime
+from xfs4iot_bridge.authoriser import BridgeDevices
+from xfs4iot_bridge.bridge import BridgeHandle, start_bridge
 
 log = logging.getLogger("biogate.server")
 
@@ -36,54 +42,41 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class Daemon:
-    """The runtime, the app and the uvicorn server of one daemon, before it runs."""
+    """The runtime, the app and the uvicorn server of one daemon, before it runs.
 
-    def __init__(self, cfg: Config, *, simulated: bool = False, host: str | None = None, port: int | None = None,
-                 rig_options: dict | None = None):
-        self.rig = None
-        if simulated:
-            from simulator.rig import start_rig
+    `announce`: more addresses for the start-up line and the ready file (the simulated devices', say)."""
 
-            self.rig = start_rig(cfg, **(rig_options or {}))
-            cfg = self.rig.config
+    def __init__(self, cfg: Config, *, host: str | None = None, port: int | None = None,
+                 announce: dict | None = None):
         self.cfg = cfg
+        self.announce = dict(announce or {})
+        self.runtime = Runtime.start(cfg)
         try:
-            self.runtime = Runtime.start(cfg)
+            self.bridge = self._start_bridge()
+            self.app = create_app(self.runtime)
+            self.sock = bind_socket(host or cfg.service.host, cfg.service.port if port is None else port)
         except BaseException:
-            if self.rig is not None:
-                self.rig.close()
+            self.runtime.close()
             raise
-        if self.rig is not None:
-            self.runtime.extras.append(self.rig)
-        self.bridge = self._start_bridge()
-        self.app = create_app(self.runtime)
-        self.sock = bind_socket(host or cfg.service.host, cfg.service.port if port is None else port)
         addr = self.sock.getsockname()
         self.url = f"http://{addr[0]}:{addr[1]}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, access_log=False,
                                                     timeout_graceful_shutdown=5))
 
-    def _start_bridge(self):
+    def _start_bridge(self) -> BridgeHandle | None:
         if not self.cfg.bridge.enabled:
             return None
-        from edge.service.biometrics import calibrated_bridge_engine
-        from edge.service.devices import shared_devices
-        from xfs4iot_bridge.authoriser import BridgeDevices
-        from xfs4iot_bridge.bridge import start_bridge
-
-        engine = calibrated_bridge_engine(self.runtime.core, self.cfg.policy.target_fmr)
+        engine = self.runtime.core.bridge_engine(self.cfg.policy.target_fmr)
         bridge = start_bridge(self.cfg.bridge, BridgeDevices(**shared_devices(self.runtime.devices)), engine,
                               self.runtime.verification, self.runtime.secrets.dispense_hmac_key)
-        self.runtime.extras.append(bridge)
+        self.runtime.attach(bridge)
         return bridge
 
     def addresses(self) -> dict:
         out = {"url": self.url, "terminal_id": self.cfg.terminal_id, "pid": os.getpid()}
         if self.bridge is not None:
-            out["xfs4iot"] = getattr(self.bridge, "urls", None) or getattr(self.bridge, "url", None)
-        if self.rig is not None:
-            out["simulator"] = self.rig.addresses()
-        return out
+            out["xfs4iot"] = self.bridge.urls
+        return {**out, **self.announce}
 
     def serve(self) -> None:
         try:
@@ -93,41 +86,45 @@ class Daemon:
             self.sock.close()
 
 
-def run_daemon(cfg: Config, *, simulated: bool = False, host: str | None = None, port: int | None = None,
-               ready_file: Path | None = None) -> None:
+def run_daemon(cfg: Config, *, host: str | None = None, port: int | None = None,
+               ready_file: Path | None = None, announce: dict | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; `ready_file` receives the addresses as JSON once the API answers."""
     configure_logging(cfg.service.log_level)
-    daemon = Daemon(cfg, simulated=simulated, host=host, port=port)
+    daemon = Daemon(cfg, host=host, port=port, announce=announce)
     info = daemon.addresses()
     log.info("biogate listening", extra=info)
     if ready_file:
-        def announce() -> None:
+        def write_ready_file() -> None:
             while not daemon.server.started:
                 time.sleep(0.05)
             tmp = Path(str(ready_file) + ".tmp")
             tmp.write_text(json.dumps(info))
             os.replace(tmp, ready_file)
-        threading.Thread(target=announce, daemon=True).start()
+        threading.Thread(target=write_ready_file, daemon=True).start()
     daemon.serve()
 
 
 class DaemonThread:
-    """A daemon serving from a background thread of this process (tests, `biogate demo`)."""
+    """A daemon serving from a background thread of this process (tests, scenarios, `biogate demo`)."""
 
     def __init__(self, cfg: Config, **kw):
         self.daemon = Daemon(cfg, **kw)
         self.url = self.daemon.url
         self.runtime = self.daemon.runtime
-        self.rig = self.daemon.rig
         self._thread = threading.Thread(target=self._run, name="biogate-daemon", daemon=True)
 
     def _run(self) -> None:
         self.daemon.server.run(sockets=[self.daemon.sock])
+
+    def addresses(self) -> dict:
+        return self.daemon.addresses()
 
     def __enter__(self) -> "DaemonThread":
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self.daemon.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.runtime.close()
                 raise RuntimeError("the daemon did not start")
             time.sleep(0.02)
         return self

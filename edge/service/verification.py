@@ -11,8 +11,8 @@ One attempt, in order:
    the frames passively; the best frontal frame gives the probe embedding and the evidence crop;
 3. finger (if required): the customer is asked for one enrolled finger; the scanner's image is
    quality-checked, with a few recaptures before the attempt counts as failed;
-4. scores -> calibrated LLRs -> fused decision (edge.decision.fusion);
-5. one transaction records the decision, its evidence crop, the lockout state and the audit entries;
+4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement);
+5. one transaction records the verdict: decision, evidence crop, lockout state and audit entries;
 6. every sample (frames, embeddings, minutiae, images) is zeroised, whatever happened.
 
 Device faults abort the attempt with a device error; they are not the customer's failures and do not
@@ -21,6 +21,7 @@ count against the card.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import secrets as pysecrets
 import threading
@@ -31,33 +32,36 @@ from typing import Callable
 
 import numpy as np
 
+from drivers.base import Camera
+from drivers.errors import DeviceError
+from edge.biometrics.finger import FingerTemplate
+from edge.biometrics.liveness import LivenessResult
 from edge.config import Config
 from edge.decision import lockout
-from edge.decision.fusion import MatchVerdict, decide_match
+from edge.decision.judgement import Verdict, judge
 from edge.decision.policy import FactorRequirement, TransactionContext, required_factors
-from edge.errors import BiogateError, ConflictError, DeviceError, NotFoundError, PolicyError, QualityError
+from edge.errors import ConflictError, NotFoundError, PolicyError, QualityError
 from edge.service.auth import Caller
 from edge.service.biometrics import BiometricCore, FaceSample
 from edge.service.devices import TerminalDevices
 from edge.service.metrics import ServiceMetrics
-from edge.store.base import DecisionRecord, EvidenceMeta, Store, iso, new_id, utcnow
+from edge.service.tokens import IssuedAuthorisation, TokenIssuer
+from edge.store.base import DecisionRecord, EvidenceMeta, StoredTemplate, Store, iso, new_id, utcnow
+from xfs4iot_bridge.authoriser import Authorisation
 
 log = logging.getLogger("biogate.verification")
 
-OPEN, ALLOWED, DENIED, LOCKED, REFUSED, CANCELLED, EXPIRED = (
-    "open", "allowed", "denied", "locked", "refused", "cancelled", "expired")
 
+class SessionStatus(enum.StrEnum):
+    """A session is open until one transition closes it; a closed session never changes again."""
 
-@dataclass
-class IssuedAuthorisation:
-    token: str
-    nonce: str
-    amount: str
-    currency: str
-    expires_at: str
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+    OPEN = "open"
+    ALLOWED = "allowed"          # verified (or no biometrics needed): the transaction may go ahead
+    DENIED = "denied"            # the attempts allowed in this session were used up
+    LOCKED = "locked"            # the card is locked (now, or by this session's failures)
+    REFUSED = "refused"          # policy or enrolment refuses the transaction before any attempt
+    CANCELLED = "cancelled"      # the terminal cancelled it
+    EXPIRED = "expired"          # nobody finished it within service.session_ttl_s
 
 
 @dataclass
@@ -69,19 +73,31 @@ class Session:
     opened_by: str
     expires_at: dt.datetime
     token_delivery: str = "response"           # response | bridge
-    status: str = OPEN
+    status: SessionStatus = SessionStatus.OPEN
     reasons: list[str] = field(default_factory=list)
     attempts_used: int = 0
     customer_id: str | None = None
     prompt: str | None = None
     authorisation: IssuedAuthorisation | None = None
-    token_cleared: bool = False                 # the dispenser nonce behind an expired token was cleared
     bridge_authorised: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def closed(self) -> bool:
-        return self.status != OPEN
+        return self.status is not SessionStatus.OPEN
+
+    def close(self, status: SessionStatus) -> None:
+        """The one transition: open -> `status`."""
+        if self.closed:
+            raise ConflictError(f"session is already {self.status}", code="input.session_closed")
+        self.status = status
+        self.prompt = None
+
+    def expire_if_due(self, now: dt.datetime) -> bool:
+        """The one expiry rule: an open session past `expires_at` is expired. True when it is now closed."""
+        if not self.closed and now >= self.expires_at:
+            self.close(SessionStatus.EXPIRED)
+        return self.closed
 
 
 @dataclass
@@ -103,9 +119,9 @@ class _Probe:
 
     face: FaceSample | None = None
     finger_position: str | None = None
-    finger_template: object | None = None
+    finger_template: FingerTemplate | None = None
     finger_image: np.ndarray | None = None
-    liveness: object | None = None
+    liveness: LivenessResult | None = None
     evidence_jpeg: bytes = b""
 
     def wipe(self, core: BiometricCore) -> None:
@@ -115,9 +131,23 @@ class _Probe:
             core.wipe_finger(self.finger_template)
         if self.finger_image is not None:
             self.finger_image.fill(0)
-        if self.liveness is not None and hasattr(self.liveness, "wipe"):
+        if self.liveness is not None:
             self.liveness.wipe()
         self.evidence_jpeg = b""
+
+    def liveness_view(self) -> dict | None:
+        lv = self.liveness
+        if lv is None:
+            return None
+        return {"live": bool(lv.live), "challenge": lv.challenge, "passive_score": _round(lv.passive_score),
+                "reasons": list(lv.reasons or [])}
+
+
+@dataclass
+class _Recorded:
+    decision_id: str
+    lockout_event: str | None = None           # locked | disabled, when this verdict triggered it
+    retry_after_s: float = 0.0
 
 
 class VerificationService:
@@ -128,8 +158,8 @@ class VerificationService:
         self.core = core
         self.devices = devices
         self.metrics = metrics
-        self.dispense_key = dispense_key
         self.clock = clock
+        self.tokens = TokenIssuer(devices, dispense_key, cfg.service.token_ttl_s, metrics, clock)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -141,20 +171,18 @@ class VerificationService:
                           now + dt.timedelta(seconds=self.cfg.service.session_ttl_s), token_delivery,
                           reasons=list(requirement.reasons))
         if requirement.refused:
-            session.status = REFUSED
-            self._record_closing_decision(session, "deny", session.reasons, caller)
+            self._close_without_attempt(session, SessionStatus.REFUSED, [], caller)
         elif not requirement.needs_biometrics:
-            session.status = ALLOWED
             session.reasons.append("policy.no_biometrics_required")
             if requirement.dispenses and token_delivery == "response":
                 session.authorisation = self._issue_token(session, session.reasons)
-            self._record_closing_decision(session, "allow", session.reasons, caller)
+            self._close_without_attempt(session, SessionStatus.ALLOWED, [], caller)
         else:
             self._check_enrolment_and_lockout(session, caller)
         with self._lock:
             self._sessions[session.id] = session
             self._gc_locked(now)
-            self.metrics.sessions_open.set(sum(1 for s in self._sessions.values() if not s.closed))
+        self._update_gauge()
         return session
 
     def _check_enrolment_and_lockout(self, session: Session, caller: Caller) -> None:
@@ -164,53 +192,51 @@ class VerificationService:
             customer = tx.customer_for_card(session.ctx.card_ref)
             metas = tx.template_metas(customer.id) if customer else []
         if state.locked:
-            session.status = LOCKED
-            session.reasons.append(state.reason or "policy.locked_out")
-            self._record_closing_decision(session, "deny", session.reasons, caller,
-                                          extra={"retry_after_s": round(state.retry_after_s, 1)})
+            self._close_without_attempt(session, SessionStatus.LOCKED, [state.reason or "policy.locked_out"], caller,
+                                        extra={"retry_after_s": round(state.retry_after_s, 1)})
             return
         if customer is None or customer.status == "erased":
-            session.status = REFUSED
-            session.reasons.append("enrolment.card_not_enrolled")
-            self._record_closing_decision(session, "deny", session.reasons, caller)
+            self._close_without_attempt(session, SessionStatus.REFUSED, ["enrolment.card_not_enrolled"], caller)
             return
         if customer.status == "review":
-            session.status = REFUSED
-            session.reasons.append("enrolment.under_review")
-            self._record_closing_decision(session, "deny", session.reasons, caller)
+            self._close_without_attempt(session, SessionStatus.REFUSED, ["enrolment.under_review"], caller)
             return
         session.customer_id = customer.id
         have = {m.modality for m in metas}
         missing = [f for f in session.requirement.factors if f not in have]
         if missing:
-            session.status = REFUSED
-            session.reasons += [f"enrolment.no_{f}_templates" for f in missing]
-            self._record_closing_decision(session, "deny", session.reasons, caller)
+            self._close_without_attempt(session, SessionStatus.REFUSED,
+                                        [f"enrolment.no_{f}_templates" for f in missing], caller)
+
+    def _close_without_attempt(self, session: Session, status: SessionStatus, reasons: list[str], caller: Caller,
+                               extra: dict | None = None) -> None:
+        session.reasons += reasons
+        allow = status is SessionStatus.ALLOWED
+        self._record(session, caller, Verdict(allow, session.reasons), counts=False, extra=extra)
+        session.close(status)
 
     def get(self, session_id: str) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
         if session is None:
             raise NotFoundError("no such verification session (it may have expired)", code="input.unknown_session")
-        self._expire_if_due(session)
+        if session.lock.acquire(blocking=False):   # a running attempt checks expiry itself; never wait for it
+            try:
+                session.expire_if_due(self.clock())
+            finally:
+                session.lock.release()
         return session
 
     def cancel(self, session_id: str, caller: Caller) -> Session:
         session = self.get(session_id)
         with session.lock:
-            if session.status == OPEN:
-                session.status = CANCELLED
-                session.prompt = None
+            if not session.expire_if_due(self.clock()):
+                session.close(SessionStatus.CANCELLED)
                 with self.store.transaction() as tx:
                     tx.audit(caller.actor, "session.cancelled", {"session_id": session.id,
                                                                  "card_ref": session.ctx.card_ref})
         self._update_gauge()
         return session
-
-    def _expire_if_due(self, session: Session) -> None:
-        if session.status == OPEN and self.clock() >= session.expires_at:
-            with session.lock:
-                self._expire_if_due_locked(session)
 
     def _gc_locked(self, now: dt.datetime) -> None:
         # Closed sessions are kept for a while so the ATM can read their outcome, then forgotten.
@@ -222,16 +248,18 @@ class VerificationService:
         with self._lock:
             self.metrics.sessions_open.set(sum(1 for s in self._sessions.values() if not s.closed))
 
+    def attempts_left(self, session: Session) -> int:
+        return 0 if session.closed else max(0, self.cfg.policy.attempts_per_session - session.attempts_used)
+
     # -- attempts -------------------------------------------------------------------------------------
     def attempt(self, session_id: str, caller: Caller, finger: str | None = None) -> AttemptOutcome:
         session = self.get(session_id)
         if not session.lock.acquire(blocking=False):
             raise ConflictError("an attempt is already running in this session", code="input.attempt_in_progress")
         try:
-            self._expire_if_due_locked(session)
-            if session.status != OPEN:
+            if session.expire_if_due(self.clock()):
                 raise ConflictError(f"session is {session.status}; open a new session", code="input.session_closed",
-                                    details={"status": session.status, "reasons": session.reasons})
+                                    details={"status": str(session.status), "reasons": session.reasons})
             started = time.perf_counter()
             outcome = self._attempt_locked(session, caller, finger)
             self.metrics.verification_seconds.observe(time.perf_counter() - started)
@@ -242,11 +270,6 @@ class VerificationService:
             session.lock.release()
             self._update_gauge()
 
-    def _expire_if_due_locked(self, session: Session) -> None:
-        if session.status == OPEN and self.clock() >= session.expires_at:
-            session.status = EXPIRED
-            session.prompt = None
-
     def _attempt_locked(self, session: Session, caller: Caller, finger: str | None) -> AttemptOutcome:
         now = self.clock()
         with self.store.transaction() as tx:
@@ -255,31 +278,33 @@ class VerificationService:
             templates = tx.templates(session.customer_id) if customer else []
         try:
             if state.locked:
-                session.status = LOCKED
                 reasons = [state.reason or "policy.locked_out"]
-                decision_id = self._record_closing_decision(session, "deny", reasons, caller,
-                                                            extra={"retry_after_s": round(state.retry_after_s, 1)})
-                return AttemptOutcome(session, decision_id, "deny", reasons, True, state.retry_after_s, {}, None, None)
+                recorded = self._record(session, caller, Verdict(False, reasons), counts=False,
+                                        extra={"retry_after_s": round(state.retry_after_s, 1)})
+                session.close(SessionStatus.LOCKED)
+                return AttemptOutcome(session, recorded.decision_id, "deny", reasons, True, state.retry_after_s, {},
+                                      None, None)
             if customer is None or customer.status == "erased":
                 raise ConflictError("the customer for this card is no longer enrolled", code="input.not_enrolled")
             probe = _Probe()
             try:
-                failure = self._capture(session, probe, templates, finger)
-                return self._decide(session, caller, probe, templates, failure)
+                failures = self._capture(session, probe, templates, finger)
+                return self._decide(session, caller, probe, templates, failures)
             finally:
                 probe.wipe(self.core)
         finally:
             for t in templates:
                 t.zeroise()
 
-    def _prompt(self, session: Session, camera=None) -> Callable[[str], None]:
+    def _prompt(self, session: Session, camera: Camera | None = None) -> Callable[[str], None]:
         def show(action: str) -> None:
             session.prompt = action
-            if camera is not None and hasattr(camera, "prompt"):
+            if camera is not None:
                 camera.prompt(action)
         return show
 
-    def _capture(self, session: Session, probe: _Probe, templates, finger: str | None) -> list[str]:
+    def _capture(self, session: Session, probe: _Probe, templates: list[StoredTemplate],
+                 finger: str | None) -> list[str]:
         """Fill `probe`; returns the customer-side failure reasons (empty when every sample is usable)."""
         factors = session.requirement.factors
         if "face" in factors:
@@ -304,7 +329,7 @@ class VerificationService:
                     result = self.core.check_liveness(camera, show, rng)
                     probe.liveness = result
                     self.metrics.liveness.labels("live" if result.live else "attack_or_fail").inc()
-                    frame = getattr(result, "best_frame", None)
+                    frame = result.best_frame
                     failure = [] if result.live else list(result.reasons or ["liveness.failed"])
                 else:
                     frame, failure = self._first_face_frame(camera), []
@@ -324,7 +349,7 @@ class VerificationService:
             frame.fill(0)
         return failure
 
-    def _first_face_frame(self, camera) -> np.ndarray | None:
+    def _first_face_frame(self, camera: Camera) -> np.ndarray | None:
         deadline = time.monotonic() + self.cfg.devices.capture_timeout_s
         while time.monotonic() < deadline:
             frame = camera.read(timeout=2.0)
@@ -357,145 +382,110 @@ class VerificationService:
             self.metrics.stage_seconds.labels("finger_capture").observe(time.perf_counter() - t0)
         return [last]
 
-    def _decide(self, session: Session, caller: Caller, probe: _Probe, templates, failure: list[str]) -> AttemptOutcome:
-        verdict: MatchVerdict | None = None
-        if not failure:
+    def _decide(self, session: Session, caller: Caller, probe: _Probe, templates: list[StoredTemplate],
+                failures: list[str]) -> AttemptOutcome:
+        scores, references = {}, {}
+        if not failures:
             t0 = time.perf_counter()
-            scores, refs = {}, {}
             if probe.face is not None:
                 faces = [t for t in templates if t.modality == "face"]
-                scores["face"], refs["face"] = self.core.face_score(probe.face.embedding, faces), 1  # one centroid
+                scores["face"], references["face"] = self.core.face_score(probe.face.embedding, faces), 1  # centroid
             if probe.finger_template is not None:
                 prints = [t for t in templates if t.modality == "finger" and t.position == probe.finger_position]
-                scores["finger"], refs["finger"] = self.core.finger_score(probe.finger_template, prints), len(prints)
-            verdict = decide_match(scores, self.core.calibration, target_fmr=session.requirement.target_fmr,
-                                   references=refs, min_factor_llr=self.cfg.policy.min_factor_llr)
+                scores["finger"] = self.core.finger_score(probe.finger_template, prints)
+                references["finger"] = len(prints)
             self.metrics.stage_seconds.labels("match").observe(time.perf_counter() - t0)
-            failure = [] if verdict.allow else [r for r in verdict.reasons if r != "match.accepted"]
-        allow = not failure
-        reasons = list(session.requirement.reasons) + (verdict.reasons if allow and verdict else failure)
-        liveness = None
-        if probe.liveness is not None:
-            lv = probe.liveness
-            liveness = {"live": bool(lv.live), "challenge": getattr(lv, "challenge", None),
-                        "passive_score": _round(getattr(lv, "passive_score", None)),
-                        "reasons": list(getattr(lv, "reasons", []) or [])}
-        scores = verdict.scores() if verdict else {}
-        now = self.clock()
+        verdict = judge(session.requirement, failures, scores, references, self.core.calibration,
+                        min_factor_llr=self.cfg.policy.min_factor_llr)
+        reasons = list(verdict.reasons)
         authorisation = None
-        if allow and session.requirement.dispenses and session.token_delivery == "response":
+        if verdict.allow and session.requirement.dispenses and session.token_delivery == "response":
             authorisation = self._issue_token(session, reasons)
+        liveness = probe.liveness_view()
+        recorded = self._record(session, caller, Verdict(verdict.allow, reasons, verdict.match), counts=True,
+                                liveness=liveness, evidence=probe.evidence_jpeg, token_issued=authorisation is not None)
+        session.attempts_used += 1
+        locked = False
+        if verdict.allow:
+            session.authorisation = authorisation
+            session.close(SessionStatus.ALLOWED)
+        elif recorded.lockout_event:
+            self.metrics.lockouts.labels(recorded.lockout_event).inc()
+            locked = True
+            reasons.append("policy.locked_out" if recorded.lockout_event == "locked" else "policy.biometrics_disabled")
+            session.close(SessionStatus.LOCKED)
+        elif session.attempts_used >= self.cfg.policy.attempts_per_session:
+            session.close(SessionStatus.DENIED)
+        session.reasons = reasons
+        outcome = "allow" if verdict.allow else "deny"
+        log.info("verification decided", extra={"session_id": session.id, "decision_id": recorded.decision_id,
+                                                "outcome": outcome, "reasons": reasons})
+        return AttemptOutcome(session, recorded.decision_id, outcome, reasons, locked, recorded.retry_after_s,
+                              verdict.scores(), liveness, authorisation)
+
+    # -- recording ------------------------------------------------------------------------------------
+    def _record(self, session: Session, caller: Caller, verdict: Verdict, *, counts: bool,
+                liveness: dict | None = None, evidence: bytes = b"", token_issued: bool | None = None,
+                extra: dict | None = None) -> _Recorded:
+        """Record one verdict in one transaction: the lockout state (when it `counts` as an attempt of the
+        customer), the decision, its evidence crop and the audit entries."""
         decision_id = new_id("dec")
-        event = None
+        now = self.clock()
+        outcome = "allow" if verdict.allow else "deny"
+        scores = verdict.scores()
+        recorded = _Recorded(decision_id)
+        if token_issued is None:
+            token_issued = session.authorisation is not None
         with self.store.transaction() as tx:
-            state = tx.get_lockout(session.ctx.card_ref)
-            if allow:
-                tx.put_lockout(lockout.record_success(state, session.ctx.card_ref, now))
-            else:
-                new_state, event = lockout.record_failure(state, session.ctx.card_ref, now, self.cfg.policy)
+            if counts:
+                state = tx.get_lockout(session.ctx.card_ref)
+                if verdict.allow:
+                    new_state = lockout.record_success(state, session.ctx.card_ref, now)
+                else:
+                    new_state, recorded.lockout_event = lockout.record_failure(state, session.ctx.card_ref, now,
+                                                                               self.cfg.policy)
+                    recorded.retry_after_s = lockout.status(new_state, now).retry_after_s if \
+                        recorded.lockout_event else 0.0
                 tx.put_lockout(new_state)
-            tx.add_decision(self._decision_record(decision_id, session, "allow" if allow else "deny", reasons,
-                                                  {**scores, "liveness": liveness} if liveness else scores, now))
-            if probe.evidence_jpeg:
+            tx.add_decision(DecisionRecord(
+                decision_id, session.id, session.customer_id, session.ctx.card_ref, session.ctx.operation,
+                str(session.ctx.amount), session.ctx.currency, outcome, session.requirement.rule,
+                list(verdict.reasons), {**scores, "liveness": liveness} if liveness else (scores or extra or {}),
+                session.terminal_id, iso(now)))
+            if evidence:
                 retain = now + dt.timedelta(days=self.cfg.storage.evidence_retention_days)
                 tx.add_evidence(EvidenceMeta(new_id("evi"), decision_id, session.customer_id, "image/jpeg",
-                                             iso(now), iso(retain)), probe.evidence_jpeg)
-            tx.audit(caller.actor, "verification.decided", {
-                "decision_id": decision_id, "session_id": session.id, "card_ref": session.ctx.card_ref,
-                "customer_id": session.customer_id, "operation": session.ctx.operation,
-                "amount": str(session.ctx.amount), "currency": session.ctx.currency,
-                "outcome": "allow" if allow else "deny", "reasons": reasons[:16], "scores": scores,
-                "liveness": liveness, "token_issued": authorisation is not None})
-            if event:
-                tx.audit("system:policy", f"lockout.{event}", {"card_ref": session.ctx.card_ref,
-                                                                "session_id": session.id})
-        session.attempts_used += 1
-        locked, retry = False, 0.0
-        if allow:
-            session.status = ALLOWED
-            session.authorisation = authorisation
-        elif event:
-            session.status = LOCKED
-            self.metrics.lockouts.labels(event).inc()
-            with self.store.transaction() as tx:
-                st = lockout.status(tx.get_lockout(session.ctx.card_ref), self.clock())
-            locked, retry = True, st.retry_after_s
-            reasons.append("policy.locked_out" if event == "locked" else "policy.biometrics_disabled")
-        elif session.attempts_used >= self.cfg.policy.attempts_per_session:
-            session.status = DENIED
-        session.reasons = reasons
-        log.info("verification decided", extra={"session_id": session.id, "decision_id": decision_id,
-                                                "outcome": "allow" if allow else "deny", "reasons": reasons})
-        return AttemptOutcome(session, decision_id, "allow" if allow else "deny", reasons, locked, retry, scores,
-                              liveness, authorisation)
+                                             iso(now), iso(retain)), evidence)
+            details = {"decision_id": decision_id, "session_id": session.id, "card_ref": session.ctx.card_ref,
+                       "customer_id": session.customer_id, "operation": session.ctx.operation,
+                       "amount": str(session.ctx.amount), "currency": session.ctx.currency, "outcome": outcome,
+                       "reasons": verdict.reasons[:16]}
+            if counts:
+                details.update(scores=scores, liveness=liveness)
+            tx.audit(caller.actor, "verification.decided", {**details, "token_issued": token_issued,
+                                                             **(extra or {})})
+            if recorded.lockout_event:
+                tx.audit("system:policy", f"lockout.{recorded.lockout_event}",
+                         {"card_ref": session.ctx.card_ref, "session_id": session.id})
+        return recorded
 
-    # -- records and tokens -------------------------------------------------------------------------
-    def _decision_record(self, decision_id: str, session: Session, outcome: str, reasons: list[str], scores: dict,
-                         now: dt.datetime) -> DecisionRecord:
-        return DecisionRecord(decision_id, session.id, session.customer_id, session.ctx.card_ref,
-                              session.ctx.operation, str(session.ctx.amount), session.ctx.currency, outcome,
-                              session.requirement.rule, list(reasons), scores, session.terminal_id, iso(now))
-
-    def _record_closing_decision(self, session: Session, outcome: str, reasons: list[str], caller: Caller,
-                                 extra: dict | None = None) -> str:
-        decision_id = new_id("dec")
-        now = self.clock()
-        with self.store.transaction() as tx:
-            tx.add_decision(self._decision_record(decision_id, session, outcome, reasons, extra or {}, now))
-            tx.audit(caller.actor, "verification.decided", {
-                "decision_id": decision_id, "session_id": session.id, "card_ref": session.ctx.card_ref,
-                "customer_id": session.customer_id, "operation": session.ctx.operation,
-                "amount": str(session.ctx.amount), "currency": session.ctx.currency, "outcome": outcome,
-                "reasons": reasons[:16], "token_issued": session.authorisation is not None, **(extra or {})})
-        return decision_id
-
+    # -- tokens -----------------------------------------------------------------------------------------
     def _issue_token(self, session: Session, reasons: list[str]) -> IssuedAuthorisation | None:
-        """A dispense token over the dispenser's current nonce for exactly the session's amount."""
-        from xfs4iot_bridge.token import make_dispense_token
-
-        if not self.devices.configured("dispenser"):
-            reasons.append("dispenser.not_configured")
-            return None
-        try:
-            with self.devices.use("dispenser") as dispenser:
-                nonce = dispenser.get_command_nonce()
-        except DeviceError as exc:
-            self.metrics.device_errors.labels("dispenser", exc.code).inc()
-            reasons.append(f"dispenser.nonce_unavailable:{exc.code}")
-            return None
-        token = make_dispense_token(nonce, session.ctx.amount, session.ctx.currency, self.dispense_key)
-        expires = self.clock() + dt.timedelta(seconds=self.cfg.service.token_ttl_s)
-        return IssuedAuthorisation(token, nonce, str(session.ctx.amount), session.ctx.currency, iso(expires))
+        """A dispense token for exactly the session's amount (a reason is added when none could be made)."""
+        authorisation, problem = self.tokens.issue(session.ctx.amount, session.ctx.currency)
+        if problem:
+            reasons.append(problem)
+        return authorisation
 
     def expire_tokens(self) -> int:
-        """Clear the dispenser's nonce behind tokens that outlived their TTL (they become useless)."""
-        now = self.clock()
-        expired = 0
-        with self._lock:
-            sessions = list(self._sessions.values())
-        for s in sessions:
-            a = s.authorisation
-            if a is None or s.token_cleared:
-                continue
-            if iso(now) >= a.expires_at:
-                try:
-                    with self.devices.use("dispenser") as dispenser:
-                        if hasattr(dispenser, "clear_command_nonce"):
-                            dispenser.clear_command_nonce()
-                except BiogateError:
-                    continue
-                s.token_cleared = True
-                expired += 1
-        return expired
+        return self.tokens.expire_due()
 
     # -- the bridge's authoriser -----------------------------------------------------------------------
-    def authorise(self, session_id: str):
+    def authorise(self, session_id: str) -> Authorisation:
         """`xfs4iot_bridge.authoriser.Authoriser`: the approved amount of an allowed session, exactly once."""
-        from xfs4iot_bridge.authoriser import Authorisation
-
         session = self.get(session_id)
         with session.lock:
-            if session.status != ALLOWED or not session.requirement.dispenses:
+            if session.status is not SessionStatus.ALLOWED or not session.requirement.dispenses:
                 raise PolicyError("this session has no approved dispense", code="policy.not_authorised")
             if session.token_delivery != "bridge" or session.bridge_authorised:
                 raise PolicyError("this session's dispense was already authorised", code="policy.already_authorised")

@@ -1,12 +1,14 @@
 """Storage: customers, consent, templates, evidence, decisions, lockouts and the audit chain.
 
-`open_store(cfg)` gives the configured backend (SQLite by default, one file under paths.state_dir).
+`open_store(cfg)` gives the configured backend (SQLite by default, one file under paths.state_dir); `cfg` is
+anything with the `paths`, `storage` and `keys` sections (`edge.store.config.StoreSettings`; the whole
+`edge.config.Config` satisfies it). May import: edge.audit, edge.errors, edge.sections.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from edge.config import Config
+from edge.store.config import KeysConfig, StorageConfig, StoreSettings
 from edge.store.base import (
     Consent, Customer, DecisionRecord, EvidenceMeta, LockoutState, Store, StoredTemplate, TemplateMeta, Transaction,
     iso, new_id, parse_iso, utcnow,
@@ -15,11 +17,11 @@ from edge.store.secrets import Secrets, load_secrets, state_path
 from edge.store.sqlite import SQLiteStore
 
 
-def db_path(cfg: Config) -> Path:
+def db_path(cfg: StoreSettings) -> Path:
     return state_path(cfg, cfg.storage.db_file)
 
 
-def open_store(cfg: Config, secrets: Secrets | None = None) -> SQLiteStore:
+def open_store(cfg: StoreSettings, secrets: Secrets | None = None) -> SQLiteStore:
     secrets = secrets or load_secrets(cfg)
     return SQLiteStore(db_path(cfg), secrets.keyring(), synchronous=cfg.storage.synchronous,
                        busy_timeout_ms=cfg.storage.busy_timeout_ms,
@@ -29,5 +31,5 @@ def open_store(cfg: Config, secrets: Secrets | None = None) -> SQLiteStore:
 __all__ = [
     "Consent", "Customer", "DecisionRecord", "EvidenceMeta", "LockoutState", "Store", "StoredTemplate",
     "TemplateMeta", "Transaction", "SQLiteStore", "Secrets", "load_secrets", "open_store", "db_path", "iso",
-    "new_id", "parse_iso", "utcnow", "state_path",
+    "new_id", "parse_iso", "utcnow", "state_path", "StorageConfig", "KeysConfig", "StoreSettings",
 ]

@@ -13,8 +13,8 @@ import secrets as pysecrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.config import Config
 from edge.errors import ConfigError
+from edge.store.config import StoreSettings
 from edge.store.crypto import KeyRing, decode_key, key_id_for, new_key
 
 ROLES = ("terminal", "teller", "auditor", "admin")
@@ -34,7 +34,7 @@ class Secrets:
         return KeyRing(self.data_keys, self.active_data_key)
 
 
-def state_path(cfg: Config, name: str) -> Path:
+def state_path(cfg: StoreSettings, name: str) -> Path:
     p = Path(name)
     return p if p.is_absolute() else Path(cfg.paths.state_dir) / p
 
@@ -93,7 +93,7 @@ def read_secrets_file(path: Path, create: bool = True) -> dict:
     return data
 
 
-def load_secrets(cfg: Config, create: bool = True) -> Secrets:
+def load_secrets(cfg: StoreSettings, create: bool = True) -> Secrets:
     path = state_path(cfg, cfg.keys.secrets_file)
     data = read_secrets_file(path, create=create)
     keys = {kid: decode_key(b64) for kid, b64 in data["data_keys"].items()}

@@ -65,7 +65,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge.config import BridgeConfig
+from xfs4iot_bridge.config import BridgeConfig
 from edge.errors import InputError, QualityError
 
 from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices

@@ -18,7 +18,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from edge.config import BridgeConfig
+from xfs4iot_bridge.config import BridgeConfig
 from edge.errors import ConfigError
 
 from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices

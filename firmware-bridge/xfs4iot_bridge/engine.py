@@ -13,30 +13,34 @@ compares templates into calibrated scores:
         def wipe(parsed) -> None                     # zeroise what parse_template returned
 
 Calibration contract: `compare` returns a score in [0, 1] that is 0.5 exactly at the engine's
-configured operating threshold for that modality, higher for more similar. The service reports
+configured operating point for that modality, higher for more similar. The service reports
 confidenceLevel = round(100 * score), and a Match threshold T (0..100) accepts confidenceLevel >= T,
-so the default threshold 50 is the configured operating point.
+so the default threshold 50 is the configured operating point. Scores and their calibrated meaning come
+from `edge.decision.scoring` (the daemon's own decisions use the same module): confidence =
+logistic(LLR(score) - operating LLR).
 
-Data formats (XFS4IoT `format` values):
-    isoFmd             fingerprint minutiae, ISO/IEC 19794-2 finger minutiae record
-    reservedTemplate1  biogate face template (layout below; `FACE_TEMPLATE_FORMAT`)
+Data formats on the wire (XFS4IoT `format` values) and the biogate storage format each one carries:
+    isoFmd             ISO/IEC 19794-2:2005 finger minutiae record (finger.FINGER_TEMPLATE_FORMAT)
+    reservedTemplate1  biogate face template (face.template.FACE_TEMPLATE_FORMAT)
 
 The biogate face template is the record of `edge.biometrics.face.template` (the same bytes the daemon
 stores and exports): magic "BGFT", version, value type, dimension, embedder name, float32 values.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from edge.biometrics import finger
 from edge.biometrics.face.template import decode_face_template, encode_face_template
+from edge.decision.calibration import load_calibration
+from edge.decision.scoring import Scorer, face_score, finger_score
 from edge.errors import InputError
 
 Modality = Literal["face", "finger"]
-FINGER_TEMPLATE_FORMAT = "isoFmd"
-FACE_TEMPLATE_FORMAT = "reservedTemplate1"
+XFS_FINGER_FORMAT = "isoFmd"
+XFS_FACE_FORMAT = "reservedTemplate1"
 
 
 @runtime_checkable
@@ -54,13 +58,6 @@ class BiometricEngine(Protocol):
     def wipe(self, parsed: Any) -> None: ...
 
 
-def logistic(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
 def wipe_object(parsed: Any) -> None:
     """Zeroise numpy arrays and bytearrays held by `parsed` (itself or its attributes)."""
     items = [parsed] + (list(vars(parsed).values()) if hasattr(parsed, "__dict__") else [])
@@ -72,36 +69,38 @@ def wipe_object(parsed: Any) -> None:
 
 
 class BiogateEngine:
-    """The real engine: biogate's face pipeline and fingerprint matcher.
+    """The real engine: biogate's face pipeline and fingerprint matcher, scored by `edge.decision.scoring`.
 
-    face:   `edge.biometrics.face.FacePipeline` (detect, align, embed); the face score is
-            logistic((face_threshold - distance) / face_scale), 0.5 at `FaceConfig.threshold`.
-    finger: the public API of `edge.biometrics.finger` (extract, prepare, compare, encode_iso,
-            decode_iso, DEFAULT_THRESHOLD); templates travel as ISO/IEC 19794-2 records and the
-            score is logistic((similarity - finger_threshold) / finger_scale), 0.5 at the finger
-            package's DEFAULT_THRESHOLD unless `finger_threshold` is given. The finger similarity
-            is unbounded above, so the default scale is relative: 15 % of the threshold.
-    A modality whose part is missing (no face pipeline given; the finger package not importable)
-    is left out of `formats`, so the service reports it as unsupported instead of failing later.
+    face:   `edge.biometrics.face.FacePipeline` (detect, align, embed); templates are biogate face records.
+    finger: `edge.biometrics.finger` (extract, prepare, compare); templates travel as ISO/IEC 19794-2 records.
+    `scorer`: the calibration to score with (default: the shipped one); `operating_llr`: per modality, the
+    LLR at which confidence is 0.5 (default: the modality's own accept point, `FaceConfig.threshold` and the
+    matcher's DEFAULT_THRESHOLD; the daemon passes its target-FMR points). A modality whose part is missing
+    (no face pipeline given, `finger=False`) is left out of `formats`, so the service reports it as
+    unsupported instead of failing later.
     """
 
-    def __init__(self, face_pipeline: Any | None = None, *, face_threshold: float | None = None,
-                 face_scale: float = 0.05, finger_threshold: float | None = None, finger_scale: float | None = None,
-                 strict_face_quality: bool = True, finger: bool = True):
+    def __init__(self, face_pipeline: Any | None = None, *, scorer: Scorer | None = None,
+                 operating_llr: dict[str, float] | None = None, strict_face_quality: bool = True,
+                 finger: bool = True):
         self.face = face_pipeline
-        self.face_threshold = face_threshold if face_threshold is not None else (
-            face_pipeline.cfg.threshold if face_pipeline is not None else 0.6)
-        self.face_scale = face_scale
+        self.scorer = scorer or Scorer(load_calibration())
         self.finger_api = finger_api() if finger else None
-        self.finger_threshold = finger_threshold if finger_threshold is not None else (
-            float(self.finger_api.DEFAULT_THRESHOLD) if self.finger_api is not None else 0.0)
-        self.finger_scale = finger_scale if finger_scale is not None else max(0.01, 0.15 * self.finger_threshold)
         self.strict_face_quality = strict_face_quality
         self.formats: dict[str, Modality] = {}
         if self.finger_api is not None:
-            self.formats[FINGER_TEMPLATE_FORMAT] = "finger"
+            self.formats[XFS_FINGER_FORMAT] = "finger"
         if face_pipeline is not None:
-            self.formats[FACE_TEMPLATE_FORMAT] = "face"
+            self.formats[XFS_FACE_FORMAT] = "face"
+        self.operating_llr = dict(operating_llr) if operating_llr is not None else self._accept_points()
+
+    def _accept_points(self) -> dict[str, float]:
+        points = {}
+        if self.face is not None:
+            points["face"] = self.scorer.llr("face", -float(self.face.cfg.threshold))
+        if self.finger_api is not None:
+            points["finger"] = self.scorer.llr("finger", float(self.finger_api.DEFAULT_THRESHOLD))
+        return points
 
     # face
     def face_template(self, frame: np.ndarray) -> bytes | None:
@@ -131,9 +130,9 @@ class BiogateEngine:
             api.wipe(template)
 
     def parse_template(self, fmt: str, data: bytes) -> Any:
-        if fmt == FACE_TEMPLATE_FORMAT and self.face is not None:
+        if fmt == XFS_FACE_FORMAT and self.face is not None:
             return decode_face_template(data, expected_dim=128)
-        if fmt == FINGER_TEMPLATE_FORMAT and self.finger_api is not None:
+        if fmt == XFS_FINGER_FORMAT and self.finger_api is not None:
             api = self.finger_api
             try:
                 template = api.decode_iso(bytes(data))
@@ -147,10 +146,11 @@ class BiogateEngine:
 
     def compare(self, modality: Modality, probe: Any, reference: Any) -> float:
         if modality == "face":
-            distance = float(np.linalg.norm(np.asarray(probe, np.float64) - np.asarray(reference, np.float64)))
-            return logistic((self.face_threshold - distance) / self.face_scale)
-        similarity = float(self._finger().compare(probe, reference))
-        return logistic((similarity - self.finger_threshold) / self.finger_scale)
+            score = face_score(probe, reference)
+        else:
+            self._finger()
+            score = finger_score(probe, reference)
+        return self.scorer.confidence(modality, score, self.operating_llr[modality])
 
     def warm_up(self) -> None:
         """Pay one-time costs (the finger matcher's JIT compilation, seconds) before a customer does:
@@ -175,13 +175,6 @@ class BiogateEngine:
             wipe_object(parsed)
 
 
-def finger_api() -> Any | None:
-    """The fingerprint package's public API, or None while it is not available."""
-    try:
-        from edge.biometrics import finger
-        for name in ("extract", "prepare", "compare", "encode_iso", "decode_iso", "wipe", "DEFAULT_THRESHOLD",
-                     "FingerTemplate", "PreparedTemplate"):
-            getattr(finger, name)
-    except (ImportError, AttributeError):
-        return None
+def finger_api() -> Any:
+    """The fingerprint package's public API (extract, prepare, compare, ISO codecs, wipe, DEFAULT_THRESHOLD)."""
     return finger

@@ -33,7 +33,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from edge.errors import ConfigError, DeviceError
+from drivers.errors import DeviceError
+from edge.errors import ConfigError
 
 from xfs4iot_bridge.envelope import MAX_MESSAGE_CHARS
 from xfs4iot_bridge.server import CommandContext, XFS4IoTService
@@ -230,6 +231,10 @@ class RunningService:
     @property
     def urls(self) -> dict[str, str]:
         return self.host.urls
+
+    def close(self) -> None:
+        """The same as `stop()` (a closable component for its owner)."""
+        self.stop()
 
     @property
     def port(self) -> int:

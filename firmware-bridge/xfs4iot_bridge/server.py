@@ -27,9 +27,9 @@ What the dispatcher does for every text message a client sends (XFS4IoT envelope
    connection's queued or executing commands (null/absent = all of them); each completes with
    canceled before the Cancel itself completes. Unknown ids are ignored.
 6. handler errors: `CommandError(code, error_code)` -> that completionCode (+ payload.errorCode when
-   code is commandErrorCode); biogate errors map by class (DeviceError -> hardwareError,
-   InputError -> invalidData, PolicyError/AuthError -> authorisationRequired, ...); anything else ->
-   internalError. Logs carry names, requestIds
+   code is commandErrorCode); biogate errors map by their error code in `COMPLETION_BY_ERROR_CODE`
+   (device.timeout -> timeOut, device.* -> hardwareError, input.* -> invalidData, policy.*/auth.* ->
+   authorisationRequired, ...); anything else -> internalError. Logs carry names, requestIds
    and codes, never payloads (they may hold biometric data).
 
 Unsolicited events go to every open connection of the service, without requestId: `await
@@ -44,7 +44,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from edge.errors import AuthError, BiogateError, DeviceError, InputError, LivenessError, PolicyError, QualityError
+from edge.errors import BiogateError
 
 from xfs4iot_bridge import envelope as env
 from xfs4iot_bridge.envelope import AckStatus, CompletionCode, Message, MessageError
@@ -261,16 +261,26 @@ class Connection:
         self.pending.clear()
 
 
+# The completion code of each biogate error code: the exact code first, else its category (the part before
+# the first dot). The one place the bridge turns biogate's error vocabulary into XFS4IoT's.
+COMPLETION_BY_ERROR_CODE: dict[str, CompletionCode] = {
+    "device.timeout": CompletionCode.TIME_OUT,
+    "device": CompletionCode.HARDWARE_ERROR,
+    "quality": CompletionCode.USER_ERROR,
+    "liveness": CompletionCode.USER_ERROR,
+    "input": CompletionCode.INVALID_DATA,
+    "policy": CompletionCode.AUTHORISATION_REQUIRED,
+    "auth": CompletionCode.AUTHORISATION_REQUIRED,
+}
+
+
+def completion_code_for(error_code: str) -> CompletionCode:
+    return COMPLETION_BY_ERROR_CODE.get(error_code) or COMPLETION_BY_ERROR_CODE.get(
+        error_code.split(".", 1)[0], CompletionCode.INTERNAL_ERROR)
+
+
 def _map_biogate_error(exc: BiogateError) -> tuple[CompletionCode, str | None]:
-    if isinstance(exc, DeviceError):
-        return (CompletionCode.TIME_OUT if exc.code == "device.timeout" else CompletionCode.HARDWARE_ERROR), None
-    if isinstance(exc, (QualityError, LivenessError)):
-        return CompletionCode.USER_ERROR, None
-    if isinstance(exc, InputError):
-        return CompletionCode.INVALID_DATA, None
-    if isinstance(exc, (PolicyError, AuthError)):
-        return CompletionCode.AUTHORISATION_REQUIRED, None
-    return CompletionCode.INTERNAL_ERROR, None
+    return completion_code_for(exc.code), None
 
 
 class XFS4IoTService:

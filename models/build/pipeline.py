@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Callable
 
 from models.build.sources import SourceError, source_bytes
-from models.manifest import MANIFEST_PATH, Artifact, ManifestError, load_manifest
+from models.manifest import ARTIFACTS_DIR, MANIFEST_PATH, Artifact, ManifestError, load_manifest
 
 MODELS_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT_DIR = MODELS_ROOT / "artifacts"
+DEFAULT_OUT_DIR = ARTIFACTS_DIR
 DEFAULT_CACHE_DIR = MODELS_ROOT / ".cache"
 REBUILD_HINT = "`make models` or `.venv/bin/python -m models.build`"
 

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from edge.biometrics.liveness.evaluation import PadSample, pad_rates, read_list
+from edge.evaluation.pad import PadSample, pad_rates, read_list
 from edge.biometrics.liveness.features import FEATURE_VERSION, feature_names, passive_features
 from edge.biometrics.liveness.geometry import FaceLocator, make_locator
 from edge.evaluation.metrics import threshold_at_fmr

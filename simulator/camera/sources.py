@@ -11,7 +11,7 @@ Printed-photo attacks name `nuaa-attack:<subject>`: that subject's printed-photo
 `pad/nuaa/attack.txt`, in list order (consecutive captures of one attack session).
 
 The data directory is `<repo>/../shared/data` unless the caller passes another one (tests may take it
-from BIOGATE_DATA_DIR; this module reads no environment).
+from BIOGATE_TEST_DATA_DIR; this module reads no environment).
 """
 from __future__ import annotations
 

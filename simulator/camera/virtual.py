@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.base import Camera, register_backend
+from drivers.base import Camera
 from drivers.camera.errors import CameraTimeout, CameraUnavailable
 from edge.errors import InputError
 from simulator.camera import presentations as p
@@ -97,7 +97,6 @@ def _other_default(face: FaceSprite, data_dir: Path | None) -> FaceSprite:
     return face  # only one face image available: a twin will do for "two faces in view"
 
 
-@register_backend("camera", "simulated")
 class VirtualCamera(Camera):
     """A camera whose scene is scripted; thread-safe (read, respond and present from any thread)."""
 

@@ -176,7 +176,7 @@ def test_accuracy_on_part_of_the_development_pairs(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.skipif(not os.environ.get("BIOGATE_SOAK"), reason="full LFW development run: `make soak` (BIOGATE_SOAK=1)")
+@pytest.mark.skipif(not os.environ.get("BIOGATE_TEST_SOAK"), reason="full LFW development run: `make soak` (BIOGATE_TEST_SOAK=1)")
 def test_full_development_pairs_meet_the_bar():
     from edge.biometrics.face import FacePipeline
 

@@ -1,6 +1,6 @@
 """The daemon's verification sessions authorise dispenses through the XFS4IoT bridge.
 
-`biogate serve --simulated` in-process: an ATM application opens a session over HTTP asking for the token
+`biogate serve --simulated` in-process (simulator.terminal): an ATM application opens a session over HTTP asking for the token
 to come through the bridge, the customer is verified (face + finger through the real drivers), and the
 application then asks the bridge (BiogateAuthorisation.GetDispenseToken) for the token and sends
 CashDispenser.Dispense to the simulated dispenser: it pays exactly the session's amount, once.
@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from edge.service.server import DaemonThread
+from simulator.terminal import SimulatedTerminal
 from tests.bridge.xfs_client import XfsClient, code
 from tests.conftest import require_data
 from tests.service.conftest import client, make_config
@@ -28,7 +28,7 @@ def test_session_authorises_the_dispense_through_the_bridge(tmp_path):
     require_data("faces", "lfw", "images")
     require_data("fingerprints", "fvc2000", "DB1_B")
     cfg = make_config(tmp_path, {"bridge": {"enabled": True, "ports": [0]}})
-    with DaemonThread(cfg, simulated=True, rig_options={"camera_transport": "inprocess"}) as d:
+    with SimulatedTerminal(cfg, camera_transport="inprocess") as d:
         rig = d.rig
         teller = client(d.url, "teller")
         cid = teller.post("/v1/customers", json={
@@ -46,7 +46,7 @@ def test_session_authorises_the_dispense_through_the_bridge(tmp_path):
         assert result["outcome"] == "allow", result
         assert result["authorisation"] is None            # the token goes through the bridge, not here
 
-        bridge_url = d.daemon.bridge.url
+        bridge_url = d.addresses()["xfs4iot"]["Biometric1"]
         with XfsClient(bridge_url) as atm, XfsClient(rig.dispenser.url) as cdm:
             done = atm.complete("BiogateAuthorisation.GetDispenseToken", {"sessionId": s["session_id"]},
                                 version="1.0")

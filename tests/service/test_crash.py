@@ -8,7 +8,7 @@ After every kill the database is opened directly and checked:
 - the audit chain verifies (no entry lost, edited or reordered, head consistent).
 At the end `biogate audit verify` is run as a separate command, as an auditor would.
 
-CI runs ROUNDS_CI kills; `make soak` (BIOGATE_SOAK=1) runs ROUNDS_SOAK.
+CI runs ROUNDS_CI kills; `make soak` (BIOGATE_TEST_SOAK=1) runs ROUNDS_SOAK.
 """
 from __future__ import annotations
 
@@ -189,6 +189,6 @@ def test_sigkill_during_enrolment_and_verification(tmp_path, examples_required):
 
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
-@pytest.mark.skipif(not os.environ.get("BIOGATE_SOAK"), reason="soak run: `make soak` (BIOGATE_SOAK=1)")
+@pytest.mark.skipif(not os.environ.get("BIOGATE_TEST_SOAK"), reason="soak run: `make soak` (BIOGATE_TEST_SOAK=1)")
 def test_sigkill_soak(tmp_path, examples_required):
     assert _run_rounds(tmp_path, ROUNDS_SOAK, seed=int(time.time())) == ROUNDS_SOAK

@@ -16,7 +16,8 @@ from drivers.dispenser.errors import (
     DispenserUnavailable,
     DispenseTokenRefused,
 )
-from edge.errors import AuthError, DeviceError
+from drivers.errors import DeviceError
+from edge.errors import AuthError
 from simulator.dispenser import start_dispenser
 from xfs4iot_bridge.token import make_dispense_token
 

@@ -20,7 +20,7 @@ import dlib
 import numpy as np
 
 from edge.biometrics.face.detector import Detection
-from edge.models import model_path
+from edge.models import DEFAULT_MODELS_DIR, model_path
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -68,11 +68,7 @@ class Aligner:
     """
 
     def __init__(self, models_dir: Path | None = None) -> None:
-        if models_dir is None:
-            from edge.config import PathsConfig
-
-            models_dir = PathsConfig().models_dir
-        self.predictor = dlib.shape_predictor(str(model_path(LANDMARK_MODEL, models_dir)))
+        self.predictor = dlib.shape_predictor(str(model_path(LANDMARK_MODEL, models_dir or DEFAULT_MODELS_DIR)))
 
     @staticmethod
     def predictor_box(det: Detection) -> tuple[float, float, float, float]:

@@ -17,7 +17,7 @@ from edge.biometrics.face.align import AlignedFace, Aligner
 from edge.biometrics.face.detector import Detection, FaceDetector, HogFaceDetector
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import QualityFinding, QualityMeasures, findings, measure
-from edge.config import FaceConfig
+from edge.biometrics.config import FaceConfig
 from edge.errors import InputError, QualityError
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.config import FaceConfig
+from edge.biometrics.config import FaceConfig
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ The public API (called by the daemon, the XFS4IoT bridge and the simulator):
                                                    >= DEFAULT_THRESHOLD (1.36: FMR 0.1 % on that data)
     compare_many(probe, references) -> np.ndarray
     score_parts(a, b) -> (mcc, paired)             the raw features compare() calibrates
-    encode_iso / decode_iso                        ISO/IEC 19794-2:2005 records
+    encode_iso / decode_iso                        ISO/IEC 19794-2:2005 records (FINGER_TEMPLATE_FORMAT)
     encode_ansi / decode_ansi                      ANSI INCITS 378-2004 records
     wipe(template)                                 zeroise minutiae and cached precomputation
     warm_up()                                      compile/load the matcher kernels (call at start-up)
 """
 from edge.biometrics.finger.extraction import extract, load_image
-from edge.biometrics.finger.iso import decode_ansi, decode_iso, encode_ansi, encode_iso
+from edge.biometrics.finger.iso import FINGER_TEMPLATE_FORMAT, decode_ansi, decode_iso, encode_ansi, encode_iso
 from edge.biometrics.finger.matcher import (
     DEFAULT_THRESHOLD,
     PreparedTemplate,
@@ -30,7 +30,8 @@ from edge.biometrics.finger.matcher import (
 from edge.biometrics.finger.template import BIFURCATION, ENDING, OTHER, FingerTemplate
 
 __all__ = [
-    "BIFURCATION", "DEFAULT_THRESHOLD", "ENDING", "OTHER", "FingerTemplate", "PreparedTemplate",
+    "BIFURCATION", "DEFAULT_THRESHOLD", "ENDING", "FINGER_TEMPLATE_FORMAT", "OTHER", "FingerTemplate",
+    "PreparedTemplate",
     "compare", "compare_many", "decode_ansi", "decode_iso", "encode_ansi", "encode_iso", "extract",
     "load_image", "prepare", "score_parts", "warm_up", "wipe",
 ]

@@ -32,6 +32,8 @@ import numpy as np
 from edge.biometrics.finger.template import BIFURCATION, ENDING, OTHER, FingerTemplate
 from edge.errors import InputError
 
+# The storage and exchange name of an ISO/IEC 19794-2:2005 record (templates carry it in their metadata).
+FINGER_TEMPLATE_FORMAT = "iso19794-2:2005"
 MAGIC = b"FMR\x00"
 VERSION = b" 20\x00"
 ISO_HEADER = 24

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from edge.biometrics.liveness.observe import FrameObservation
-from edge.config import LivenessConfig
+from edge.biometrics.config import LivenessConfig
 
 ACTIONS = ("blink", "turn_left", "turn_right", "move_closer")
 

@@ -43,7 +43,7 @@ from edge.biometrics.liveness.medium import (MediumEvidence, face_motion, is_sta
                                              nonplanar_motion)
 from edge.biometrics.liveness.observe import FaceObserver, FrameObservation
 from edge.biometrics.liveness.passive import PassiveDetector
-from edge.config import LivenessConfig
+from edge.biometrics.config import LivenessConfig
 from edge.errors import ConfigError, InputError
 
 NO_FACE = "liveness.no_face"
@@ -283,7 +283,7 @@ class LivenessChecker:
         challenge = str(rng.choice(cfg.challenges))
         delay_s = float(rng.uniform(cfg.prompt_delay_min_s, cfg.prompt_delay_max_s))
         with self._lock:
-            clock = _Clock(getattr(camera, "fps", None))
+            clock = _Clock(camera.fps)
             fps = clock.rate(cfg.frame_rate)
             seq = _Sequence(self, challenge, fps, max(1, round(delay_s * fps)))
             try:

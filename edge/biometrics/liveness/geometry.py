@@ -20,7 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge.biometrics.config import FaceConfig
 from edge.errors import InputError, ModelError
+from edge.models import DEFAULT_MODELS_DIR
 
 Point = tuple[float, float]
 
@@ -146,6 +148,9 @@ class DetectorFaceLocator:
 def make_locator(config: Any = None, prefer: str = "auto") -> FaceLocator:
     """The product's detector when it can be built; dlib HOG + 5-point otherwise.
 
+    `config`: anything with `paths.models_dir` and a `face` section (`edge.config.Config`), or None for the
+    shipped defaults.
+
     `prefer`: "auto", "product" (fail if unavailable) or "dlib".
     """
     if prefer in ("auto", "product"):
@@ -160,7 +165,8 @@ def make_locator(config: Any = None, prefer: str = "auto") -> FaceLocator:
 
 def _build_product_detector(config: Any) -> Any:
     from edge.biometrics.face import FaceDetector  # the face pipeline's BlazeFace (needs the built model)
-    from edge.config import Config
 
-    cfg = config if config is not None else Config()
-    return FaceDetector(cfg.paths.models_dir, cfg.face.threads, cfg.face.detector_score)
+    if config is None:  # the shipped defaults: the default models folder and the [face] section's defaults
+        face = FaceConfig()
+        return FaceDetector(DEFAULT_MODELS_DIR, face.threads, face.detector_score)
+    return FaceDetector(config.paths.models_dir, config.face.threads, config.face.detector_score)

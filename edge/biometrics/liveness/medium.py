@@ -33,7 +33,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from edge.config import LivenessConfig
+from edge.biometrics.config import LivenessConfig
 
 CROP = 200            # face-coordinate crop side, pixels
 CROP_IOD = 20.0       # eye distance in the crop: the crop spans 10 eye distances

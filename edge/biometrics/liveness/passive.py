@@ -12,7 +12,7 @@ import numpy as np
 
 from edge.biometrics.liveness.features import feature_names, passive_features
 from edge.biometrics.liveness.geometry import FaceGeometry
-from edge.config import LivenessConfig
+from edge.biometrics.config import LivenessConfig
 from edge.errors import ModelError
 from edge.models import load_session
 

@@ -8,7 +8,8 @@ import pytest
 
 from edge.biometrics.liveness import REASONS, LivenessChecker, LivenessResult
 from edge.config import load_config
-from edge.errors import ConfigError, DeviceError, InputError
+from drivers.errors import DeviceError
+from edge.errors import ConfigError, InputError
 from simulator.camera.virtual import VirtualCamera
 
 pytestmark = pytest.mark.timeout(120)

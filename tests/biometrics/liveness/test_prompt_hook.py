@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from drivers.base import CHALLENGE_ACTIONS, Camera, open_device
-from edge.errors import DeviceError
+from drivers.errors import DeviceError
 from simulator.camera.virtual import VirtualCamera
 
 pytestmark = pytest.mark.timeout(60)

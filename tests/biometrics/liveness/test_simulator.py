@@ -5,7 +5,7 @@ Every run is seeded: `VirtualCamera(..., realtime=False, seed=i)` renders the sa
 and NUAA live subjects; printed photos alternate between real NUAA attack captures and prints of LFW faces.
 
 The default suite runs a seeded subset; the full measurement (50 runs per scenario, or
-BIOGATE_LIVENESS_SIM_RUNS) is marked slow:
+BIOGATE_TEST_LIVENESS_SIM_RUNS) is marked slow:
     .venv/bin/python -m pytest -q -m slow -s tests/biometrics/liveness/test_simulator.py
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_reasons_of_each_attack(checker, people):
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
 def test_fifty_seeded_runs_per_scenario(checker, people):
-    runs = int(os.environ.get("BIOGATE_LIVENESS_SIM_RUNS", "50"))  # seeds 0 .. runs-1 per scenario
+    runs = int(os.environ.get("BIOGATE_TEST_LIVENESS_SIM_RUNS", "50"))  # seeds 0 .. runs-1 per scenario
     rows, failures = [], []
     for scenario in SCENARIOS:
         correct, failed, challenges = measure(checker, scenario, range(runs), people)

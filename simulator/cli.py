@@ -1,4 +1,8 @@
-"""`biogate sim run`, `biogate sim serve`, `biogate sim list` and `biogate demo` (what `make run` plays)."""
+"""The simulator's commands: `biogate sim run|serve|list` and `biogate demo` (what `make run` plays).
+
+The product's CLI does not import this module: `register(app)` is the `biogate.commands` entry point
+(pyproject.toml) that edge.cli.main calls, so the simulator stays above the product in the layers.
+"""
 from __future__ import annotations
 
 import signal
@@ -8,9 +12,12 @@ from typing import Optional
 
 import typer
 
-from edge.cli.app import app, fail, print_json, sim_app
+from edge.cli.app import fail, print_json
 from edge.config import load_config
 from edge.errors import BiogateError
+
+sim_app = typer.Typer(help="The hardware simulator: fingerprint module, camera, dispenser, scenarios.",
+                      no_args_is_help=True)
 
 ConfigOpt = typer.Option(None, "--config", help="TOML configuration file (default: $BIOGATE_CONFIG)")
 DEMO_SCENARIOS = ("genuine", "impostor", "printed_photo", "lockout")
@@ -82,7 +89,6 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
         rig.close()
 
 
-@app.command("demo")
 def demo(scenarios: list[str] = typer.Argument(None, help=f"scenarios to play (default: {', '.join(DEMO_SCENARIOS)})"),
          camera: str = typer.Option("mjpeg", "--camera", help="camera transport: mjpeg or inprocess"),
          config: Optional[Path] = ConfigOpt) -> None:
@@ -106,3 +112,7 @@ def demo(scenarios: list[str] = typer.Argument(None, help=f"scenarios to play (d
     raise typer.Exit(1 if failed else 0)
 
 
+def register(app: typer.Typer) -> None:
+    """Add `sim ...` and `demo` to the `biogate` application (the `biogate.commands` entry point)."""
+    app.add_typer(sim_app, name="sim")
+    app.command("demo")(demo)

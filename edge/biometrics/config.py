@@ -1,0 +1,89 @@
+"""The biometric sections of the configuration: `[face]` (detection, alignment, embedding, the same-person
+threshold, quality gates: edge.biometrics.face) and `[liveness]` (the active challenge's tolerances and the
+passive PAD threshold: edge.biometrics.liveness). Kept out of the subpackages so that reading the
+configuration never loads a model runtime."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edge.sections import Section
+
+
+class FaceConfig(Section):
+    """edge.biometrics.face: detection, alignment, embedding and the same-person threshold."""
+
+    # Euclidean distance between 128-d embeddings below which two faces are "same".
+    # Chosen on development data (LFW View 2 folds 1-5 in ../shared/data) by `biogate eval face-threshold`:
+    # best accuracy on all development folds (cross-validated accuracy in models/MODEL_CARD.md, ## Face);
+    # never recomputed on the pairs being evaluated.
+    threshold: float = 0.5926
+    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
+    flip_augment: bool = True  # embed each chip and its mirror image, average the two descriptors
+    detector_score: float = Field(0.5, ge=0.0, le=1.0)
+    hog_fallback: bool = Field(True, description="when BlazeFace finds no face, try dlib's HOG detector (slower)")
+    min_face_px: int = Field(48, ge=8, description="smallest accepted face (detector box width, pixels)")
+    max_image_px: int = Field(40_000_000, description="images with more pixels are refused before decoding")
+    min_brightness: float = 40.0
+    max_brightness: float = 215.0
+    # Share of the face's grey-level variance in its finest detail (edge.biometrics.face.quality), chosen on
+    # LFW development faces against blurred copies of them (models/MODEL_CARD.md, ## Face).
+    min_sharpness: float = 0.0012
+    max_yaw_deg: float = 35.0
+    max_roll_deg: float = 30.0
+
+
+class LivenessConfig(Section):
+    """edge.biometrics.liveness: the active challenge's tolerances and the passive PAD threshold.
+
+    Durations are seconds; a camera that declares its frame rate (`fps`) is timed in its own frames, so a
+    simulated camera that is not paced in real time still gets the same number of frames per second.
+    Face measures are in inter-ocular distances (IOD) so they do not depend on how far the customer stands.
+    """
+
+    passive_model: str = Field("pad_passive", description="artefact name of the passive PAD classifier")
+    # Bona fide probability below which the face is taken for an attack. Default: the threshold the training
+    # chose at APCER 5 % on out-of-fold scores of its training subjects (models/pad/weights.json "threshold").
+    passive_threshold: float = Field(0.346067, ge=0.0, le=1.0)
+    passive_frames: int = Field(5, ge=1, le=30, description="frontal frames before the prompt scored by the "
+                                                            "passive detector (their mean score is compared)")
+    challenges: list[Literal["blink", "turn_left", "turn_right", "move_closer"]] = Field(
+        default_factory=lambda: ["blink", "turn_left", "turn_right", "move_closer"], min_length=1)
+    face_wait_s: float = Field(6.0, gt=0, description="how long the check waits for a face before prompting")
+    prompt_delay_min_s: float = Field(0.6, gt=0, description="the prompt comes a random time (between min and "
+                                                             "max) after the face appears: it cannot be timed")
+    prompt_delay_max_s: float = Field(1.2, gt=0)
+    challenge_timeout_s: float = Field(6.0, gt=0, description="the action must be seen within this after the prompt")
+    frame_rate: float = Field(15.0, gt=0, description="frames per second assumed when the camera declares none "
+                                                      "and for check_frames")
+    camera_mirrored: bool = Field(False, description="frames are mirror images (selfie view): swaps left/right")
+    min_face_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of frames, from the first face on, "
+                                                                      "that must show a face")
+    blink_change: float = Field(0.25, gt=0, description="change of both eye regions against the open-eye "
+                                                        "baseline (in eye-region contrast units, minus the change "
+                                                        "of the nose bridge) that counts as eyes shut")
+    blink_min_s: float = Field(0.1, ge=0, description="eyes must stay shut at least this long, then reopen")
+    turn_offset: float = Field(0.05, gt=0, description="yaw signal shift (nose and ears relative to the eyes, "
+                                                       "IOD) from the start pose, held for turn_hold_s")
+    turn_hold_s: float = Field(0.3, ge=0)
+    turn_nonplanar: float = Field(0.075, gt=0, description="the turned face's motion must leave the best plane "
+                                                           "motion by this much (RMS, IOD): a photo cannot")
+    closer_growth: float = Field(1.15, gt=1, description="inter-ocular distance growth for move_closer, held "
+                                                         "for closer_hold_s")
+    closer_hold_s: float = Field(0.2, ge=0)
+    static_max_change: float = Field(0.6, ge=0, description="median grey-level change (0-255) between frames "
+                                                            "below which the sequence is a still image")
+    medium_edge_iod: float = Field(3.0, gt=0, description="a straight edge this long (IOD) that moves with the "
+                                                          "face is the border of a photo or screen")
+    medium_surround_fraction: float = Field(0.5, gt=0, le=1, description="share of the surroundings beside "
+                                                                         "and above the head that moves with "
+                                                                         "the face above which a flat medium "
+                                                                         "carries it")
+
+    @field_validator("prompt_delay_max_s")
+    @classmethod
+    def _delay_range(cls, value: float, info) -> float:
+        if value < info.data.get("prompt_delay_min_s", 0.0):
+            raise ValueError("prompt_delay_max_s must not be below prompt_delay_min_s")
+        return value
