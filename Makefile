@@ -29,6 +29,7 @@ run: models
 	$(BIOGATE) demo
 
 test: models
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: models
