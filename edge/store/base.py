@@ -1,8 +1,9 @@
 """The storage interface: records and an abstract unit of work.
 
 `Store.transaction()` yields a `Transaction`; everything done through it, audit entries included,
-commits together or not at all. The SQLite backend (`edge.store.sqlite`) implements it; a PostgreSQL
-backend would implement the same two classes (BEGIN ... COMMIT, SELECT ... FOR UPDATE on audit_head).
+commits together or not at all. Two backends implement it with one shared schema and one set of queries
+(`edge.store.sql`): SQLite for a terminal (`edge.store.sqlite`) and PostgreSQL for the fleet registry
+(`edge.store.postgres`: BEGIN ... COMMIT, SELECT ... FOR UPDATE on audit_head).
 Biometric payloads cross this interface as plaintext bytes; backends keep them sealed at rest.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from edge.audit.chain import AuditEntry
+from edge.audit.chain import AuditEntry, AuditVerification
 
 
 def utcnow() -> dt.datetime:
@@ -218,6 +219,10 @@ class Transaction(abc.ABC):
 class Store(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    @abc.abstractmethod
+    def verify_audit(self) -> AuditVerification:
+        """Walk the stored audit chain; name the first bad entry."""
 
     @abc.abstractmethod
     def schema_version(self) -> int: ...
