@@ -18,14 +18,18 @@ from edge.audit.chain import GENESIS_HASH, AuditEntry, AuditVerification, make_e
 from edge.audit.verify import AUDIT_HEAD_SQL, AUDIT_ROWS_SQL, verify_rows
 from edge.errors import InputError, StorageError
 from edge.store.base import (
+    CacheEntry,
+    Change,
     Consent,
     Customer,
     DecisionRecord,
     EvidenceMeta,
     LockoutState,
+    OutboxItem,
     Store,
     StoredTemplate,
     TemplateMeta,
+    TerminalRecord,
     Transaction,
     iso,
     utcnow,
@@ -40,15 +44,17 @@ class Dialect:
     real: str                  # a double-precision float column type
     lock_row: str              # appended to a SELECT that must lock the row it reads until COMMIT
     paramstyle: str            # "qmark" (?) or "format" (%s)
+    serial: str                # an auto-incrementing integer primary key
 
     def sql(self, text: str) -> str:
         """A query written with `?` placeholders in this engine's style (no query here has a literal ?)."""
         return text if self.paramstyle == "qmark" else text.replace("%", "%%").replace("?", "%s")
 
 
-SQLITE = Dialect("sqlite", blob="BLOB", real="REAL", lock_row="", paramstyle="qmark")   # BEGIN IMMEDIATE locks
+SQLITE = Dialect("sqlite", blob="BLOB", real="REAL", lock_row="", paramstyle="qmark",   # BEGIN IMMEDIATE locks
+                 serial="INTEGER PRIMARY KEY AUTOINCREMENT")
 POSTGRESQL = Dialect("postgresql", blob="BYTEA", real="DOUBLE PRECISION", lock_row=" FOR UPDATE",
-                     paramstyle="format")
+                     paramstyle="format", serial="BIGSERIAL PRIMARY KEY")
 
 # The audit log is append-only inside the product; anyone editing the database directly is caught by
 # `biogate audit verify`. Trigger syntax is the one part of the schema each engine spells its own way.
@@ -159,10 +165,86 @@ def _schema_v1(d: Dialect) -> list[str]:
     return statements(tables) + _APPEND_ONLY[d.name]
 
 
+def _schema_v2_fleet(d: Dialect) -> list[str]:
+    """The fleet: a terminal's outbox, sync state and cache; the registry's terminals, their audit chains and the
+    change feed (both sides share one schema; each uses its half)."""
+    return statements(f"""
+    ALTER TABLE decisions ADD COLUMN offline INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE outbox (
+        id {d.serial},
+        kind TEXT NOT NULL,
+        item_key TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE TABLE sync_state (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE cache_entries (
+        customer_id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL CHECK (origin IN ('registry', 'local')),
+        fetched_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL
+    );
+    CREATE TABLE terminals (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        transport_key_id TEXT NOT NULL,
+        transport_nonce {d.blob} NOT NULL,
+        transport_ciphertext {d.blob} NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        last_seen_at TEXT,
+        anchor_seq INTEGER NOT NULL DEFAULT 0,
+        anchor_hash TEXT NOT NULL DEFAULT '{GENESIS_HASH}',
+        anchored_at TEXT
+    );
+    CREATE TABLE terminal_audit (
+        terminal_id TEXT NOT NULL REFERENCES terminals(id),
+        seq INTEGER NOT NULL,
+        prev_hash TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        event TEXT NOT NULL,
+        details TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (terminal_id, seq)
+    );
+    CREATE TABLE remote_evidence (
+        id TEXT PRIMARY KEY,
+        terminal_id TEXT NOT NULL,
+        decision_id TEXT NOT NULL,
+        customer_id TEXT,
+        media_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        retain_until TEXT NOT NULL
+    );
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE change_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    );
+    INSERT INTO change_head (id, seq) VALUES (1, 0);
+    CREATE INDEX decisions_by_terminal ON decisions(terminal_id)
+    """)
+
+
 # Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
 # schema_version. Add new ones at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (1, _schema_v1),
+    (2, _schema_v2_fleet),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -393,22 +475,35 @@ class SqlTransaction(Transaction):
         return self._c.execute("DELETE FROM evidence WHERE customer_id = ?", (customer_id,)).rowcount
 
     # -- decisions, lockouts ----------------------------------------------------------------
+    _DECISION_INSERT = ("INSERT INTO decisions (id, session_id, customer_id, card_ref, operation, amount, currency, "
+                        "outcome, factors, reasons, scores, terminal_id, created_at, offline) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+    @staticmethod
+    def _decision_row(d: DecisionRecord) -> tuple:
+        return (d.id, d.session_id, d.customer_id, d.card_ref, d.operation, d.amount, d.currency, d.outcome,
+                d.factors, json.dumps(d.reasons), json.dumps(d.scores), d.terminal_id, d.created_at, int(d.offline))
+
     def add_decision(self, d: DecisionRecord) -> None:
-        self._c.execute("INSERT INTO decisions (id, session_id, customer_id, card_ref, operation, amount, currency, "
-                        "outcome, factors, reasons, scores, terminal_id, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (d.id, d.session_id, d.customer_id, d.card_ref, d.operation, d.amount, d.currency, d.outcome,
-                         d.factors, json.dumps(d.reasons), json.dumps(d.scores), d.terminal_id, d.created_at))
+        self._c.execute(self._DECISION_INSERT, self._decision_row(d))
+
+    def add_decision_once(self, d: DecisionRecord) -> bool:
+        return self._c.execute(self._DECISION_INSERT + " ON CONFLICT (id) DO NOTHING", self._decision_row(d)).rowcount == 1
+
+    def count_decisions(self, terminal_id: str | None = None) -> int:
+        if terminal_id is None:
+            return int(self._c.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+        return int(self._c.execute("SELECT COUNT(*) FROM decisions WHERE terminal_id = ?", (terminal_id,)).fetchone()[0])
 
     def decisions(self, limit: int = 100, card_ref: str | None = None) -> list[DecisionRecord]:
         sql = ("SELECT id, session_id, customer_id, card_ref, operation, amount, currency, outcome, factors, "
-               "reasons, scores, terminal_id, created_at FROM decisions")
+               "reasons, scores, terminal_id, created_at, offline FROM decisions")
         args: tuple = ()
         if card_ref:
             sql, args = sql + " WHERE card_ref = ?", (card_ref,)
         rows = self._c.execute(sql + " ORDER BY created_at DESC LIMIT ?", args + (limit,)).fetchall()
         return [DecisionRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]),
-                               json.loads(r[10]), r[11], r[12]) for r in rows]
+                               json.loads(r[10]), r[11], r[12], bool(r[13])) for r in rows]
 
     def get_lockout(self, card_ref: str) -> LockoutState | None:
         r = self._c.execute("SELECT card_ref, consecutive_failures, total_failures, lockouts, locked_until, "
@@ -434,6 +529,137 @@ class SqlTransaction(Transaction):
         rows = self._c.execute(sql + " ORDER BY updated_at DESC", args).fetchall()
         return [LockoutState(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
 
+    # -- fleet: the terminal's side ----------------------------------------------------------
+    def outbox_put(self, kind: str, key: str, body: dict) -> None:
+        self._c.execute("INSERT INTO outbox (kind, item_key, body, created_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (item_key) DO UPDATE SET body = excluded.body, kind = excluded.kind",
+                        (kind, key, json.dumps(body, sort_keys=True), iso(utcnow())))
+
+    def outbox_items(self, limit: int = 100) -> list[OutboxItem]:
+        rows = self._c.execute("SELECT id, kind, item_key, body, created_at, attempts FROM outbox ORDER BY id LIMIT ?",
+                               (limit,)).fetchall()
+        return [OutboxItem(int(r[0]), r[1], r[2], json.loads(r[3]), r[4], int(r[5])) for r in rows]
+
+    def outbox_done(self, ids: list[int]) -> None:
+        for i in ids:
+            self._c.execute("DELETE FROM outbox WHERE id = ?", (i,))
+
+    def outbox_failed(self, ids: list[int], error: str) -> None:
+        for i in ids:
+            self._c.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error[:200], i))
+
+    def outbox_length(self) -> int:
+        return int(self._c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def sync_get(self, name: str, default: str | None = None) -> str | None:
+        row = self._c.execute("SELECT value FROM sync_state WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else default
+
+    def sync_set(self, name: str, value: str) -> None:
+        self._c.execute("INSERT INTO sync_state (name, value) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def cache_put(self, e: CacheEntry) -> None:
+        self._c.execute("INSERT INTO cache_entries (customer_id, origin, fetched_at, last_used_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (customer_id) DO UPDATE SET origin = excluded.origin, "
+                        "fetched_at = excluded.fetched_at, last_used_at = excluded.last_used_at",
+                        (e.customer_id, e.origin, e.fetched_at, e.last_used_at))
+
+    def cache_entry(self, customer_id: str) -> CacheEntry | None:
+        r = self._c.execute("SELECT customer_id, origin, fetched_at, last_used_at FROM cache_entries "
+                            "WHERE customer_id = ?", (customer_id,)).fetchone()
+        return CacheEntry(*r) if r else None
+
+    def cache_entries(self) -> list[CacheEntry]:
+        rows = self._c.execute("SELECT customer_id, origin, fetched_at, last_used_at FROM cache_entries "
+                               "ORDER BY last_used_at").fetchall()
+        return [CacheEntry(*r) for r in rows]
+
+    def cache_drop(self, customer_id: str) -> None:
+        self._c.execute("DELETE FROM cache_entries WHERE customer_id = ?", (customer_id,))
+
+    def forget_customer(self, customer_id: str) -> None:
+        for table in ("templates", "evidence", "cards", "consents", "cache_entries"):
+            self._c.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
+        self._c.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
+
+    def offline_spend(self, card_ref: str, since: str) -> list[tuple[str, str]]:
+        rows = self._c.execute("SELECT amount, currency FROM decisions WHERE card_ref = ? AND offline = 1 "
+                               "AND outcome = 'allow' AND created_at > ?", (card_ref, since)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- fleet: the registry's side ------------------------------------------------------------
+    _TERMINAL_COLS = "id, status, created_at, revoked_at, last_seen_at, anchor_seq, anchor_hash, anchored_at"
+
+    def add_terminal(self, record: TerminalRecord, token_hash: str, transport_key: bytes) -> None:
+        sealed = self._s.seal(transport_key, aad_for("terminals", record.id, record.id, "transport"))
+        self._c.execute("INSERT INTO terminals (id, token_hash, transport_key_id, transport_nonce, "
+                        "transport_ciphertext, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (record.id, token_hash, sealed.key_id, sealed.nonce, sealed.ciphertext, record.status,
+                         record.created_at))
+
+    def get_terminal(self, terminal_id: str) -> tuple[TerminalRecord, str] | None:
+        r = self._c.execute(f"SELECT {self._TERMINAL_COLS}, token_hash FROM terminals WHERE id = ?",
+                            (terminal_id,)).fetchone()
+        return (TerminalRecord(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7]), r[8]) if r else None
+
+    def terminal_transport_key(self, terminal_id: str) -> bytes:
+        r = self._c.execute("SELECT transport_key_id, transport_nonce, transport_ciphertext FROM terminals "
+                            "WHERE id = ?", (terminal_id,)).fetchone()
+        if r is None:
+            raise InputError("no such terminal", code="input.unknown_terminal")
+        return self._s.open_blob(Sealed(r[0], bytes(r[1]), bytes(r[2])),
+                                 aad_for("terminals", terminal_id, terminal_id, "transport"))
+
+    def list_terminals(self) -> list[TerminalRecord]:
+        rows = self._c.execute(f"SELECT {self._TERMINAL_COLS} FROM terminals ORDER BY id").fetchall()
+        return [TerminalRecord(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows]
+
+    def update_terminal(self, t: TerminalRecord) -> None:
+        self._c.execute("UPDATE terminals SET status = ?, revoked_at = ?, last_seen_at = ?, anchor_seq = ?, "
+                        "anchor_hash = ?, anchored_at = ? WHERE id = ?",
+                        (t.status, t.revoked_at, t.last_seen_at, t.anchor_seq, t.anchor_hash, t.anchored_at, t.id))
+
+    def add_terminal_audit(self, terminal_id: str, entries: list[AuditEntry]) -> int:
+        new = 0
+        for e in entries:
+            new += self._c.execute(
+                "INSERT INTO terminal_audit (terminal_id, seq, prev_hash, timestamp, actor, event, details, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (terminal_id, seq) DO NOTHING",
+                (terminal_id, e.seq, e.prev_hash, e.timestamp, e.actor, e.event, json.dumps(e.details, sort_keys=True),
+                 e.hash)).rowcount
+        return new
+
+    def terminal_audit_entries(self, terminal_id: str, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        rows = self._c.execute("SELECT seq, prev_hash, timestamp, actor, event, details, hash FROM terminal_audit "
+                               "WHERE terminal_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                               (terminal_id, after_seq, limit)).fetchall()
+        return [AuditEntry(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def add_remote_evidence(self, terminal_id: str, m: EvidenceMeta) -> bool:
+        return self._c.execute("INSERT INTO remote_evidence (id, terminal_id, decision_id, customer_id, media_type, "
+                               "created_at, retain_until) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                               (m.id, terminal_id, m.decision_id, m.customer_id, m.media_type, m.created_at,
+                                m.retain_until)).rowcount == 1
+
+    def add_change(self, kind: str, subject: str, body: dict, origin: str) -> Change:
+        # The head row is locked until COMMIT, so sequence numbers are handed out in commit order and a
+        # follower reading "seq > N" never misses a change that commits later with a smaller number.
+        (seq,) = self._c.execute("SELECT seq FROM change_head WHERE id = 1" + self._d.lock_row).fetchone()
+        change = Change(int(seq) + 1, kind, subject, body, origin, iso(utcnow()))
+        self._c.execute("INSERT INTO changes (seq, kind, subject, body, origin, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (change.seq, kind, subject, json.dumps(body, sort_keys=True), origin, change.created_at))
+        self._c.execute("UPDATE change_head SET seq = ? WHERE id = 1", (change.seq,))
+        return change
+
+    def changes(self, after_seq: int, limit: int = 500) -> list[Change]:
+        rows = self._c.execute("SELECT seq, kind, subject, body, origin, created_at FROM changes WHERE seq > ? "
+                               "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
+        return [Change(int(r[0]), r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def last_change_seq(self) -> int:
+        return int(self._c.execute("SELECT seq FROM change_head WHERE id = 1").fetchone()[0])
+
     # -- keys -------------------------------------------------------------------------------
     def reencrypt_all(self) -> dict[str, int]:
         counts = {"templates": 0, "evidence": 0}
@@ -450,11 +676,16 @@ class SqlTransaction(Transaction):
             self._c.execute("UPDATE evidence SET key_id = ?, nonce = ?, ciphertext = ? WHERE id = ?",
                             (sealed.key_id, sealed.nonce, sealed.ciphertext, eid))
             counts["evidence"] += 1
+        for (tid,) in self._c.execute("SELECT id FROM terminals").fetchall():   # the registry's transport keys
+            sealed = self._s.seal(self.terminal_transport_key(tid), aad_for("terminals", tid, tid, "transport"))
+            self._c.execute("UPDATE terminals SET transport_key_id = ?, transport_nonce = ?, transport_ciphertext = ? "
+                            "WHERE id = ?", (sealed.key_id, sealed.nonce, sealed.ciphertext, tid))
+            counts["terminals"] = counts.get("terminals", 0) + 1
         return counts
 
     def key_usage(self) -> dict[str, int]:
         usage: dict[str, int] = {}
-        for table in ("templates", "evidence"):
-            for kid, n in self._c.execute(f"SELECT key_id, COUNT(*) FROM {table} GROUP BY key_id"):
+        for table, column in (("templates", "key_id"), ("evidence", "key_id"), ("terminals", "transport_key_id")):
+            for kid, n in self._c.execute(f"SELECT {column}, COUNT(*) FROM {table} GROUP BY {column}").fetchall():
                 usage[kid] = usage.get(kid, 0) + int(n)
         return usage
