@@ -1,4 +1,5 @@
 """Camera backends: `opencv` (device index, video file, image folder, RTSP/HTTP URL).
 
-The simulated camera lives in `simulator.camera` and registers itself as backend `simulated`.
+The simulated cameras live in `simulator.camera` and register themselves (entry points `camera.simulated`,
+`camera.rig`). May import: drivers.base, drivers.errors, edge.errors.
 """

@@ -3,4 +3,6 @@
 - `protocol`: the wire codec (pure; shared with the simulator).
 - `errors`: typed DeviceError subclasses.
 - `zfm`: the pyserial driver (`ZfmModule`) and the `zfm` scanner backend (`ZfmScanner`).
+
+May import: drivers.base, drivers.errors, edge.errors.
 """

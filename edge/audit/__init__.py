@@ -4,6 +4,8 @@ Each entry commits to the one before it: hash = sha256(canonical JSON of
 (seq, prev_hash, timestamp, actor, event, details)). Entries are written by the store in the same
 transaction as the change they record (`edge.store.Transaction.audit`); `verify_entries` and
 `verify_database` find the first entry that was edited, deleted or moved.
+
+May import: edge.errors only.
 """
 from edge.audit.chain import (
     GENESIS_HASH,

@@ -6,4 +6,7 @@
     lockout      attempt limits, lockout with growing delay, total cap (pure functions on stored state)
 
 No I/O here except reading the calibration file: the daemon (edge.service) loads and saves state.
+
+May import: edge.biometrics (comparisons, in scoring), edge.store (its records), edge.audit, edge.errors,
+edge.sections. Never edge.config, edge.service or above.
 """

@@ -20,13 +20,14 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from edge.biometrics import finger
+from edge.biometrics.face.embedder import face_distance
 from edge.decision.calibration import Calibration
 
 
 # -- face ------------------------------------------------------------------------------------------------
 def face_score(probe: np.ndarray, reference: np.ndarray) -> float:
     """Minus the Euclidean distance between two embeddings."""
-    return -float(np.linalg.norm(np.asarray(probe, np.float64) - np.asarray(reference, np.float64)))
+    return -face_distance(probe, reference)
 
 
 def face_scores(probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from edge.biometrics.face.embedder import face_distance
 from edge.errors import BiogateError, InputError
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -130,8 +131,7 @@ def score_pairs(pairs: list[Pair], pipeline, max_image_px: int, progress: Progre
     paths = sorted({p for pair in pairs for p in (pair.a, pair.b)})
     embeddings, failures = embed_images(paths, pipeline, max_image_px, progress)
     distances = np.array([
-        float(np.linalg.norm(embeddings[p.a].astype(np.float64) - embeddings[p.b].astype(np.float64)))
-        if p.a in embeddings and p.b in embeddings else np.inf for p in pairs])
+        face_distance(embeddings[p.a], embeddings[p.b]) if p.a in embeddings and p.b in embeddings else np.inf for p in pairs])
     for e in embeddings.values():
         e.fill(0)  # templates are not kept beyond the scoring
     return PairScores(pairs, distances, failures)

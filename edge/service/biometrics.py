@@ -22,7 +22,7 @@ from edge.biometrics.finger import FINGER_TEMPLATE_FORMAT, FingerTemplate
 from edge.biometrics.liveness import LivenessChecker, LivenessResult
 from edge.config import Config
 from edge.decision.calibration import Calibration, load_calibration
-from edge.decision.scoring import Scorer
+from edge.decision.scoring import Scorer, face_scores, finger_scores
 from edge.store.base import StoredTemplate
 from xfs4iot_bridge.engine import BiogateEngine
 
@@ -58,10 +58,9 @@ class Gallery:
     def llrs(self, record: bytes) -> np.ndarray:
         """The calibrated LLR of one new record (in this modality's storage format) against every reference."""
         if self.modality == "face":
-            probe = decode_face_template(record)
-            scores = -np.linalg.norm(self._refs - probe, axis=1)
+            scores = face_scores(decode_face_template(record), self._refs)
         else:
-            scores = finger.compare_many(finger.decode_iso(record), self._refs)
+            scores = finger_scores(finger.decode_iso(record), self._refs)
         return self.core.scorer.llrs(self.modality, scores)
 
     def wipe(self) -> None:

@@ -103,52 +103,42 @@ class _Shared:
     def __init__(self, slot: DeviceSlot):
         self._slot = slot
 
+    def _call(self, method: str, *args):
+        with self._slot.use() as device:
+            return getattr(device, method)(*args)
+
     def close(self) -> None:  # the daemon owns the device; borrowers never close it
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
         pass
 
 
 class SharedCamera(_Shared, Camera):
     def read(self, timeout: float = 2.0):
-        with self._slot.use() as cam:
-            return cam.read(timeout)
+        return self._call("read", timeout)
 
     def prompt(self, action: str) -> None:
-        with self._slot.use() as cam:
-            cam.prompt(action)
+        self._call("prompt", action)
 
 
 class SharedScanner(_Shared, FingerprintScanner):
     def finger_present(self) -> bool:
-        with self._slot.use() as scanner:
-            return scanner.finger_present()
+        return self._call("finger_present")
 
     def capture(self, timeout: float = 10.0):
-        with self._slot.use() as scanner:
-            return scanner.capture(timeout)
+        return self._call("capture", timeout)
 
     def prompt(self, instruction: str) -> None:
-        with self._slot.use() as scanner:
-            scanner.prompt(instruction)
+        self._call("prompt", instruction)
 
 
 class SharedDispenser(_Shared, CashDispenser):
     def get_command_nonce(self) -> str:
-        with self._slot.use() as d:
-            return d.get_command_nonce()
+        return self._call("get_command_nonce")
 
     def clear_command_nonce(self) -> None:
-        with self._slot.use() as d:
-            d.clear_command_nonce()
+        self._call("clear_command_nonce")
 
     def dispense(self, token: str, amount: str, currency: str) -> dict:
-        with self._slot.use() as d:
-            return d.dispense(token, amount, currency)
+        return self._call("dispense", token, amount, currency)
 
 
 def shared_devices(devices: TerminalDevices) -> dict:

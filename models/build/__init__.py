@@ -11,4 +11,6 @@ A hash that differs fails the build with a message; `--update-manifest` records 
 
 Modules: pipeline (the steps above), sources (fetching packages), dlib_format + dlib_to_onnx + dlib_resnet (the
 face embedder), blazeface (the face detector), examples (bundled example photos).
+
+May import: models.pad, models.manifest and the product (a tool above it).
 """

@@ -190,8 +190,8 @@ class VirtualCamera(Camera):
                                     details={"source": "simulated", "timeout_s": timeout})
             if wait > 0:
                 time.sleep(wait)
-            elif wait < -1.0:  # nobody read for a while: a real camera does not queue a backlog
-                self._started = time.monotonic() - self._index / self.fps
+            elif wait < -1.0 / self.fps:  # behind by a frame or more: a real camera drops frames, it does not
+                self._started = time.monotonic() - self._index / self.fps   # burst a backlog at the reader
         with self._lock:
             frame, truth = self._presentation.render(self._t, self._rng)
             self.last_info = p.FrameInfo(index=self._index, t=self._t, presentation=self._presentation.name,

@@ -11,6 +11,8 @@ It runs its own event loop thread, so threaded and asyncio callers use it alike.
 `xfs4iot` dispenser backend (drivers/dispenser/xfs4iot.py) talks to `url` (or discovers it from
 `publisher_url`). Wire protocol: `simulator.dispenser.service`; token rules: `simulator.dispenser.device`;
 the ledger is also readable over the wire with the vendor command `BiogateSimulator.GetDispensed`.
+
+May import: as the simulator package (everything of the product).
 """
 from __future__ import annotations
 

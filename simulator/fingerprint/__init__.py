@@ -15,6 +15,8 @@
 - `features`: the emulator's own character files and scores;
 - `flash`: the persisted library, notepad and settings;
 - `profiles`: per-model instruction sets and reply lengths.
+
+May import: as the simulator package (everything of the product).
 """
 from simulator.fingerprint.faults import Fault, RandomFaults, parse_faults
 from simulator.fingerprint.module import VirtualModule, start_module

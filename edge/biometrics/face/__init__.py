@@ -3,6 +3,8 @@
     pipeline = FacePipeline(config.face, config.paths.models_dir)
     a = pipeline.analyze(load_image("a.jpg"))      # BGR in, FaceAnalysis out
     d = pipeline.distance(a.require(), b.require())
+
+May import: as edge.biometrics.
 """
 from edge.biometrics.face.detector import Detection, FaceDetector, HogFaceDetector
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance

@@ -14,6 +14,8 @@ The public API (called by the daemon, the XFS4IoT bridge and the simulator):
     encode_ansi / decode_ansi                      ANSI INCITS 378-2004 records
     wipe(template)                                 zeroise minutiae and cached precomputation
     warm_up()                                      compile/load the matcher kernels (call at start-up)
+
+May import: as edge.biometrics.
 """
 from edge.biometrics.finger.extraction import extract, load_image
 from edge.biometrics.finger.iso import FINGER_TEMPLATE_FORMAT, decode_ansi, decode_iso, encode_ansi, encode_iso

@@ -10,6 +10,8 @@
 Routes only translate: the caller's role and the runtime come in as dependencies (edge.service.deps), the
 work is a call into a service of the runtime, the answer is a view from edge.service.schemas. No store
 transaction or audit write happens in a route function.
+
+May import: as edge.service.
 """
 from edge.service.routes import admin, audit, customers, lockouts, sessions, system
 
