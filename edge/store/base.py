@@ -316,8 +316,17 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def list_terminals(self) -> list[TerminalRecord]: ...
 
+    # Narrow updates, each of one aspect: a write of one never carries a stale copy of another (a last-seen
+    # stamp written from a record read before an ingest must not move the anchor back).
     @abc.abstractmethod
-    def update_terminal(self, record: TerminalRecord) -> None: ...
+    def set_terminal_status(self, terminal_id: str, status: str, revoked_at: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def set_terminal_seen(self, terminal_id: str, at: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_terminal_anchor(self, terminal_id: str, seq: int, digest: str, at: str) -> None:
+        """Move the anchor forward (never back: a smaller seq is ignored)."""
 
     @abc.abstractmethod
     def add_terminal_audit(self, terminal_id: str, entries: list[AuditEntry]) -> int:

@@ -627,10 +627,15 @@ class SqlTransaction(Transaction):
         rows = self._c.execute(f"SELECT {self._TERMINAL_COLS} FROM terminals ORDER BY id").fetchall()
         return [TerminalRecord(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows]
 
-    def update_terminal(self, t: TerminalRecord) -> None:
-        self._c.execute("UPDATE terminals SET status = ?, revoked_at = ?, last_seen_at = ?, anchor_seq = ?, "
-                        "anchor_hash = ?, anchored_at = ? WHERE id = ?",
-                        (t.status, t.revoked_at, t.last_seen_at, t.anchor_seq, t.anchor_hash, t.anchored_at, t.id))
+    def set_terminal_status(self, terminal_id: str, status: str, revoked_at: str | None) -> None:
+        self._c.execute("UPDATE terminals SET status = ?, revoked_at = ? WHERE id = ?", (status, revoked_at, terminal_id))
+
+    def set_terminal_seen(self, terminal_id: str, at: str) -> None:
+        self._c.execute("UPDATE terminals SET last_seen_at = ? WHERE id = ?", (at, terminal_id))
+
+    def set_terminal_anchor(self, terminal_id: str, seq: int, digest: str, at: str) -> None:
+        self._c.execute("UPDATE terminals SET anchor_seq = ?, anchor_hash = ?, anchored_at = ? "
+                        "WHERE id = ? AND anchor_seq <= ?", (seq, digest, at, terminal_id, seq))
 
     def add_terminal_audit(self, terminal_id: str, entries: list[AuditEntry]) -> int:
         new = 0
