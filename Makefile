@@ -7,7 +7,7 @@ BIOGATE := $(VENV)/bin/biogate
 SETUP_STAMP  := $(VENV)/.biogate-setup
 MODELS_STAMP := models/artifacts/.built
 
-.PHONY: setup models run test bench soak soak-env clean
+.PHONY: setup models console-assets browser run test bench soak soak-env clean
 
 setup: $(SETUP_STAMP)
 
@@ -25,10 +25,33 @@ $(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.p
 	$(PY) -m models.build
 	touch $@
 
-run: models
+# The console's browser assets come from npm at set-up, each with its licence, into ignored folders (no CDN, never
+# committed): htmx is served by biogate at /console/static/vendor/; axe-core is for the browser tests only.
+NPM_DIR      := build/npm
+HTMX_VERSION := 2.0.11
+AXE_VERSION  := 4.14.1
+VENDOR_DIR   := edge/service/console/static/vendor
+ASSETS_STAMP := $(VENDOR_DIR)/.vendored-htmx-$(HTMX_VERSION)-axe-$(AXE_VERSION)
+
+console-assets: $(ASSETS_STAMP)
+
+$(ASSETS_STAMP):
+	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm)
+	npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) htmx.org@$(HTMX_VERSION) axe-core@$(AXE_VERSION)
+	rm -rf $(VENDOR_DIR) && mkdir -p $(VENDOR_DIR)
+	cp $(NPM_DIR)/node_modules/htmx.org/dist/htmx.min.js $(VENDOR_DIR)/htmx.min.js
+	cp $(NPM_DIR)/node_modules/htmx.org/LICENSE $(VENDOR_DIR)/htmx.LICENSE.txt
+	touch $@
+
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+run: models console-assets
 	$(BIOGATE) demo
 
-test: models
+test: models console-assets browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
@@ -47,4 +70,4 @@ soak-env:
 	@echo $(SOAK_ENV)
 
 clean:
-	rm -rf $(VENV) models/artifacts .pytest_cache
+	rm -rf $(VENV) models/artifacts .pytest_cache $(NPM_DIR) $(VENDOR_DIR)
