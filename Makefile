@@ -1,13 +1,14 @@
 # biogate: every target sets itself up from nothing and is quick when already set up.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 BIOGATE := $(VENV)/bin/biogate
 SETUP_STAMP  := $(VENV)/.biogate-setup
 MODELS_STAMP := models/artifacts/.built
 
-.PHONY: setup models console-assets browser run test bench soak soak-env clean
+.PHONY: setup setup-postgres models console-assets browser run test bench soak soak-env clean
 
 setup: $(SETUP_STAMP)
 
@@ -18,6 +19,13 @@ $(SETUP_STAMP): pyproject.toml
 	# face_recognition declares the source-only `dlib`; dlib-bin (a dependency above) provides it.
 	$(UV) pip install --quiet --python $(PY) --no-deps face_recognition==1.3.0
 	touch $@
+
+# The PostgreSQL server binaries the fleet tests and `biogate demo --fleet` start throwaway servers from
+# (Debian's postgresql package; the tests start and remove the server themselves).
+setup-postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing the PostgreSQL server (apt)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
 
 models: $(MODELS_STAMP)
 
@@ -51,9 +59,9 @@ browser:
 run: models console-assets
 	$(BIOGATE) demo
 
-test: models console-assets browser
+test: models setup-postgres console-assets browser
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	BIOGATE_TEST_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
 
 bench: models
 	$(BIOGATE) bench face
@@ -63,7 +71,7 @@ bench: models
 # CI test that runs the CLI under this environment (tests/cli/test_environment.py) sees what soak really sets.
 SOAK_ENV := BIOGATE_TEST_SOAK=1
 
-soak: models
+soak: models setup-postgres
 	$(SOAK_ENV) $(PY) -m pytest -q -m slow
 
 soak-env:

@@ -1,7 +1,7 @@
 """What auditors read: decisions, the audit log and its verification, evidence crops (each read audited first)."""
 from __future__ import annotations
 
-from edge.audit import AuditEntry, AuditVerification, verify_database
+from edge.audit import AuditEntry, AuditVerification
 from edge.errors import NotFoundError
 from edge.service.auth import Caller
 from edge.store.base import DecisionRecord, EvidenceMeta, Store
@@ -20,7 +20,7 @@ class AuditRecords:
             return tx.audit_entries(after_seq, limit)
 
     def verify(self) -> AuditVerification:
-        return verify_database(self.store.path)
+        return self.store.verify_audit()
 
     def evidence(self, decision_id: str | None = None, limit: int = 100) -> list[EvidenceMeta]:
         with self.store.transaction() as tx:

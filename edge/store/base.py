@@ -1,8 +1,9 @@
 """The storage interface: records and an abstract unit of work.
 
 `Store.transaction()` yields a `Transaction`; everything done through it, audit entries included,
-commits together or not at all. The SQLite backend (`edge.store.sqlite`) implements it; a PostgreSQL
-backend would implement the same two classes (BEGIN ... COMMIT, SELECT ... FOR UPDATE on audit_head).
+commits together or not at all. Two backends implement it with one shared schema and one set of queries
+(`edge.store.sql`): SQLite for a terminal (`edge.store.sqlite`) and PostgreSQL for the fleet registry
+(`edge.store.postgres`: BEGIN ... COMMIT, SELECT ... FOR UPDATE on audit_head).
 Biometric payloads cross this interface as plaintext bytes; backends keep them sealed at rest.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from edge.audit.chain import AuditEntry
+from edge.audit.chain import AuditEntry, AuditVerification
 
 
 def utcnow() -> dt.datetime:
@@ -102,6 +103,7 @@ class DecisionRecord:
     scores: dict
     terminal_id: str
     created_at: str
+    offline: bool = False              # decided while the terminal could not reach the fleet registry
 
 
 @dataclass
@@ -113,6 +115,54 @@ class LockoutState:
     locked_until: str | None = None
     disabled: bool = False
     updated_at: str = ""
+
+
+@dataclass
+class OutboxItem:
+    """Something the terminal must tell the fleet registry, kept until the registry acknowledges it."""
+
+    id: int
+    kind: str                          # customer | templates | erasure | lockout | decision | evidence
+    key: str                           # idempotency key: the registry ingests each key once
+    body: dict
+    created_at: str
+    attempts: int = 0
+
+
+@dataclass
+class CacheEntry:
+    """A customer whose record and templates this terminal holds (fetched from the registry, or enrolled here)."""
+
+    customer_id: str
+    origin: str                        # registry | local
+    fetched_at: str
+    last_used_at: str
+
+
+@dataclass
+class TerminalRecord:
+    """A terminal registered with the fleet registry (its secrets are not part of the record)."""
+
+    id: str
+    status: str                        # active | revoked
+    created_at: str
+    revoked_at: str | None = None
+    last_seen_at: str | None = None
+    anchor_seq: int = 0                # the terminal's audit chain head the registry holds
+    anchor_hash: str = "0" * 64
+    anchored_at: str | None = None
+
+
+@dataclass
+class Change:
+    """A change made centrally (or by one terminal) that every terminal applies, in `seq` order."""
+
+    seq: int
+    kind: str                          # erasure | lockout | customer_status | card_revoked | customer_updated
+    subject: str                       # the customer id or card reference it concerns
+    body: dict
+    origin: str                        # registry:<actor> or terminal:<id>
+    created_at: str
 
 
 class Transaction(abc.ABC):
@@ -205,6 +255,94 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def lockouts(self, only_active_after: str | None = None) -> list[LockoutState]: ...
 
+    # fleet: the terminal's side (outbox, sync state, cache) ------------------------------------
+    @abc.abstractmethod
+    def outbox_put(self, kind: str, key: str, body: dict) -> None:
+        """Queue an item for the registry (a second put of the same key replaces the body)."""
+
+    @abc.abstractmethod
+    def outbox_items(self, limit: int = 100) -> list[OutboxItem]: ...
+
+    @abc.abstractmethod
+    def outbox_done(self, ids: list[int]) -> None: ...
+
+    @abc.abstractmethod
+    def outbox_failed(self, ids: list[int], error: str) -> None: ...
+
+    @abc.abstractmethod
+    def outbox_length(self) -> int: ...
+
+    @abc.abstractmethod
+    def sync_get(self, name: str, default: str | None = None) -> str | None: ...
+
+    @abc.abstractmethod
+    def sync_set(self, name: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    def cache_put(self, entry: CacheEntry) -> None: ...
+
+    @abc.abstractmethod
+    def cache_entry(self, customer_id: str) -> CacheEntry | None: ...
+
+    @abc.abstractmethod
+    def cache_entries(self) -> list[CacheEntry]: ...
+
+    @abc.abstractmethod
+    def cache_drop(self, customer_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def forget_customer(self, customer_id: str) -> None:
+        """Remove every trace of a customer from this store (a cached copy evicted), without an erasure record."""
+
+    @abc.abstractmethod
+    def offline_spend(self, card_ref: str, since: str) -> list[tuple[str, str]]:
+        """(amount, currency) of the card's allowed offline decisions since `since`."""
+
+    # fleet: the registry's side (terminals, their audit chains, the change feed) ---------------
+    @abc.abstractmethod
+    def add_terminal(self, record: TerminalRecord, token_hash: str, transport_key: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def get_terminal(self, terminal_id: str) -> tuple[TerminalRecord, str] | None:
+        """The terminal and its token hash."""
+
+    @abc.abstractmethod
+    def terminal_transport_key(self, terminal_id: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def list_terminals(self) -> list[TerminalRecord]: ...
+
+    @abc.abstractmethod
+    def update_terminal(self, record: TerminalRecord) -> None: ...
+
+    @abc.abstractmethod
+    def add_terminal_audit(self, terminal_id: str, entries: list[AuditEntry]) -> int:
+        """Store a terminal's audit entries (each (terminal, seq) once); how many were new."""
+
+    @abc.abstractmethod
+    def terminal_audit_entries(self, terminal_id: str, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]: ...
+
+    @abc.abstractmethod
+    def add_decision_once(self, decision: DecisionRecord) -> bool:
+        """Ingest a decision; False when its id was already there (idempotent)."""
+
+    @abc.abstractmethod
+    def add_remote_evidence(self, terminal_id: str, meta: EvidenceMeta) -> bool:
+        """Ingest the metadata of an evidence crop kept on a terminal; False when already there."""
+
+    @abc.abstractmethod
+    def count_decisions(self, terminal_id: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def add_change(self, kind: str, subject: str, body: dict, origin: str) -> Change:
+        """Append to the change feed; sequence numbers are handed out in commit order."""
+
+    @abc.abstractmethod
+    def changes(self, after_seq: int, limit: int = 500) -> list[Change]: ...
+
+    @abc.abstractmethod
+    def last_change_seq(self) -> int: ...
+
     # keys ------------------------------------------------------------------------------------
     @abc.abstractmethod
     def reencrypt_all(self) -> dict[str, int]:
@@ -218,6 +356,10 @@ class Transaction(abc.ABC):
 class Store(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    @abc.abstractmethod
+    def verify_audit(self) -> AuditVerification:
+        """Walk the stored audit chain; name the first bad entry."""
 
     @abc.abstractmethod
     def schema_version(self) -> int: ...

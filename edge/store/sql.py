@@ -1,0 +1,691 @@
+"""The SQL the stores share: one schema, one set of queries, for SQLite (a terminal) and PostgreSQL (the registry).
+
+    class SQLiteStore(SqlStore): ...        # edge.store.sqlite: one file, WAL
+    class PostgresStore(SqlStore): ...      # edge.store.postgres: a connection pool, several processes
+
+A backend supplies a `Dialect` (how its DDL spells a few types, how a row is locked for update, its
+trigger syntax) and connections; `SqlTransaction` holds every query, written once with `?` placeholders
+(turned into `%s` for psycopg). Biometric payloads cross this layer as plaintext and are sealed here
+(AES-GCM, the row's identity as associated data) before any SQL sees them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from edge.audit.chain import GENESIS_HASH, AuditEntry, AuditVerification, make_entry
+from edge.audit.verify import AUDIT_HEAD_SQL, AUDIT_ROWS_SQL, verify_rows
+from edge.errors import InputError, StorageError
+from edge.store.base import (
+    CacheEntry,
+    Change,
+    Consent,
+    Customer,
+    DecisionRecord,
+    EvidenceMeta,
+    LockoutState,
+    OutboxItem,
+    Store,
+    StoredTemplate,
+    TemplateMeta,
+    TerminalRecord,
+    Transaction,
+    iso,
+    utcnow,
+)
+from edge.store.crypto import KeyRing, Sealed, aad_for
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str                  # "sqlite" | "postgresql"
+    blob: str                  # the binary column type
+    real: str                  # a double-precision float column type
+    lock_row: str              # appended to a SELECT that must lock the row it reads until COMMIT
+    paramstyle: str            # "qmark" (?) or "format" (%s)
+    serial: str                # an auto-incrementing integer primary key
+
+    def sql(self, text: str) -> str:
+        """A query written with `?` placeholders in this engine's style (no query here has a literal ?)."""
+        return text if self.paramstyle == "qmark" else text.replace("%", "%%").replace("?", "%s")
+
+
+SQLITE = Dialect("sqlite", blob="BLOB", real="REAL", lock_row="", paramstyle="qmark",   # BEGIN IMMEDIATE locks
+                 serial="INTEGER PRIMARY KEY AUTOINCREMENT")
+POSTGRESQL = Dialect("postgresql", blob="BYTEA", real="DOUBLE PRECISION", lock_row=" FOR UPDATE",
+                     paramstyle="format", serial="BIGSERIAL PRIMARY KEY")
+
+# The audit log is append-only inside the product; anyone editing the database directly is caught by
+# `biogate audit verify`. Trigger syntax is the one part of the schema each engine spells its own way.
+_APPEND_ONLY = {
+    "sqlite": [
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'audit is append-only'; END; $$",
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE OR DELETE ON audit "
+        "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+    ],
+}
+
+
+def _schema_v1(d: Dialect) -> list[str]:
+    tables = f"""
+    CREATE TABLE customers (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'review', 'erased')),
+        review_reason TEXT
+    );
+    CREATE TABLE cards (
+        card_ref TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id)
+    );
+    CREATE INDEX cards_by_customer ON cards(customer_id);
+    CREATE TABLE consents (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        purpose TEXT NOT NULL,
+        modalities TEXT NOT NULL,
+        given_at TEXT NOT NULL,
+        recorded_by TEXT NOT NULL,
+        withdrawn_at TEXT
+    );
+    CREATE TABLE templates (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        modality TEXT NOT NULL CHECK (modality IN ('face', 'finger')),
+        position TEXT NOT NULL,
+        sample_index INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        quality {d.real} NOT NULL,
+        created_at TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce {d.blob} NOT NULL,
+        ciphertext {d.blob} NOT NULL
+    );
+    CREATE INDEX templates_by_customer ON templates(customer_id, modality);
+    CREATE TABLE decisions (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        customer_id TEXT,
+        card_ref TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('allow', 'deny')),
+        factors TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        scores TEXT NOT NULL,
+        terminal_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX decisions_by_card ON decisions(card_ref, created_at);
+    CREATE TABLE evidence (
+        id TEXT PRIMARY KEY,
+        decision_id TEXT NOT NULL,
+        customer_id TEXT,
+        media_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        retain_until TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce {d.blob} NOT NULL,
+        ciphertext {d.blob} NOT NULL
+    );
+    CREATE INDEX evidence_by_retention ON evidence(retain_until);
+    CREATE TABLE lockouts (
+        card_ref TEXT PRIMARY KEY,
+        consecutive_failures INTEGER NOT NULL,
+        total_failures INTEGER NOT NULL,
+        lockouts INTEGER NOT NULL,
+        locked_until TEXT,
+        disabled INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        prev_hash TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        event TEXT NOT NULL,
+        details TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    );
+    INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}');
+    """
+    return statements(tables) + _APPEND_ONLY[d.name]
+
+
+def _schema_v2_fleet(d: Dialect) -> list[str]:
+    """The fleet: a terminal's outbox, sync state and cache; the registry's terminals, their audit chains and the
+    change feed (both sides share one schema; each uses its half)."""
+    return statements(f"""
+    ALTER TABLE decisions ADD COLUMN offline INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE outbox (
+        id {d.serial},
+        kind TEXT NOT NULL,
+        item_key TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE TABLE sync_state (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE cache_entries (
+        customer_id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL CHECK (origin IN ('registry', 'local')),
+        fetched_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL
+    );
+    CREATE TABLE terminals (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        transport_key_id TEXT NOT NULL,
+        transport_nonce {d.blob} NOT NULL,
+        transport_ciphertext {d.blob} NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        last_seen_at TEXT,
+        anchor_seq INTEGER NOT NULL DEFAULT 0,
+        anchor_hash TEXT NOT NULL DEFAULT '{GENESIS_HASH}',
+        anchored_at TEXT
+    );
+    CREATE TABLE terminal_audit (
+        terminal_id TEXT NOT NULL REFERENCES terminals(id),
+        seq INTEGER NOT NULL,
+        prev_hash TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        event TEXT NOT NULL,
+        details TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (terminal_id, seq)
+    );
+    CREATE TABLE remote_evidence (
+        id TEXT PRIMARY KEY,
+        terminal_id TEXT NOT NULL,
+        decision_id TEXT NOT NULL,
+        customer_id TEXT,
+        media_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        retain_until TEXT NOT NULL
+    );
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE change_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    );
+    INSERT INTO change_head (id, seq) VALUES (1, 0);
+    CREATE INDEX decisions_by_terminal ON decisions(terminal_id)
+    """)
+
+
+# Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
+# schema_version. Add new ones at the end; never edit one that has shipped.
+MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
+    (1, _schema_v1),
+    (2, _schema_v2_fleet),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a DDL script without procedural bodies (they are given one by one)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _template_aad(meta: TemplateMeta) -> bytes:
+    return aad_for("templates", meta.id, meta.customer_id,
+                   f"{meta.modality}|{meta.position}|{meta.sample_index}|{meta.format}")
+
+
+def _evidence_aad(meta: EvidenceMeta) -> bytes:
+    return aad_for("evidence", meta.id, meta.decision_id,
+                   f"{meta.customer_id or ''}|{meta.media_type}|{meta.created_at}|{meta.retain_until}")
+
+
+class SqlStore(Store):
+    """What both backends share: the key ring, sealing and opening blobs, the migrations."""
+
+    dialect: Dialect
+
+    def __init__(self, keyring: KeyRing, keyring_loader: Callable[[], KeyRing] | None = None):
+        self.keyring = keyring
+        self._keyring_loader = keyring_loader
+
+    def seal(self, plaintext: bytes, aad: bytes) -> Sealed:
+        return self.keyring.seal(plaintext, aad)
+
+    def open_blob(self, sealed: Sealed, aad: bytes) -> bytes:
+        if not self.keyring.has(sealed.key_id) and self._keyring_loader is not None:
+            self.keyring = self._keyring_loader()  # a `biogate keys rotate` ran while we were up
+        return self.keyring.open(sealed, aad)
+
+    def verify_audit(self) -> AuditVerification:
+        """The audit chain's verdict, read in one transaction (a consistent snapshot of rows and head)."""
+        with self.transaction() as tx:
+            return tx.verify_audit()
+
+    def _apply_migrations(self, execute: Callable[..., Any]) -> None:
+        """Run the migrations newer than the database, inside the caller's transaction."""
+        execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        current = execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise StorageError(f"database schema {current} is newer than this biogate ({SCHEMA_VERSION})",
+                               code="storage.schema_too_new")
+        for version, build in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in build(self.dialect):
+                execute(statement)
+            execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, iso(utcnow())))
+
+
+class _Cursorless:
+    """`execute(sql, args)` on a connection in the backend's parameter style (psycopg and sqlite3 both return a
+    cursor with fetchone / fetchall / rowcount / iteration)."""
+
+    def __init__(self, conn: Any, dialect: Dialect):
+        self._conn, self._d = conn, dialect
+
+    def execute(self, sql: str, args: Sequence = ()) -> Any:
+        if not args:   # no parameters: the text goes as it is (psycopg then reads no placeholders)
+            return self._conn.execute(sql)
+        return self._conn.execute(self._d.sql(sql), tuple(args))
+
+
+class SqlTransaction(Transaction):
+    def __init__(self, store: SqlStore, conn: Any):
+        self._s = store
+        self._d = store.dialect
+        self._c = _Cursorless(conn, store.dialect)
+
+    # -- audit ------------------------------------------------------------------------------
+    def audit(self, actor: str, event: str, details: dict) -> AuditEntry:
+        seq, prev = self._c.execute("SELECT seq, hash FROM audit_head WHERE id = 1" + self._d.lock_row).fetchone()
+        entry = make_entry(int(seq) + 1, str(prev), iso(utcnow()), actor, event, details)
+        self._c.execute("INSERT INTO audit (seq, prev_hash, timestamp, actor, event, details, hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (entry.seq, entry.prev_hash, entry.timestamp, entry.actor, entry.event,
+                         json.dumps(entry.details, sort_keys=True), entry.hash))
+        self._c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (entry.seq, entry.hash))
+        return entry
+
+    def verify_audit(self) -> AuditVerification:
+        return verify_rows(self._c.execute(AUDIT_ROWS_SQL).fetchall(), self._c.execute(AUDIT_HEAD_SQL).fetchone())
+
+    def audit_entries(self, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+        rows = self._c.execute("SELECT seq, prev_hash, timestamp, actor, event, details, hash FROM audit "
+                               "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    # -- customers --------------------------------------------------------------------------
+    def add_customer(self, customer: Customer) -> None:
+        self._c.execute("INSERT INTO customers (id, display_name, created_at, status, review_reason) "
+                        "VALUES (?, ?, ?, ?, ?)", (customer.id, customer.display_name, customer.created_at,
+                                                   customer.status, customer.review_reason))
+        for ref in customer.card_refs:
+            self.add_card(customer.id, ref)
+
+    def _customer(self, row) -> Customer:
+        cards = [r[0] for r in self._c.execute("SELECT card_ref FROM cards WHERE customer_id = ? ORDER BY card_ref",
+                                               (row[0],))]
+        return Customer(row[0], row[1], row[2], row[3], row[4], cards)
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        row = self._c.execute("SELECT id, display_name, created_at, status, review_reason FROM customers "
+                              "WHERE id = ?", (customer_id,)).fetchone()
+        return self._customer(row) if row else None
+
+    def customer_for_card(self, card_ref: str) -> Customer | None:
+        row = self._c.execute("SELECT c.id, c.display_name, c.created_at, c.status, c.review_reason "
+                              "FROM customers c JOIN cards k ON k.customer_id = c.id WHERE k.card_ref = ?",
+                              (card_ref,)).fetchone()
+        return self._customer(row) if row else None
+
+    def list_customers(self, limit: int = 100, offset: int = 0) -> list[Customer]:
+        rows = self._c.execute("SELECT id, display_name, created_at, status, review_reason FROM customers "
+                               "ORDER BY created_at, id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return [self._customer(r) for r in rows]
+
+    def set_customer_status(self, customer_id: str, status: str, reason: str | None = None) -> None:
+        self._c.execute("UPDATE customers SET status = ?, review_reason = ? WHERE id = ?",
+                        (status, reason, customer_id))
+
+    def add_card(self, customer_id: str, card_ref: str) -> None:
+        owner = self._c.execute("SELECT customer_id FROM cards WHERE card_ref = ?", (card_ref,)).fetchone()
+        if owner:
+            raise InputError("card reference already belongs to a customer", code="input.card_in_use")
+        self._c.execute("INSERT INTO cards (card_ref, customer_id) VALUES (?, ?)", (card_ref, customer_id))
+
+    def add_consent(self, consent: Consent) -> None:
+        self._c.execute("INSERT INTO consents (id, customer_id, purpose, modalities, given_at, recorded_by, "
+                        "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (consent.id, consent.customer_id, consent.purpose, json.dumps(consent.modalities),
+                         consent.given_at, consent.recorded_by, consent.withdrawn_at))
+
+    def consents(self, customer_id: str) -> list[Consent]:
+        rows = self._c.execute("SELECT id, customer_id, purpose, modalities, given_at, recorded_by, withdrawn_at "
+                               "FROM consents WHERE customer_id = ? ORDER BY given_at", (customer_id,)).fetchall()
+        return [Consent(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def withdraw_consents(self, customer_id: str, at: str) -> int:
+        return self._c.execute("UPDATE consents SET withdrawn_at = ? WHERE customer_id = ? AND withdrawn_at IS NULL",
+                               (at, customer_id)).rowcount
+
+    def erase_customer(self, customer_id: str) -> dict[str, int]:
+        counts = {"templates": self.delete_templates(customer_id), "evidence": self.delete_evidence_of(customer_id),
+                  "cards": self._c.execute("DELETE FROM cards WHERE customer_id = ?", (customer_id,)).rowcount}
+        self._c.execute("UPDATE customers SET status = 'erased', display_name = '', review_reason = NULL "
+                        "WHERE id = ?", (customer_id,))
+        return counts
+
+    # -- templates --------------------------------------------------------------------------
+    def add_template(self, meta: TemplateMeta, payload: bytes) -> None:
+        sealed = self._s.seal(payload, _template_aad(meta))
+        meta.key_id = sealed.key_id
+        self._c.execute("INSERT INTO templates (id, customer_id, modality, position, sample_index, format, quality, "
+                        "created_at, key_id, nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (meta.id, meta.customer_id, meta.modality, meta.position, meta.sample_index, meta.format,
+                         float(meta.quality), meta.created_at, sealed.key_id, sealed.nonce, sealed.ciphertext))
+
+    _TEMPLATE_COLS = ("id, customer_id, modality, position, sample_index, format, quality, created_at, key_id, "
+                      "nonce, ciphertext")
+
+    def _open_template(self, r) -> StoredTemplate:
+        meta = TemplateMeta(r[0], r[1], r[2], r[3], int(r[4]), r[5], float(r[6]), r[7], r[8])
+        plain = self._s.open_blob(Sealed(r[8], r[9], r[10]), _template_aad(meta))
+        return StoredTemplate(**meta.__dict__, payload=bytearray(plain))
+
+    def templates(self, customer_id: str, modality: str | None = None) -> list[StoredTemplate]:
+        sql = f"SELECT {self._TEMPLATE_COLS} FROM templates WHERE customer_id = ?"
+        args: tuple = (customer_id,)
+        if modality:
+            sql, args = sql + " AND modality = ?", args + (modality,)
+        rows = self._c.execute(sql + " ORDER BY modality, position, sample_index", args).fetchall()
+        return [self._open_template(r) for r in rows]
+
+    def template_metas(self, customer_id: str) -> list[TemplateMeta]:
+        rows = self._c.execute("SELECT id, customer_id, modality, position, sample_index, format, quality, "
+                               "created_at, key_id FROM templates WHERE customer_id = ? "
+                               "ORDER BY modality, position, sample_index", (customer_id,)).fetchall()
+        return [TemplateMeta(r[0], r[1], r[2], r[3], int(r[4]), r[5], float(r[6]), r[7], r[8]) for r in rows]
+
+    def all_templates(self, modality: str, exclude_customer: str | None = None) -> list[StoredTemplate]:
+        cols = ", ".join("t." + c.strip() for c in self._TEMPLATE_COLS.split(","))
+        rows = self._c.execute(f"SELECT {cols} FROM templates t JOIN customers c "
+                               "ON c.id = t.customer_id WHERE t.modality = ? AND c.status != 'erased' "
+                               "AND t.customer_id != ?", (modality, exclude_customer or "")).fetchall()
+        return [self._open_template(r) for r in rows]
+
+    def delete_templates(self, customer_id: str) -> int:
+        return self._c.execute("DELETE FROM templates WHERE customer_id = ?", (customer_id,)).rowcount
+
+    # -- evidence ---------------------------------------------------------------------------
+    def add_evidence(self, meta: EvidenceMeta, payload: bytes) -> None:
+        sealed = self._s.seal(payload, _evidence_aad(meta))
+        meta.key_id = sealed.key_id
+        self._c.execute("INSERT INTO evidence (id, decision_id, customer_id, media_type, created_at, retain_until, "
+                        "key_id, nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (meta.id, meta.decision_id, meta.customer_id, meta.media_type, meta.created_at,
+                         meta.retain_until, sealed.key_id, sealed.nonce, sealed.ciphertext))
+
+    def get_evidence(self, evidence_id: str) -> tuple[EvidenceMeta, bytes] | None:
+        r = self._c.execute("SELECT id, decision_id, customer_id, media_type, created_at, retain_until, key_id, "
+                            "nonce, ciphertext FROM evidence WHERE id = ?", (evidence_id,)).fetchone()
+        if not r:
+            return None
+        meta = EvidenceMeta(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+        return meta, self._s.open_blob(Sealed(r[6], r[7], r[8]), _evidence_aad(meta))
+
+    def list_evidence(self, decision_id: str | None = None, limit: int = 100) -> list[EvidenceMeta]:
+        sql = "SELECT id, decision_id, customer_id, media_type, created_at, retain_until, key_id FROM evidence"
+        args: tuple = ()
+        if decision_id:
+            sql, args = sql + " WHERE decision_id = ?", (decision_id,)
+        rows = self._c.execute(sql + " ORDER BY created_at DESC LIMIT ?", args + (limit,)).fetchall()
+        return [EvidenceMeta(*r) for r in rows]
+
+    def delete_expired_evidence(self, now: str) -> list[str]:
+        ids = [r[0] for r in self._c.execute("SELECT id FROM evidence WHERE retain_until <= ?", (now,))]
+        self._c.execute("DELETE FROM evidence WHERE retain_until <= ?", (now,))
+        return ids
+
+    def delete_evidence_of(self, customer_id: str) -> int:
+        return self._c.execute("DELETE FROM evidence WHERE customer_id = ?", (customer_id,)).rowcount
+
+    # -- decisions, lockouts ----------------------------------------------------------------
+    _DECISION_INSERT = ("INSERT INTO decisions (id, session_id, customer_id, card_ref, operation, amount, currency, "
+                        "outcome, factors, reasons, scores, terminal_id, created_at, offline) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+    @staticmethod
+    def _decision_row(d: DecisionRecord) -> tuple:
+        return (d.id, d.session_id, d.customer_id, d.card_ref, d.operation, d.amount, d.currency, d.outcome,
+                d.factors, json.dumps(d.reasons), json.dumps(d.scores), d.terminal_id, d.created_at, int(d.offline))
+
+    def add_decision(self, d: DecisionRecord) -> None:
+        self._c.execute(self._DECISION_INSERT, self._decision_row(d))
+
+    def add_decision_once(self, d: DecisionRecord) -> bool:
+        return self._c.execute(self._DECISION_INSERT + " ON CONFLICT (id) DO NOTHING", self._decision_row(d)).rowcount == 1
+
+    def count_decisions(self, terminal_id: str | None = None) -> int:
+        if terminal_id is None:
+            return int(self._c.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+        return int(self._c.execute("SELECT COUNT(*) FROM decisions WHERE terminal_id = ?", (terminal_id,)).fetchone()[0])
+
+    def decisions(self, limit: int = 100, card_ref: str | None = None) -> list[DecisionRecord]:
+        sql = ("SELECT id, session_id, customer_id, card_ref, operation, amount, currency, outcome, factors, "
+               "reasons, scores, terminal_id, created_at, offline FROM decisions")
+        args: tuple = ()
+        if card_ref:
+            sql, args = sql + " WHERE card_ref = ?", (card_ref,)
+        rows = self._c.execute(sql + " ORDER BY created_at DESC LIMIT ?", args + (limit,)).fetchall()
+        return [DecisionRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]),
+                               json.loads(r[10]), r[11], r[12], bool(r[13])) for r in rows]
+
+    def get_lockout(self, card_ref: str) -> LockoutState | None:
+        r = self._c.execute("SELECT card_ref, consecutive_failures, total_failures, lockouts, locked_until, "
+                            "disabled, updated_at FROM lockouts WHERE card_ref = ?", (card_ref,)).fetchone()
+        return LockoutState(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) if r else None
+
+    def put_lockout(self, s: LockoutState) -> None:
+        self._c.execute("INSERT INTO lockouts (card_ref, consecutive_failures, total_failures, lockouts, "
+                        "locked_until, disabled, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT(card_ref) DO UPDATE SET consecutive_failures = excluded.consecutive_failures, "
+                        "total_failures = excluded.total_failures, lockouts = excluded.lockouts, "
+                        "locked_until = excluded.locked_until, disabled = excluded.disabled, "
+                        "updated_at = excluded.updated_at",
+                        (s.card_ref, s.consecutive_failures, s.total_failures, s.lockouts, s.locked_until,
+                         int(s.disabled), s.updated_at or iso(utcnow())))
+
+    def lockouts(self, only_active_after: str | None = None) -> list[LockoutState]:
+        sql = ("SELECT card_ref, consecutive_failures, total_failures, lockouts, locked_until, disabled, updated_at "
+               "FROM lockouts")
+        args: tuple = ()
+        if only_active_after:
+            sql, args = sql + " WHERE disabled = 1 OR locked_until > ?", (only_active_after,)
+        rows = self._c.execute(sql + " ORDER BY updated_at DESC", args).fetchall()
+        return [LockoutState(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+
+    # -- fleet: the terminal's side ----------------------------------------------------------
+    def outbox_put(self, kind: str, key: str, body: dict) -> None:
+        self._c.execute("INSERT INTO outbox (kind, item_key, body, created_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (item_key) DO UPDATE SET body = excluded.body, kind = excluded.kind",
+                        (kind, key, json.dumps(body, sort_keys=True), iso(utcnow())))
+
+    def outbox_items(self, limit: int = 100) -> list[OutboxItem]:
+        rows = self._c.execute("SELECT id, kind, item_key, body, created_at, attempts FROM outbox ORDER BY id LIMIT ?",
+                               (limit,)).fetchall()
+        return [OutboxItem(int(r[0]), r[1], r[2], json.loads(r[3]), r[4], int(r[5])) for r in rows]
+
+    def outbox_done(self, ids: list[int]) -> None:
+        for i in ids:
+            self._c.execute("DELETE FROM outbox WHERE id = ?", (i,))
+
+    def outbox_failed(self, ids: list[int], error: str) -> None:
+        for i in ids:
+            self._c.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error[:200], i))
+
+    def outbox_length(self) -> int:
+        return int(self._c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def sync_get(self, name: str, default: str | None = None) -> str | None:
+        row = self._c.execute("SELECT value FROM sync_state WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else default
+
+    def sync_set(self, name: str, value: str) -> None:
+        self._c.execute("INSERT INTO sync_state (name, value) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def cache_put(self, e: CacheEntry) -> None:
+        self._c.execute("INSERT INTO cache_entries (customer_id, origin, fetched_at, last_used_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (customer_id) DO UPDATE SET origin = excluded.origin, "
+                        "fetched_at = excluded.fetched_at, last_used_at = excluded.last_used_at",
+                        (e.customer_id, e.origin, e.fetched_at, e.last_used_at))
+
+    def cache_entry(self, customer_id: str) -> CacheEntry | None:
+        r = self._c.execute("SELECT customer_id, origin, fetched_at, last_used_at FROM cache_entries "
+                            "WHERE customer_id = ?", (customer_id,)).fetchone()
+        return CacheEntry(*r) if r else None
+
+    def cache_entries(self) -> list[CacheEntry]:
+        rows = self._c.execute("SELECT customer_id, origin, fetched_at, last_used_at FROM cache_entries "
+                               "ORDER BY last_used_at").fetchall()
+        return [CacheEntry(*r) for r in rows]
+
+    def cache_drop(self, customer_id: str) -> None:
+        self._c.execute("DELETE FROM cache_entries WHERE customer_id = ?", (customer_id,))
+
+    def forget_customer(self, customer_id: str) -> None:
+        for table in ("templates", "evidence", "cards", "consents", "cache_entries"):
+            self._c.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
+        self._c.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
+
+    def offline_spend(self, card_ref: str, since: str) -> list[tuple[str, str]]:
+        rows = self._c.execute("SELECT amount, currency FROM decisions WHERE card_ref = ? AND offline = 1 "
+                               "AND outcome = 'allow' AND created_at > ?", (card_ref, since)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- fleet: the registry's side ------------------------------------------------------------
+    _TERMINAL_COLS = "id, status, created_at, revoked_at, last_seen_at, anchor_seq, anchor_hash, anchored_at"
+
+    def add_terminal(self, record: TerminalRecord, token_hash: str, transport_key: bytes) -> None:
+        sealed = self._s.seal(transport_key, aad_for("terminals", record.id, record.id, "transport"))
+        self._c.execute("INSERT INTO terminals (id, token_hash, transport_key_id, transport_nonce, "
+                        "transport_ciphertext, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (record.id, token_hash, sealed.key_id, sealed.nonce, sealed.ciphertext, record.status,
+                         record.created_at))
+
+    def get_terminal(self, terminal_id: str) -> tuple[TerminalRecord, str] | None:
+        r = self._c.execute(f"SELECT {self._TERMINAL_COLS}, token_hash FROM terminals WHERE id = ?",
+                            (terminal_id,)).fetchone()
+        return (TerminalRecord(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7]), r[8]) if r else None
+
+    def terminal_transport_key(self, terminal_id: str) -> bytes:
+        r = self._c.execute("SELECT transport_key_id, transport_nonce, transport_ciphertext FROM terminals "
+                            "WHERE id = ?", (terminal_id,)).fetchone()
+        if r is None:
+            raise InputError("no such terminal", code="input.unknown_terminal")
+        return self._s.open_blob(Sealed(r[0], bytes(r[1]), bytes(r[2])),
+                                 aad_for("terminals", terminal_id, terminal_id, "transport"))
+
+    def list_terminals(self) -> list[TerminalRecord]:
+        rows = self._c.execute(f"SELECT {self._TERMINAL_COLS} FROM terminals ORDER BY id").fetchall()
+        return [TerminalRecord(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows]
+
+    def update_terminal(self, t: TerminalRecord) -> None:
+        self._c.execute("UPDATE terminals SET status = ?, revoked_at = ?, last_seen_at = ?, anchor_seq = ?, "
+                        "anchor_hash = ?, anchored_at = ? WHERE id = ?",
+                        (t.status, t.revoked_at, t.last_seen_at, t.anchor_seq, t.anchor_hash, t.anchored_at, t.id))
+
+    def add_terminal_audit(self, terminal_id: str, entries: list[AuditEntry]) -> int:
+        new = 0
+        for e in entries:
+            new += self._c.execute(
+                "INSERT INTO terminal_audit (terminal_id, seq, prev_hash, timestamp, actor, event, details, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (terminal_id, seq) DO NOTHING",
+                (terminal_id, e.seq, e.prev_hash, e.timestamp, e.actor, e.event, json.dumps(e.details, sort_keys=True),
+                 e.hash)).rowcount
+        return new
+
+    def terminal_audit_entries(self, terminal_id: str, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        rows = self._c.execute("SELECT seq, prev_hash, timestamp, actor, event, details, hash FROM terminal_audit "
+                               "WHERE terminal_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                               (terminal_id, after_seq, limit)).fetchall()
+        return [AuditEntry(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def add_remote_evidence(self, terminal_id: str, m: EvidenceMeta) -> bool:
+        return self._c.execute("INSERT INTO remote_evidence (id, terminal_id, decision_id, customer_id, media_type, "
+                               "created_at, retain_until) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                               (m.id, terminal_id, m.decision_id, m.customer_id, m.media_type, m.created_at,
+                                m.retain_until)).rowcount == 1
+
+    def add_change(self, kind: str, subject: str, body: dict, origin: str) -> Change:
+        # The head row is locked until COMMIT, so sequence numbers are handed out in commit order and a
+        # follower reading "seq > N" never misses a change that commits later with a smaller number.
+        (seq,) = self._c.execute("SELECT seq FROM change_head WHERE id = 1" + self._d.lock_row).fetchone()
+        change = Change(int(seq) + 1, kind, subject, body, origin, iso(utcnow()))
+        self._c.execute("INSERT INTO changes (seq, kind, subject, body, origin, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (change.seq, kind, subject, json.dumps(body, sort_keys=True), origin, change.created_at))
+        self._c.execute("UPDATE change_head SET seq = ? WHERE id = 1", (change.seq,))
+        return change
+
+    def changes(self, after_seq: int, limit: int = 500) -> list[Change]:
+        rows = self._c.execute("SELECT seq, kind, subject, body, origin, created_at FROM changes WHERE seq > ? "
+                               "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
+        return [Change(int(r[0]), r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def last_change_seq(self) -> int:
+        return int(self._c.execute("SELECT seq FROM change_head WHERE id = 1").fetchone()[0])
+
+    # -- keys -------------------------------------------------------------------------------
+    def reencrypt_all(self) -> dict[str, int]:
+        counts = {"templates": 0, "evidence": 0}
+        for r in self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates").fetchall():
+            t = self._open_template(r)
+            sealed = self._s.seal(bytes(t.payload), _template_aad(t))
+            t.zeroise()
+            self._c.execute("UPDATE templates SET key_id = ?, nonce = ?, ciphertext = ? WHERE id = ?",
+                            (sealed.key_id, sealed.nonce, sealed.ciphertext, t.id))
+            counts["templates"] += 1
+        for (eid,) in self._c.execute("SELECT id FROM evidence").fetchall():
+            meta, plain = self.get_evidence(eid)  # type: ignore[misc]
+            sealed = self._s.seal(plain, _evidence_aad(meta))
+            self._c.execute("UPDATE evidence SET key_id = ?, nonce = ?, ciphertext = ? WHERE id = ?",
+                            (sealed.key_id, sealed.nonce, sealed.ciphertext, eid))
+            counts["evidence"] += 1
+        for (tid,) in self._c.execute("SELECT id FROM terminals").fetchall():   # the registry's transport keys
+            sealed = self._s.seal(self.terminal_transport_key(tid), aad_for("terminals", tid, tid, "transport"))
+            self._c.execute("UPDATE terminals SET transport_key_id = ?, transport_nonce = ?, transport_ciphertext = ? "
+                            "WHERE id = ?", (sealed.key_id, sealed.nonce, sealed.ciphertext, tid))
+            counts["terminals"] = counts.get("terminals", 0) + 1
+        return counts
+
+    def key_usage(self) -> dict[str, int]:
+        usage: dict[str, int] = {}
+        for table, column in (("templates", "key_id"), ("evidence", "key_id"), ("terminals", "transport_key_id")):
+            for kid, n in self._c.execute(f"SELECT {column}, COUNT(*) FROM {table} GROUP BY {column}").fetchall():
+                usage[kid] = usage.get(kid, 0) + int(n)
+        return usage
