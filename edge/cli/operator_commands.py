@@ -18,6 +18,7 @@ import typer
 from edge.cli.app import app, fail, print_json
 from edge.config import load_config
 from edge.errors import BiogateError
+from edge.service.operators import public
 
 operators_app = typer.Typer(help="Console operator accounts (tellers, auditors, administrators).",
                             no_args_is_help=True)
@@ -31,12 +32,12 @@ CLI_ACTOR = "admin:cli"
 
 @contextmanager
 def _accounts(config: Optional[Path]):
-    from edge.service.operators import OperatorAccounts, OperatorFile, operators_path
+    from edge.service.operators import OperatorAccounts
     from edge.store import load_secrets, open_store
 
     cfg = load_config(config)
     with open_store(cfg, load_secrets(cfg)) as store:
-        yield OperatorAccounts(OperatorFile(operators_path(cfg.paths.state_dir)), store, cfg.console)
+        yield OperatorAccounts(store, cfg.console)
 
 
 def _password(from_stdin: bool) -> str:
@@ -54,7 +55,7 @@ def add(name: str, role: str = typer.Option(..., "--role", help="teller | audito
             operator = accounts.add(name, role, _password(password_stdin), actor=CLI_ACTOR)
     except BiogateError as exc:
         fail(exc, as_json)
-    print_json(operator.public()) if as_json else typer.echo(f"operator {operator.name} ({operator.role}) added")
+    print_json(public(operator)) if as_json else typer.echo(f"operator {operator.name} ({operator.role}) added")
 
 
 @operators_app.command("list")
@@ -66,7 +67,7 @@ def list_(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
     except BiogateError as exc:
         fail(exc, as_json)
     if as_json:
-        print_json({"operators": [o.public() for o in operators]})
+        print_json({"operators": [public(o) for o in operators]})
         return
     for o in operators:
         locked = " locked" if o.locked_until else ""
@@ -79,7 +80,7 @@ def _set_status(name: str, status: str, config: Optional[Path], as_json: bool) -
             operator = accounts.set_status(name, status, actor=CLI_ACTOR)
     except BiogateError as exc:
         fail(exc, as_json)
-    print_json(operator.public()) if as_json else typer.echo(f"operator {name} {status}")
+    print_json(public(operator)) if as_json else typer.echo(f"operator {name} {status}")
 
 
 @operators_app.command("disable")
@@ -103,4 +104,4 @@ def reset(name: str, password_stdin: bool = StdinOpt, config: Optional[Path] = C
             operator = accounts.reset_password(name, _password(password_stdin), actor=CLI_ACTOR)
     except BiogateError as exc:
         fail(exc, as_json)
-    print_json(operator.public()) if as_json else typer.echo(f"operator {name}: password reset")
+    print_json(public(operator)) if as_json else typer.echo(f"operator {name}: password reset")

@@ -104,7 +104,7 @@ def browser():
 
 
 def start_site(tmp_path: Path, overrides: dict | None = None) -> tuple[object, ConsoleSite]:
-    from edge.service.operators import OperatorAccounts, OperatorFile, operators_path
+    from edge.service.operators import OperatorAccounts
     from simulator.terminal import SimulatedTerminal
 
     cfg = make_config(tmp_path, overrides)
@@ -112,8 +112,7 @@ def start_site(tmp_path: Path, overrides: dict | None = None) -> tuple[object, C
                                  fingerprint_source="none")
     terminal.__enter__()
     try:
-        accounts = OperatorAccounts(OperatorFile(operators_path(cfg.paths.state_dir)),
-                                    terminal.daemon.runtime.store, cfg.console)
+        accounts = OperatorAccounts(terminal.daemon.runtime.store, cfg.console)
         for name, role in OPERATORS.items():
             accounts.add(name, role, PASSWORD, actor="admin:test")
     except BaseException:

@@ -22,7 +22,7 @@ from edge.service.auth import Caller
 from edge.service.console.jobs import Jobs
 from edge.service.console.preview import CameraPreview
 from edge.service.console.sessions import ConsoleSession, ConsoleSessions
-from edge.service.operators import OperatorAccounts, OperatorFile, operators_path
+from edge.service.operators import OperatorAccounts
 from edge.store.base import Customer, DecisionRecord
 
 DECISIONS_SCANNED = 1000       # the newest decisions the filters look through
@@ -56,8 +56,7 @@ class ConsoleDesk:
         self.verification = runtime.verification
         self.lockouts = runtime.lockouts
         self.records = runtime.records
-        self.operators = OperatorAccounts(OperatorFile(operators_path(self.cfg.paths.state_dir)), runtime.store,
-                                          self.cfg.console)
+        self.operators = OperatorAccounts(runtime.store, self.cfg.console)
         self.sessions = ConsoleSessions(self.cfg.console.idle_timeout_s)
         self.preview = CameraPreview(runtime.devices, runtime.core)
         self.jobs = Jobs()
