@@ -9,6 +9,7 @@ conservative unseen-tail impostor (the same function the daemon decides with). N
 from __future__ import annotations
 
 import io
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from edge.config import Config
 from edge.decision.calibration import Calibration, load_calibration
 
+_PLOTTING = threading.Lock()   # matplotlib is not thread-safe; the server renders charts from a thread pool
 CHARTS = {"face": ("face",), "finger": ("finger",), "face_finger": ("face", "finger")}
 
 
@@ -53,7 +55,8 @@ def chart_png(cfg: Config, name: str) -> bytes:
     if name not in CHARTS:
         from edge.errors import NotFoundError
         raise NotFoundError("no such chart", code="input.not_found")
-    return _chart_png(str(cfg.policy.calibration_file), cfg.policy.target_fmr, name)
+    with _PLOTTING:
+        return _chart_png(str(cfg.policy.calibration_file), cfg.policy.target_fmr, name)
 
 
 @lru_cache(maxsize=16)

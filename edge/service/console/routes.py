@@ -70,10 +70,10 @@ def language(request: Request) -> str:
     return lang if lang in LANGUAGES else request.app.state.console.cfg.console.default_language
 
 
-def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
     session: ConsoleSession | None = getattr(request.state, "console_session", None)
     t = Translator(language(request))
-    response = templates.TemplateResponse(request, name, {
+    response = templates.TemplateResponse(request, template, {
         "t": t, "lang": t.lang, "languages": LANGUAGES, "session": session, "language_names": LANGUAGE_NAMES,
         "csrf": session.csrf if session else "", "csrf_field": CSRF_FIELD,
         "terminal_id": request.app.state.console.terminal_id, **context}, status_code=status)
