@@ -1,7 +1,8 @@
 """The one typed configuration: built-in defaults, then a TOML file, then environment overrides.
 
 Each section is declared beside the code that reads it (`edge.biometrics.config.FaceConfig`,
-`edge.decision.config.PolicyConfig`, `edge.store.config`, `xfs4iot_bridge.config.BridgeConfig`, ...) and
+`edge.decision.config.PolicyConfig`, `edge.store.config`, `xfs4iot_bridge.config.BridgeConfig`,
+`edge.fleet.config`) and
 re-exported here; this module assembles them into `Config`. The sections of the service itself (paths,
 devices, service) live here.
 
@@ -28,6 +29,7 @@ from pydantic import Field, ValidationError
 from edge.biometrics.config import FaceConfig, LivenessConfig
 from edge.decision.config import OperationPolicy, PolicyConfig
 from edge.errors import ConfigError
+from edge.fleet.config import FleetConfig, RegistryConfig
 from edge.models import DEFAULT_MODELS_DIR
 from edge.sections import Section
 from edge.store.config import KeysConfig, StorageConfig
@@ -105,6 +107,8 @@ class Config(Section):
     policy: PolicyConfig = PolicyConfig()
     liveness: LivenessConfig = LivenessConfig()
     bridge: BridgeConfig = BridgeConfig()
+    fleet: FleetConfig = FleetConfig()
+    registry: RegistryConfig = RegistryConfig()
 
 
 def _deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
@@ -161,5 +165,5 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 __all__ = [
     "Config", "load_config", "REPO_ROOT", "ENV_PREFIX", "TEST_ENV_PREFIX", "Section", "PathsConfig", "DeviceSpec",
     "DevicesConfig", "ServiceConfig", "FaceConfig", "LivenessConfig", "OperationPolicy", "PolicyConfig",
-    "StorageConfig", "KeysConfig", "BridgeConfig",
+    "StorageConfig", "KeysConfig", "BridgeConfig", "FleetConfig", "RegistryConfig",
 ]

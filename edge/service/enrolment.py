@@ -30,15 +30,20 @@ from edge.service.biometrics import TEMPLATE_FORMATS, BiometricCore
 from edge.service.devices import TerminalDevices
 from edge.service.exchange import TemplateRecord, make_bundle, open_bundle, record_from_dict, sign_bundle
 from edge.service.metrics import ServiceMetrics
-from edge.store.base import Consent, Customer, Store, TemplateMeta, iso, new_id, utcnow
+from edge.fleet.link import FleetLink
+from edge.fleet.outbox import NO_OUTBOX, Outbox
+from edge.store.base import CacheEntry, Consent, Customer, Store, TemplateMeta, iso, new_id, utcnow
 
 log = logging.getLogger("biogate.enrolment")
 
 
 class EnrolmentService:
     def __init__(self, cfg: Config, store: Store, core: BiometricCore, devices: TerminalDevices,
-                 metrics: ServiceMetrics, signing_key: bytes):
+                 metrics: ServiceMetrics, signing_key: bytes, *, outbox: Outbox = NO_OUTBOX,
+                 fleet: FleetLink | None = None):
         self.cfg = cfg
+        self.outbox = outbox
+        self.fleet = fleet
         self.store = store
         self.core = core
         self.devices = devices
@@ -58,7 +63,20 @@ class EnrolmentService:
             tx.audit(caller.actor, "consent.recorded", {"customer_id": customer.id, "consent_id": consent.id,
                                                          "purpose": purpose, "modalities": consent.modalities,
                                                          "signed_by_customer": True})
+            self._enrolled_here(tx, customer, [consent])
+        self._wake_fleet()
         return customer
+
+    def _enrolled_here(self, tx, customer: Customer, consents: list) -> None:
+        """In a fleet: the registry learns of the customer (outbox), and this terminal holds the original."""
+        if self.outbox.enabled:
+            self.outbox.customer(tx, customer, consents)
+            now = customer.created_at
+            tx.cache_put(CacheEntry(customer.id, "local", now, now))
+
+    def _wake_fleet(self) -> None:
+        if self.fleet is not None:
+            self.fleet.wake()
 
     def customer(self, customer_id: str) -> tuple[Customer, list, list]:
         with self.store.transaction() as tx:
@@ -218,6 +236,7 @@ class EnrolmentService:
             self.core.check_record(r.modality, r.data)
         duplicates = self._duplicates(customer_id, records)
         now = iso(utcnow())
+        added_ids: list[str] = []
         with self.store.transaction() as tx:
             existing = tx.template_metas(customer_id)
             next_index = {}
@@ -228,17 +247,23 @@ class EnrolmentService:
                 key = (r.modality, r.position)
                 index = next_index.get(key, 0)
                 next_index[key] = index + 1
-                tx.add_template(TemplateMeta(new_id("tpl"), customer_id, r.modality, r.position, index, r.format,
-                                             float(r.quality), now), r.data)
+                meta = TemplateMeta(new_id("tpl"), customer_id, r.modality, r.position, index, r.format,
+                                    float(r.quality), now)
+                tx.add_template(meta, r.data)
+                added_ids.append(meta.id)
+            self.outbox.templates(tx, customer_id, added_ids)
             tx.audit(caller.actor, "enrolment.templates_added", {
                 "customer_id": customer_id, "source": source, "count": len(records),
                 "by_modality": {m: sum(1 for r in records if r.modality == m) for m in ("face", "finger")}})
             if duplicates:
                 ids = sorted(duplicates)
-                tx.set_customer_status(customer_id, "review", f"possible duplicate of {', '.join(ids[:5])}")
+                reason = f"possible duplicate of {', '.join(ids[:5])}"
+                tx.set_customer_status(customer_id, "review", reason)
+                self.outbox.customer_status(tx, customer_id, "review", reason)
                 tx.audit("system:enrolment", "enrolment.duplicate_suspected", {
                     "customer_id": customer_id, "other_customers": ids[:20],
                     "best_llr": round(max(duplicates.values()), 2)})
+        self._wake_fleet()
         return sorted(duplicates)
 
     # -- review -------------------------------------------------------------------------------------
@@ -249,12 +274,15 @@ class EnrolmentService:
         with self.store.transaction() as tx:
             if approve:
                 tx.set_customer_status(customer_id, "active", None)
+                self.outbox.customer_status(tx, customer_id, "active", None)
             else:
+                self.outbox.erasure(tx, customer_id, "review_rejected", customer.card_refs)
                 counts = tx.erase_customer(customer_id)
                 tx.audit(caller.actor, "customer.erased", {"customer_id": customer_id, "reason": "review_rejected",
                                                            **{f"{k}_removed": v for k, v in counts.items()}})
             tx.audit(caller.actor, "enrolment.review_resolved", {"customer_id": customer_id,
                                                                  "approved": approve, "note": note[:200]})
+        self._wake_fleet()
 
     # -- exchange -----------------------------------------------------------------------------------
     def export(self, customer_id: str, caller: Caller) -> dict:
@@ -288,9 +316,11 @@ class EnrolmentService:
             raise ConflictError("this customer was already erased", code="input.customer_erased")
         with self.store.transaction() as tx:
             tx.withdraw_consents(customer_id, iso(utcnow()))
+            self.outbox.erasure(tx, customer_id, reason, customer.card_refs)
             counts = tx.erase_customer(customer_id)
             tx.audit(caller.actor, "customer.erased", {"customer_id": customer_id, "reason": reason,
                                                        **{f"{k}_removed": v for k, v in counts.items()}})
+        self._wake_fleet()
         return counts
 
 

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 from edge.decision import lockout as rules
 from edge.errors import NotFoundError, PolicyError
+from edge.fleet.link import FleetLink
+from edge.fleet.outbox import NO_OUTBOX, Outbox
 from edge.service.auth import Caller
 from edge.store.base import LockoutState, Store, iso, utcnow
 
 
 class LockoutDesk:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, outbox: Outbox = NO_OUTBOX, fleet: FleetLink | None = None):
         self.store = store
+        self.outbox = outbox
+        self.fleet = fleet
 
     def list(self, active_only: bool = True) -> list[LockoutState]:
         with self.store.transaction() as tx:
@@ -26,5 +30,8 @@ class LockoutDesk:
                 raise NotFoundError("no lockout record for this card", code="input.unknown_card")
             new = rules.reset(state, card_ref, utcnow())
             tx.put_lockout(new)
+            self.outbox.lockout(tx, new)
             tx.audit(caller.actor, "lockout.reset", {"card_ref": card_ref, "identity_checked": True})
+        if self.fleet is not None:
+            self.fleet.wake()
         return new

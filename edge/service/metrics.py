@@ -4,6 +4,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from edge.store.base import parse_iso
+
 __all__ = ["ServiceMetrics", "CONTENT_TYPE_LATEST"]
 
 
@@ -29,6 +31,20 @@ class ServiceMetrics:
         self.sessions_open = Gauge("biogate_sessions_open", "Verification sessions currently open", registry=r)
         self.evidence_purged = Counter("biogate_evidence_purged", "Evidence items removed by retention",
                                        registry=r)
+
+    def watch_fleet(self, status) -> None:
+        """Series of the terminal's link to the fleet registry, read from `status()` at every scrape."""
+        online = Gauge("biogate_registry_online", "1 while the fleet registry answers", registry=self.registry)
+        outbox = Gauge("biogate_outbox_length", "Items waiting in the outbox for the registry", registry=self.registry)
+        synced = Gauge("biogate_last_sync_timestamp_seconds", "Unix time of the last successful exchange with the "
+                       "registry", registry=self.registry)
+        online.set_function(lambda: 1.0 if status()["registry"] == "online" else 0.0)
+        outbox.set_function(lambda: float(status()["outbox_length"]))
+
+        def last_sync() -> float:
+            at = status()["last_sync_at"]
+            return parse_iso(at).timestamp() if at else 0.0
+        synced.set_function(last_sync)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,6 +19,8 @@ from typing import Protocol
 from edge.config import Config
 from edge.decision.calibration import Calibration
 from edge.errors import BiogateError
+from edge.fleet.link import FleetLink, load_credentials
+from edge.fleet.outbox import NO_OUTBOX, Outbox
 from edge.models import model_path
 from edge.service.auth import KeyChecker
 from edge.service.biometrics import BiometricCore
@@ -29,7 +31,7 @@ from edge.service.metrics import ServiceMetrics
 from edge.service.records import AuditRecords
 from edge.service.retention import purge_expired_evidence
 from edge.service.verification import VerificationService
-from edge.store import Secrets, Store, load_secrets, open_store
+from edge.store import Secrets, Store, load_secrets, open_store, state_path
 
 log = logging.getLogger("biogate.runtime")
 
@@ -51,6 +53,7 @@ class Runtime:
     enrolment: EnrolmentService
     lockouts: LockoutDesk
     records: AuditRecords
+    fleet: FleetLink | None = None            # a terminal in a fleet (`[fleet] registry_url`), else on its own
     _stop: threading.Event = field(default_factory=threading.Event)
     _jobs: threading.Thread | None = None
     _attached: list[Closable] = field(default_factory=list)   # closed with the runtime (the XFS4IoT bridge)
@@ -60,18 +63,29 @@ class Runtime:
         secrets = load_secrets(cfg)
         store = open_store(cfg, secrets)
         try:
+            fleet, outbox = None, NO_OUTBOX
+            if cfg.fleet.registry_url:
+                credentials = load_credentials(state_path(cfg, cfg.fleet.credentials_file))
+                fleet, outbox = FleetLink(cfg.fleet, store, credentials, usd_rates=cfg.policy.usd_rates), Outbox()
             core = BiometricCore(cfg, calibration)
             devices = TerminalDevices(cfg.devices)
             metrics = ServiceMetrics()
             runtime = cls(cfg, secrets, store, core, devices, metrics, KeyChecker(secrets.api_keys),
-                          VerificationService(cfg, store, core, devices, metrics, secrets.dispense_hmac_key),
-                          EnrolmentService(cfg, store, core, devices, metrics, secrets.template_signing_key),
-                          LockoutDesk(store), AuditRecords(store))
+                          VerificationService(cfg, store, core, devices, metrics, secrets.dispense_hmac_key,
+                                              outbox=outbox, fleet=fleet),
+                          EnrolmentService(cfg, store, core, devices, metrics, secrets.template_signing_key,
+                                           outbox=outbox, fleet=fleet),
+                          LockoutDesk(store, outbox, fleet), AuditRecords(store), fleet)
+            if fleet is not None:
+                metrics.watch_fleet(fleet.status)
         except BaseException:
             store.close()
             raise
         with store.transaction() as tx:
             tx.audit("system:daemon", "daemon.started", {"terminal_id": cfg.terminal_id})
+        if fleet is not None and background:
+            fleet.start()
+            runtime.attach(fleet)
         if background:
             runtime._jobs = threading.Thread(target=runtime._background, name="biogate-jobs", daemon=True)
             runtime._jobs.start()
@@ -140,8 +154,13 @@ class Runtime:
             storage = {"status": "error", "code": exc.code}
         ok = models["status"] == "ok" and storage["status"] == "ok" and all(
             d.get("status") in ("ok", "not_configured") for d in devices.values())
-        return {"status": "ok" if ok else "degraded", "terminal_id": self.cfg.terminal_id, "devices": devices,
-                "models": models, "storage": storage}
+        out = {"status": "ok" if ok else "degraded", "terminal_id": self.cfg.terminal_id, "devices": devices,
+               "models": models, "storage": storage}
+        if self.fleet is not None:   # the registry (online/offline), the outbox length, the last sync time
+            fleet = self.fleet.status()
+            out.update(registry=fleet["registry"], outbox_length=fleet["outbox_length"],
+                       last_sync_at=fleet["last_sync_at"], fleet=fleet)
+        return out
 
     def close(self) -> None:
         self._stop.set()

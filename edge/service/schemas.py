@@ -304,3 +304,8 @@ class Health(BaseModel):
     devices: dict
     models: dict
     storage: dict
+    # a terminal in a fleet only:
+    registry: Literal["online", "offline"] | None = Field(None, description="whether the fleet registry answers")
+    outbox_length: int | None = Field(None, description="items waiting to be sent to the registry")
+    last_sync_at: str | None = Field(None, description="the last successful exchange with the registry")
+    fleet: dict | None = None

@@ -41,6 +41,8 @@ from edge.decision import lockout
 from edge.decision.judgement import Verdict, judge
 from edge.decision.policy import FactorRequirement, TransactionContext, required_factors
 from edge.errors import ConflictError, NotFoundError, PolicyError, QualityError
+from edge.fleet.link import FleetLink
+from edge.fleet.outbox import NO_OUTBOX, Outbox
 from edge.service.auth import Caller
 from edge.service.biometrics import BiometricCore, FaceSample
 from edge.service.devices import TerminalDevices
@@ -80,6 +82,7 @@ class Session:
     prompt: str | None = None
     authorisation: IssuedAuthorisation | None = None
     bridge_authorised: bool = False
+    offline: bool = False                       # decided without the fleet registry (edge.fleet offline policy)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -152,8 +155,11 @@ class _Recorded:
 
 class VerificationService:
     def __init__(self, cfg: Config, store: Store, core: BiometricCore, devices: TerminalDevices,
-                 metrics: ServiceMetrics, dispense_key: bytes, clock: Callable[[], dt.datetime] = utcnow):
+                 metrics: ServiceMetrics, dispense_key: bytes, clock: Callable[[], dt.datetime] = utcnow, *,
+                 outbox: Outbox = NO_OUTBOX, fleet: FleetLink | None = None):
         self.cfg = cfg
+        self.outbox = outbox
+        self.fleet = fleet
         self.store = store
         self.core = core
         self.devices = devices
@@ -178,12 +184,26 @@ class VerificationService:
                 session.authorisation = self._issue_token(session, session.reasons)
             self._close_without_attempt(session, SessionStatus.ALLOWED, [], caller)
         else:
-            self._check_enrolment_and_lockout(session, caller)
+            self._prepare_in_fleet(session, caller)
+            if not session.closed:
+                self._check_enrolment_and_lockout(session, caller)
         with self._lock:
             self._sessions[session.id] = session
             self._gc_locked(now)
         self._update_gauge()
         return session
+
+    def _prepare_in_fleet(self, session: Session, caller: Caller) -> None:
+        """In a fleet: caught up with the registry's changes and the card holder at hand, or the offline policy's
+        answer (edge.fleet.link)."""
+        if self.fleet is None:
+            return
+        readiness = self.fleet.prepare(session.ctx.card_ref, session.requirement.amount_usd)
+        session.offline = readiness.offline
+        if readiness.offline:
+            session.reasons.append("fleet.offline")
+        if readiness.refusal:
+            self._close_without_attempt(session, SessionStatus.REFUSED, [readiness.refusal], caller)
 
     def _check_enrolment_and_lockout(self, session: Session, caller: Caller) -> None:
         now = self.clock()
@@ -397,7 +417,7 @@ class VerificationService:
             self.metrics.stage_seconds.labels("match").observe(time.perf_counter() - t0)
         verdict = judge(session.requirement, failures, scores, references, self.core.calibration,
                         min_factor_llr=self.cfg.policy.min_factor_llr)
-        reasons = list(verdict.reasons)
+        reasons = list(verdict.reasons) + (["fleet.offline"] if session.offline else [])
         authorisation = None
         if verdict.allow and session.requirement.dispenses and session.token_delivery == "response":
             authorisation = self._issue_token(session, reasons)
@@ -447,15 +467,20 @@ class VerificationService:
                     recorded.retry_after_s = lockout.status(new_state, now).retry_after_s if \
                         recorded.lockout_event else 0.0
                 tx.put_lockout(new_state)
-            tx.add_decision(DecisionRecord(
+                self.outbox.lockout(tx, new_state)
+            record = DecisionRecord(
                 decision_id, session.id, session.customer_id, session.ctx.card_ref, session.ctx.operation,
                 str(session.ctx.amount), session.ctx.currency, outcome, session.requirement.rule,
                 list(verdict.reasons), {**scores, "liveness": liveness} if liveness else (scores or extra or {}),
-                session.terminal_id, iso(now)))
+                session.terminal_id, iso(now), offline=session.offline)
+            tx.add_decision(record)
+            self.outbox.decision(tx, record)
             if evidence:
                 retain = now + dt.timedelta(days=self.cfg.storage.evidence_retention_days)
-                tx.add_evidence(EvidenceMeta(new_id("evi"), decision_id, session.customer_id, "image/jpeg",
-                                             iso(now), iso(retain)), evidence)
+                meta = EvidenceMeta(new_id("evi"), decision_id, session.customer_id, "image/jpeg", iso(now),
+                                    iso(retain))
+                tx.add_evidence(meta, evidence)
+                self.outbox.evidence(tx, meta)
             details = {"decision_id": decision_id, "session_id": session.id, "card_ref": session.ctx.card_ref,
                        "customer_id": session.customer_id, "operation": session.ctx.operation,
                        "amount": str(session.ctx.amount), "currency": session.ctx.currency, "outcome": outcome,
@@ -467,6 +492,8 @@ class VerificationService:
             if recorded.lockout_event:
                 tx.audit("system:policy", f"lockout.{recorded.lockout_event}",
                          {"card_ref": session.ctx.card_ref, "session_id": session.id})
+        if self.fleet is not None:
+            self.fleet.wake()
         return recorded
 
     # -- tokens -----------------------------------------------------------------------------------------

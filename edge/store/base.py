@@ -210,6 +210,10 @@ class Transaction(abc.ABC):
     def add_card(self, customer_id: str, card_ref: str) -> None: ...
 
     @abc.abstractmethod
+    def remove_card(self, card_ref: str) -> str | None:
+        """Unlink a card from its customer; the customer id it belonged to (None: no such card)."""
+
+    @abc.abstractmethod
     def add_consent(self, consent: Consent) -> None: ...
 
     @abc.abstractmethod
@@ -333,8 +337,8 @@ class Transaction(abc.ABC):
     def add_terminal(self, record: TerminalRecord, token_hash: str, transport_key: bytes) -> None: ...
 
     @abc.abstractmethod
-    def get_terminal(self, terminal_id: str) -> tuple[TerminalRecord, str] | None:
-        """The terminal and its token hash."""
+    def get_terminal(self, terminal_id: str, *, for_update: bool = False) -> tuple[TerminalRecord, str] | None:
+        """The terminal and its token hash; `for_update` locks its row until COMMIT (one ingest at a time)."""
 
     @abc.abstractmethod
     def terminal_transport_key(self, terminal_id: str) -> bytes: ...
@@ -351,6 +355,10 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     def terminal_audit_entries(self, terminal_id: str, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]: ...
+
+    @abc.abstractmethod
+    def mark_ingested(self, terminal_id: str, key: str) -> bool:
+        """Record that a terminal's outbox item was ingested; False when it already was (ingest it once)."""
 
     @abc.abstractmethod
     def add_decision_once(self, decision: DecisionRecord) -> bool:

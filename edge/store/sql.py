@@ -232,6 +232,12 @@ def _schema_v2_fleet(d: Dialect) -> list[str]:
         origin TEXT NOT NULL,
         created_at TEXT NOT NULL
     );
+    CREATE TABLE ingested (
+        terminal_id TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        ingested_at TEXT NOT NULL,
+        PRIMARY KEY (terminal_id, item_key)
+    );
     CREATE TABLE change_head (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         seq INTEGER NOT NULL
@@ -396,6 +402,12 @@ class SqlTransaction(Transaction):
         if owner:
             raise InputError("card reference already belongs to a customer", code="input.card_in_use")
         self._c.execute("INSERT INTO cards (card_ref, customer_id) VALUES (?, ?)", (card_ref, customer_id))
+
+    def remove_card(self, card_ref: str) -> str | None:
+        row = self._c.execute("SELECT customer_id FROM cards WHERE card_ref = ?", (card_ref,)).fetchone()
+        if row:
+            self._c.execute("DELETE FROM cards WHERE card_ref = ?", (card_ref,))
+        return row[0] if row else None
 
     def add_consent(self, consent: Consent) -> None:
         self._c.execute("INSERT INTO consents (id, customer_id, purpose, modalities, given_at, recorded_by, "
@@ -642,9 +654,9 @@ class SqlTransaction(Transaction):
                         (record.id, token_hash, sealed.key_id, sealed.nonce, sealed.ciphertext, record.status,
                          record.created_at))
 
-    def get_terminal(self, terminal_id: str) -> tuple[TerminalRecord, str] | None:
-        r = self._c.execute(f"SELECT {self._TERMINAL_COLS}, token_hash FROM terminals WHERE id = ?",
-                            (terminal_id,)).fetchone()
+    def get_terminal(self, terminal_id: str, *, for_update: bool = False) -> tuple[TerminalRecord, str] | None:
+        r = self._c.execute(f"SELECT {self._TERMINAL_COLS}, token_hash FROM terminals WHERE id = ?"
+                            + (self._d.lock_row if for_update else ""), (terminal_id,)).fetchone()
         return (TerminalRecord(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7]), r[8]) if r else None
 
     def terminal_transport_key(self, terminal_id: str) -> bytes:
@@ -679,6 +691,11 @@ class SqlTransaction(Transaction):
                                "WHERE terminal_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                                (terminal_id, after_seq, limit)).fetchall()
         return [AuditEntry(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def mark_ingested(self, terminal_id: str, key: str) -> bool:
+        return self._c.execute("INSERT INTO ingested (terminal_id, item_key, ingested_at) VALUES (?, ?, ?) "
+                               "ON CONFLICT (terminal_id, item_key) DO NOTHING",
+                               (terminal_id, key, iso(utcnow()))).rowcount == 1
 
     def add_remote_evidence(self, terminal_id: str, m: EvidenceMeta) -> bool:
         return self._c.execute("INSERT INTO remote_evidence (id, terminal_id, decision_id, customer_id, media_type, "

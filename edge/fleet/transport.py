@@ -1,0 +1,94 @@
+"""Terminal credentials and the sealing of templates between a terminal and the registry.
+
+A terminal registered with `biogate registry add-terminal ATM-0002` gets, once:
+- a bearer token (the registry keeps only its SHA-256: a 256-bit random token needs no slow hash);
+- a 256-bit transport key (the registry keeps it sealed under its data key).
+
+Templates never cross the network in plaintext, whatever the TLS: each one travels AES-256-GCM sealed with the
+terminal's own transport key, the associated data naming the direction, the terminal and everything about the
+record, so a template sealed for one terminal is useless to another and cannot be replayed as something else.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets as pysecrets
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from edge.errors import AuthError, InputError
+from edge.store.base import TemplateMeta
+from edge.store.crypto import aad_for
+
+TOKEN_PREFIX = "bgt_"
+UP, DOWN = "terminal->registry", "registry->terminal"
+
+
+@dataclass(frozen=True)
+class TerminalCredentials:
+    terminal_id: str
+    token: str
+    transport_key: bytes
+
+    def to_dict(self) -> dict:
+        return {"terminal_id": self.terminal_id, "token": self.token,
+                "transport_key": base64.b64encode(self.transport_key).decode()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TerminalCredentials":
+        try:
+            key = base64.b64decode(data["transport_key"], validate=True)
+            creds = cls(str(data["terminal_id"]), str(data["token"]), key)
+        except (KeyError, TypeError, ValueError):
+            raise InputError("fleet credentials need terminal_id, token and a base64 transport_key",
+                             code="input.fleet_credentials") from None
+        if len(key) != 32 or not creds.token.startswith(TOKEN_PREFIX):
+            raise InputError("fleet credentials are malformed", code="input.fleet_credentials")
+        return creds
+
+
+def new_credentials(terminal_id: str) -> TerminalCredentials:
+    return TerminalCredentials(terminal_id, TOKEN_PREFIX + pysecrets.token_urlsafe(32), AESGCM.generate_key(256))
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(b"biogate-terminal-token\0" + token.encode()).hexdigest()
+
+
+def token_matches(token: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(token_hash(token), stored_hash)
+
+
+def _aad(direction: str, terminal_id: str, m: TemplateMeta) -> bytes:
+    return aad_for("transport", m.id, m.customer_id, f"{direction}|{terminal_id}|{m.modality}|{m.position}|"
+                                                      f"{m.sample_index}|{m.format}|{m.quality!r}|{m.created_at}")
+
+
+def seal_template(key: bytes, direction: str, terminal_id: str, meta: TemplateMeta, payload: bytes) -> dict:
+    nonce = os.urandom(12)
+    ciphertext = AESGCM(key).encrypt(nonce, bytes(payload), _aad(direction, terminal_id, meta))
+    return {"id": meta.id, "customer_id": meta.customer_id, "modality": meta.modality, "position": meta.position,
+            "sample_index": meta.sample_index, "format": meta.format, "quality": meta.quality,
+            "created_at": meta.created_at, "nonce": base64.b64encode(nonce).decode(),
+            "ciphertext": base64.b64encode(ciphertext).decode()}
+
+
+def open_template(key: bytes, direction: str, terminal_id: str, wire: dict) -> tuple[TemplateMeta, bytearray]:
+    try:
+        meta = TemplateMeta(str(wire["id"]), str(wire["customer_id"]), str(wire["modality"]), str(wire["position"]),
+                            int(wire["sample_index"]), str(wire["format"]), float(wire["quality"]),
+                            str(wire["created_at"]))
+        nonce = base64.b64decode(wire["nonce"], validate=True)
+        ciphertext = base64.b64decode(wire["ciphertext"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise InputError("malformed sealed template", code="input.fleet_template") from None
+    try:
+        plain = AESGCM(key).decrypt(nonce, ciphertext, _aad(direction, terminal_id, meta))
+    except InvalidTag:
+        raise AuthError("a sealed template failed authentication (wrong terminal, edited or replayed)",
+                        code="auth.fleet_template") from None
+    return meta, bytearray(plain)

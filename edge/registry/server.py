@@ -1,0 +1,109 @@
+"""Running the registry: its secrets, its PostgreSQL store, the app, uvicorn.
+
+    run_registry(cfg)                           # `biogate registry serve`
+    with RegistryThread(cfg) as r: r.url        # in a thread (tests, `biogate demo --fleet`)
+    init_registry(cfg)                          # `biogate registry init`: create or migrate the schema
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from edge.config import Config
+from edge.registry.app import create_registry_app
+from edge.registry.service import RegistryService
+from edge.service.logs import configure_logging
+from edge.service.server import bind_socket
+from edge.store.postgres import PostgresStore
+from edge.store.secrets import Secrets, load_secrets
+
+log = logging.getLogger("biogate.registry")
+
+
+def registry_settings(cfg: Config) -> Config:
+    """`cfg` with the registry's own secrets file (its data keys and API keys are not a terminal's)."""
+    return cfg.model_copy(update={"keys": cfg.keys.model_copy(update={"secrets_file": cfg.registry.secrets_file})})
+
+
+def registry_secrets(cfg: Config) -> Secrets:
+    return load_secrets(registry_settings(cfg))
+
+
+def open_registry_store(cfg: Config, *, migrate: bool = False) -> PostgresStore:
+    settings = registry_settings(cfg)
+    return PostgresStore(cfg.registry.dsn, load_secrets(settings).keyring(), max_connections=cfg.registry.pool_max,
+                         keyring_loader=lambda: load_secrets(settings).keyring(), migrate=migrate)
+
+
+def init_registry(cfg: Config) -> int:
+    """Create or migrate the schema; the schema version now."""
+    store = open_registry_store(cfg, migrate=True)
+    try:
+        return store.schema_version()
+    finally:
+        store.close()
+
+
+class Registry:
+    def __init__(self, cfg: Config, *, host: str | None = None, port: int | None = None):
+        self.cfg = cfg
+        secrets = registry_secrets(cfg)
+        self.store = open_registry_store(cfg, migrate=True)
+        try:
+            self.service = RegistryService(self.store)
+            self.app = create_registry_app(self.service, secrets.api_keys, max_wait_s=cfg.registry.max_change_wait_s)
+            self.sock = bind_socket(host or cfg.registry.host, cfg.registry.port if port is None else port)
+        except BaseException:
+            self.store.close()
+            raise
+        addr = self.sock.getsockname()
+        self.url = f"http://{addr[0]}:{addr[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, access_log=False,
+                                                    timeout_graceful_shutdown=5))
+
+    def close(self) -> None:
+        self.store.close()
+        self.sock.close()
+
+
+def run_registry(cfg: Config, *, host: str | None = None, port: int | None = None, on_ready=None) -> None:
+    configure_logging(cfg.service.log_level)
+    registry = Registry(cfg, host=host, port=port)
+    log.info("biogate registry listening", extra={"url": registry.url})
+    if on_ready is not None:
+        def announce() -> None:
+            while not registry.server.started:
+                time.sleep(0.05)
+            on_ready(registry.url)
+        threading.Thread(target=announce, daemon=True).start()
+    try:
+        registry.server.run(sockets=[registry.sock])
+    finally:
+        registry.close()
+
+
+class RegistryThread:
+    def __init__(self, cfg: Config, **kw):
+        self.registry = Registry(cfg, **kw)
+        self.url = self.registry.url
+        self.service = self.registry.service
+        self._thread = threading.Thread(target=lambda: self.registry.server.run(sockets=[self.registry.sock]),
+                                        name="biogate-registry", daemon=True)
+
+    def __enter__(self) -> "RegistryThread":
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.registry.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.registry.close()
+                raise RuntimeError("the registry did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.registry.server.should_exit = True
+        self._thread.join(timeout=15)
+        self.registry.close()
