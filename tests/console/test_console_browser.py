@@ -405,3 +405,19 @@ def test_keyboard_only_sign_in_and_navigation(site, browser, enrolled):
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/console/customers/cus_[0-9a-f]+$"))
     page.context.close()
+
+
+def test_disabling_an_account_ends_its_open_session(site, browser):
+    page = site.sign_in(browser, "tom")
+    page.wait_for_url("**/console/customers")
+    site.desk.operators.set_status("tom", "disabled", actor="admin:test")
+    try:
+        page.goto(site.url + "/customers")
+        assert "/console/login" in page.url
+        page.fill("#name", "tom")
+        page.fill("#password", PASSWORD)
+        page.click("form[action='/console/login'] button[type=submit]")
+        assert "auth.account_disabled" in page.inner_text("#login-error")
+    finally:
+        site.desk.operators.set_status("tom", "active", actor="admin:test")
+    page.context.close()

@@ -76,6 +76,20 @@ class ConsoleDesk:
         operator = self.operators.authenticate(name, password)
         return self.sessions.open(operator.name, operator.role)
 
+    def session(self, token: str | None) -> ConsoleSession | None:
+        """The live session of this cookie, or None: idle too long, or its account was disabled, given another
+        role or a new password since it began (then it is ended here)."""
+        session = self.sessions.get(token)
+        if session is None:
+            return None
+        with self.store.transaction() as tx:
+            account = tx.get_operator(session.operator)
+        if (account is None or account.status != "active" or account.role != session.role
+                or account.password_changed_at > session.signed_in_at):
+            self.sessions.close(token)
+            return None
+        return session
+
     def sign_out(self, token: str | None) -> None:
         session = self.sessions.close(token)
         if session is not None:

@@ -111,7 +111,7 @@ def operator(*roles: str):
     """A dependency: the signed-in operator's session, of one of `roles`; a POST must carry its CSRF token."""
     async def dependency(request: Request, desk: DeskDep) -> ConsoleSession:
         token = request.cookies.get(SESSION_COOKIE)
-        session = desk.sessions.get(token)
+        session = desk.session(token)
         if session is None:
             raise NotSignedIn(expired=bool(token))
         request.state.console_session = session
@@ -142,7 +142,7 @@ def redirect(url: str) -> RedirectResponse:
 
 # -- signing in and out ----------------------------------------------------------------------------------
 @router.get("/login")
-def login_form(request: Request, desk: DeskDep, expired: bool = False, signed_out: bool = False, error: str = ""):
+def login_form(request: Request, desk: DeskDep, expired: bool = False, signed_out: bool = False):
     token = secrets.token_urlsafe(32)
     response = page(request, "login.html", login_csrf=token, expired=expired, signed_out=signed_out)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=600, httponly=True, samesite="strict",
@@ -243,8 +243,7 @@ def create_customer(request: Request, desk: DeskDep, session: Teller,
 
 
 @router.get("/customers/{customer_id}")
-def customer(request: Request, desk: DeskDep, session: TellerOrAdmin, customer_id: str, created: bool = False,
-             erased: str = ""):
+def customer(request: Request, desk: DeskDep, session: TellerOrAdmin, customer_id: str, created: bool = False):
     c, consents, metas = desk.enrolment.customer(customer_id)
     return page(request, "customer.html", customer=c, consents=consents, templates=metas, created=created)
 

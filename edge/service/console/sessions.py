@@ -11,6 +11,8 @@
   second wall, not the only one). Before sign-in, the login form carries a token of its own bound to a
   short-lived cookie (`LOGIN_CSRF_COOKIE`), so a foreign page cannot sign a browser in as someone else.
 - A session gives the services a `Caller` with the operator's role and name: what they audit under.
+- An account disabled, re-roled or given a new password after the session began ends the session at its
+  next request (the desk checks the account each time: `ConsoleDesk.session`).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Callable
 
 from edge.errors import AuthError
 from edge.service.auth import Caller
+from edge.store.base import iso, utcnow
 
 SESSION_COOKIE = "biogate_console"
 LOGIN_CSRF_COOKIE = "biogate_login_csrf"
@@ -47,6 +50,7 @@ class ConsoleSession:
     started: float
     last_seen: float
     key: str = field(repr=False, default="")
+    signed_in_at: str = ""           # wall-clock ISO time, compared with the account's password_changed_at
 
     @property
     def caller(self) -> Caller:
@@ -68,7 +72,7 @@ class ConsoleSessions:
         """A new session: (the cookie value, the session)."""
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        session = ConsoleSession(operator, role, secrets.token_urlsafe(32), now, now, _digest(token))
+        session = ConsoleSession(operator, role, secrets.token_urlsafe(32), now, now, _digest(token), iso(utcnow()))
         with self._lock:
             self._drop_idle(now)
             self._sessions[session.key] = session
@@ -88,10 +92,6 @@ class ConsoleSessions:
                 return None
             session.last_seen = now
             return session
-
-    def was_idle(self, token: str | None) -> bool:
-        """Whether this cookie names a session that has just timed out (the sign-in page says so)."""
-        return bool(token) and _digest(token) not in self._sessions
 
     def close(self, token: str | None) -> ConsoleSession | None:
         if not token:
