@@ -421,3 +421,17 @@ def test_disabling_an_account_ends_its_open_session(site, browser):
     finally:
         site.desk.operators.set_status("tom", "active", actor="admin:test")
     page.context.close()
+
+
+def test_the_terminal_reads_its_customer_prompts_in_three_languages(site):
+    import httpx
+
+    key = {"X-API-Key": site.terminal.keys["terminal"]}
+    kk = httpx.get(site.terminal.url + "/v1/prompts/kk", headers=key, timeout=30)
+    assert kk.status_code == 200
+    assert kk.json()["prompt.turn_left"] == "Басыңызды солға бұрыңыз"
+    assert kk.json()["prompt.place_finger"].format(finger=kk.json()["finger.right_index"]) == \
+        "Сканерге оң қолдың сұқ саусағын қойыңыз"
+    assert httpx.get(site.terminal.url + "/v1/prompts/ru", headers=key, timeout=30).json()["prompt.blink"] == "Моргните"
+    assert httpx.get(site.terminal.url + "/v1/prompts/de", headers=key, timeout=30).status_code == 422
+    assert httpx.get(site.terminal.url + "/v1/prompts/en", timeout=30).status_code == 401

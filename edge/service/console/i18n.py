@@ -60,3 +60,10 @@ class Translator:
 
 def translator(lang: str) -> Translator:
     return Translator(lang)
+
+
+def prompt_texts(lang: str) -> dict[str, str]:
+    """Every terminal prompt in one language, by code (`place_finger` and `lift_and_replace_finger` keep their
+    `{finger}` slot, and the finger names come as `finger.<position>`): what the ATM application shows."""
+    words = catalogue(lang)
+    return {k: v for k, v in words.items() if k.startswith(("prompt.", "finger."))}
