@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from edge.errors import AuthError, BiogateError, ForbiddenError, InputError
-from edge.service.console.desk import ConsoleDesk, DecisionFilter
+from edge.service.console.desk import ConsoleBackend, DecisionFilter
 from edge.service.console.i18n import LANGUAGES, Translator
 from edge.service.console.sessions import (
     CSRF_FIELD,
@@ -58,11 +58,11 @@ class NotSignedIn(Exception):
         self.expired = expired
 
 
-def get_desk(request: Request) -> ConsoleDesk:
+def get_desk(request: Request) -> ConsoleBackend:
     return request.app.state.console
 
 
-DeskDep = Annotated[ConsoleDesk, Depends(get_desk)]
+DeskDep = Annotated[ConsoleBackend, Depends(get_desk)]
 
 
 def language(request: Request) -> str:
@@ -302,7 +302,7 @@ def job_status(request: Request, desk: DeskDep, session: Teller, job_id: str):
     return page(request, "job_status.html", job=job, view=job_view(job, Translator(language(request)), desk))
 
 
-def job_view(job, t: Translator, desk: ConsoleDesk) -> dict:
+def job_view(job, t: Translator, desk: ConsoleBackend) -> dict:
     """Progress per position, the last refusal in words, and what to link to afterwards."""
     progress: dict[str, dict] = {}
     last = None
@@ -450,7 +450,7 @@ def purge(desk: DeskDep, session: Admin):
     return redirect(f"/console/admin/operations?purged={desk.purge_evidence(session.caller)}")
 
 
-def mount_console(app: FastAPI, desk) -> None:
+def mount_console(app: FastAPI, desk: ConsoleBackend) -> None:
     """Serve the console at /console on `app` with `desk` as its backend (the daemon's ConsoleDesk, or the
     registry's own object with the same methods)."""
     app.state.console = desk
