@@ -44,7 +44,7 @@ ASSETS_STAMP := $(VENDOR_DIR)/.vendored-htmx-$(HTMX_VERSION)-axe-$(AXE_VERSION)
 console-assets: $(ASSETS_STAMP)
 
 $(ASSETS_STAMP):
-	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm)
+	command -v npm >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm)
 	npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) htmx.org@$(HTMX_VERSION) axe-core@$(AXE_VERSION)
 	rm -rf $(VENDOR_DIR) && mkdir -p $(VENDOR_DIR)
 	cp $(NPM_DIR)/node_modules/htmx.org/dist/htmx.min.js $(VENDOR_DIR)/htmx.min.js
@@ -54,14 +54,14 @@ $(ASSETS_STAMP):
 # The browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver)
 
 run: models console-assets
 	$(BIOGATE) demo
 
 test: models setup-postgres console-assets browser
 	$(VENV)/bin/lint-imports
-	BIOGATE_TEST_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
+	BIOGATE_TEST_REQUIRE_POSTGRES=1 BIOGATE_TEST_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
 bench: models
 	$(BIOGATE) bench face

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +35,10 @@ CUSTOMER_ENROL_FINGER, CUSTOMER_TOUCH, IMPOSTOR_TOUCH = "synthetic:1/0-2", "synt
 
 
 def _require_browser_tools() -> None:
+    """Skip without the browser tools, or fail under `make test` (BIOGATE_TEST_REQUIRE_BROWSER=1), which installs them."""
     missing = [str(p) for p in (CHROMIUM, AXE, HTMX) if not p.exists()]
     if missing:
-        pytest.skip(f"browser test tools missing: {', '.join(missing)} (make test installs chromium and the npm "
+        (pytest.fail if os.environ.get("BIOGATE_TEST_REQUIRE_BROWSER") == "1" else pytest.skip)(f"browser test tools missing: {', '.join(missing)} (make test installs chromium and the npm "
                     f"assets: `make browser console-assets`)")
 
 
