@@ -118,6 +118,21 @@ class LockoutState:
 
 
 @dataclass
+class OperatorAccount:
+    """A person who signs in to the console (edge.service.operators); the password only as its argon2id hash."""
+
+    name: str
+    role: str                          # teller | auditor | admin
+    password_hash: str
+    created_at: str
+    status: str = "active"             # active | disabled
+    failed_logins: int = 0             # wrong passwords in a row
+    locked_until: str | None = None    # set when failed_logins reached the limit
+    password_changed_at: str = ""
+    last_login_at: str | None = None
+
+
+@dataclass
 class OutboxItem:
     """Something the terminal must tell the fleet registry, kept until the registry acknowledges it."""
 
@@ -258,6 +273,21 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     def lockouts(self, only_active_after: str | None = None) -> list[LockoutState]: ...
+
+    # console operators ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_operator(self, operator: OperatorAccount) -> None:
+        """InputError input.operator_exists when the name is taken."""
+
+    @abc.abstractmethod
+    def get_operator(self, name: str) -> OperatorAccount | None: ...
+
+    @abc.abstractmethod
+    def put_operator(self, operator: OperatorAccount) -> None:
+        """Write back an existing account (status, password hash, failed sign-ins, lock)."""
+
+    @abc.abstractmethod
+    def list_operators(self) -> list[OperatorAccount]: ...
 
     # fleet: the terminal's side (outbox, sync state, cache) ------------------------------------
     @abc.abstractmethod

@@ -25,6 +25,7 @@ from edge.store.base import (
     DecisionRecord,
     EvidenceMeta,
     LockoutState,
+    OperatorAccount,
     OutboxItem,
     Store,
     StoredTemplate,
@@ -246,11 +247,29 @@ def _schema_v2_fleet(d: Dialect) -> list[str]:
     """)
 
 
+def _schema_v3_operators(d: Dialect) -> list[str]:
+    """The console's operator accounts (edge.service.operators)."""
+    return statements("""
+    CREATE TABLE operators (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('teller', 'auditor', 'admin')),
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until TEXT,
+        password_changed_at TEXT NOT NULL,
+        last_login_at TEXT
+    )
+    """)
+
+
 # Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
 # schema_version. Add new ones at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (1, _schema_v1),
     (2, _schema_v2_fleet),
+    (3, _schema_v3_operators),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -540,6 +559,31 @@ class SqlTransaction(Transaction):
             sql, args = sql + " WHERE disabled = 1 OR locked_until > ?", (only_active_after,)
         rows = self._c.execute(sql + " ORDER BY updated_at DESC", args).fetchall()
         return [LockoutState(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+
+    # -- console operators --------------------------------------------------------------------
+    _OPERATOR_COLUMNS = ("name, role, password_hash, created_at, status, failed_logins, locked_until, "
+                         "password_changed_at, last_login_at")
+
+    def add_operator(self, o: OperatorAccount) -> None:
+        if self.get_operator(o.name) is not None:
+            raise InputError(f"operator {o.name} already exists", code="input.operator_exists")
+        self._c.execute(f"INSERT INTO operators ({self._OPERATOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (o.name, o.role, o.password_hash, o.created_at, o.status, o.failed_logins, o.locked_until,
+                         o.password_changed_at, o.last_login_at))
+
+    def get_operator(self, name: str) -> OperatorAccount | None:
+        r = self._c.execute(f"SELECT {self._OPERATOR_COLUMNS} FROM operators WHERE name = ?", (name,)).fetchone()
+        return OperatorAccount(*r) if r else None
+
+    def put_operator(self, o: OperatorAccount) -> None:
+        self._c.execute("UPDATE operators SET role = ?, password_hash = ?, status = ?, failed_logins = ?, "
+                        "locked_until = ?, password_changed_at = ?, last_login_at = ? WHERE name = ?",
+                        (o.role, o.password_hash, o.status, o.failed_logins, o.locked_until, o.password_changed_at,
+                         o.last_login_at, o.name))
+
+    def list_operators(self) -> list[OperatorAccount]:
+        rows = self._c.execute(f"SELECT {self._OPERATOR_COLUMNS} FROM operators ORDER BY name").fetchall()
+        return [OperatorAccount(*r) for r in rows]
 
     # -- fleet: the terminal's side ----------------------------------------------------------
     def outbox_put(self, kind: str, key: str, body: dict) -> None:
