@@ -63,9 +63,10 @@ test: models setup-postgres console-assets browser
 	$(VENV)/bin/lint-imports
 	BIOGATE_TEST_REQUIRE_POSTGRES=1 BIOGATE_TEST_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
-bench: models
+bench: models setup-postgres
 	$(BIOGATE) bench face
 	$(BIOGATE) bench finger
+	$(BIOGATE) bench registry --terminals 50 --customers 100000
 
 # The test-suite switches of the long runs (BIOGATE_TEST_*: never read as configuration). One variable, so the
 # CI test that runs the CLI under this environment (tests/cli/test_environment.py) sees what soak really sets.
