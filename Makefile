@@ -8,7 +8,7 @@ BIOGATE := $(VENV)/bin/biogate
 SETUP_STAMP  := $(VENV)/.biogate-setup
 MODELS_STAMP := models/artifacts/.built
 
-.PHONY: setup setup-postgres models run test bench soak soak-env clean
+.PHONY: setup setup-postgres models console-assets browser run test bench soak soak-env clean
 
 setup: $(SETUP_STAMP)
 
@@ -33,16 +33,40 @@ $(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.p
 	$(PY) -m models.build
 	touch $@
 
-run: models
+# The console's browser assets come from npm at set-up, each with its licence, into ignored folders (no CDN, never
+# committed): htmx is served by biogate at /console/static/vendor/; axe-core is for the browser tests only.
+NPM_DIR      := build/npm
+HTMX_VERSION := 2.0.11
+AXE_VERSION  := 4.14.1
+VENDOR_DIR   := edge/service/console/static/vendor
+ASSETS_STAMP := $(VENDOR_DIR)/.vendored-htmx-$(HTMX_VERSION)-axe-$(AXE_VERSION)
+
+console-assets: $(ASSETS_STAMP)
+
+$(ASSETS_STAMP):
+	command -v npm >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm)
+	npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) htmx.org@$(HTMX_VERSION) axe-core@$(AXE_VERSION)
+	rm -rf $(VENDOR_DIR) && mkdir -p $(VENDOR_DIR)
+	cp $(NPM_DIR)/node_modules/htmx.org/dist/htmx.min.js $(VENDOR_DIR)/htmx.min.js
+	cp $(NPM_DIR)/node_modules/htmx.org/LICENSE $(VENDOR_DIR)/htmx.LICENSE.txt
+	touch $@
+
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver)
+
+run: models console-assets
 	$(BIOGATE) demo
 
-test: models setup-postgres
+test: models setup-postgres console-assets browser
 	$(VENV)/bin/lint-imports
-	BIOGATE_TEST_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
+	BIOGATE_TEST_REQUIRE_POSTGRES=1 BIOGATE_TEST_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
-bench: models
+bench: models setup-postgres
 	$(BIOGATE) bench face
 	$(BIOGATE) bench finger
+	$(BIOGATE) bench registry --terminals 50 --customers 100000
 
 # The test-suite switches of the long runs (BIOGATE_TEST_*: never read as configuration). One variable, so the
 # CI test that runs the CLI under this environment (tests/cli/test_environment.py) sees what soak really sets.
@@ -55,4 +79,4 @@ soak-env:
 	@echo $(SOAK_ENV)
 
 clean:
-	rm -rf $(VENV) models/artifacts .pytest_cache
+	rm -rf $(VENV) models/artifacts .pytest_cache $(NPM_DIR) $(VENDOR_DIR)

@@ -82,6 +82,19 @@ class ServiceConfig(Section):
     duplicate_llr: float = Field(6.9, description="face log-LR above which another customer is flagged as a duplicate")
 
 
+class ConsoleConfig(Section):
+    """edge.service.console: the operators' web console at /console (edge.service.operators: accounts)."""
+
+    enabled: bool = True
+    idle_timeout_s: float = Field(900.0, gt=0, description="a console session idle this long is signed out")
+    max_failed_logins: int = Field(5, ge=1, le=100, description="wrong passwords in a row that lock an account")
+    login_lock_s: float = Field(900.0, ge=0, description="how long that lock lasts (0: until an admin resets "
+                                                          "the password)")
+    secure_cookie: bool = Field(False, description="mark the session cookie Secure (set it when TLS fronts the "
+                                                   "daemon)")
+    default_language: Literal["en", "ru", "kk"] = "en"
+
+
 class Config(Section):
     terminal_id: str = "ATM-0001"
     paths: PathsConfig = PathsConfig()
@@ -90,6 +103,7 @@ class Config(Section):
     keys: KeysConfig = KeysConfig()
     devices: DevicesConfig = DevicesConfig()
     service: ServiceConfig = ServiceConfig()
+    console: ConsoleConfig = ConsoleConfig()
     policy: PolicyConfig = PolicyConfig()
     liveness: LivenessConfig = LivenessConfig()
     bridge: BridgeConfig = BridgeConfig()

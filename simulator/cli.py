@@ -112,7 +112,37 @@ def demo(scenarios: list[str] = typer.Argument(None, help=f"scenarios to play (d
     raise typer.Exit(1 if failed else 0)
 
 
+def bench_registry(
+        terminals: int = typer.Option(50, "--terminals", help="simulated terminals"),
+        customers: int = typer.Option(100_000, "--customers", help="enrolled customers in the registry"),
+        fetch_rate: float = typer.Option(1.0, "--fetch-rate", help="template fetches per second per terminal"),
+        seconds: float = typer.Option(20.0, "--seconds", help="length of each measured phase"),
+        batch: int = typer.Option(50, "--batch", help="decisions per ingest request"),
+        dsn: Optional[str] = typer.Option(None, "--dsn", help="an empty PostgreSQL database to use instead of a "
+                                                              "throwaway server"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+        config: Optional[Path] = ConfigOpt) -> None:
+    """The fleet registry under simulated terminals: template fetch latency and decision ingest rate."""
+    from simulator.bench_registry import run_bench
+
+    try:
+        result = run_bench(load_config(config), terminals=terminals, customers=customers, fetch_rate=fetch_rate,
+                           seconds=seconds, batch=batch, dsn=dsn,
+                           progress=lambda msg: typer.echo(msg, err=True))
+    except BiogateError as exc:
+        fail(exc, as_json)
+    if as_json:
+        print_json(result)
+    else:
+        for k, v in result.items():
+            typer.echo(f"{k:28s} {v}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `sim ...` and `demo` to the `biogate` application (the `biogate.commands` entry point)."""
+    """Add `sim ...`, `demo` and `bench registry` to the `biogate` application (the `biogate.commands` entry
+    point)."""
+    from edge.cli.app import bench_app
+
     app.add_typer(sim_app, name="sim")
     app.command("demo")(demo)
+    bench_app.command("registry")(bench_registry)

@@ -9,6 +9,7 @@ from edge.cli import finger_commands  # noqa: F401,E402
 from edge.cli import service_commands  # noqa: F401,E402
 from edge.cli import decision_commands  # noqa: F401,E402
 from edge.cli import pad_commands  # noqa: F401,E402
+from edge.cli import operator_commands  # noqa: F401,E402
 from edge.cli import registry_commands  # noqa: F401,E402
 from edge.cli.plugins import register_commands  # noqa: E402
 

@@ -15,8 +15,10 @@ import uvicorn
 from edge.config import Config
 from edge.registry.app import create_registry_app
 from edge.registry.service import RegistryService
+from edge.errors import BiogateError
 from edge.service.logs import configure_logging
-from edge.service.server import bind_socket
+from edge.service.notify import Notifier
+from edge.service.server import GracefulServer, bind_socket
 from edge.store.postgres import PostgresStore
 from edge.store.secrets import Secrets, load_secrets
 
@@ -61,8 +63,16 @@ class Registry:
             raise
         addr = self.sock.getsockname()
         self.url = f"http://{addr[0]}:{addr[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, access_log=False,
+        self.server = GracefulServer(uvicorn.Config(self.app, log_config=None, access_log=False,
                                                     timeout_graceful_shutdown=5))
+
+    def is_healthy(self) -> bool:
+        """The watchdog's probe: PostgreSQL answers."""
+        try:
+            self.store.schema_version()
+            return True
+        except BiogateError:
+            return False
 
     def close(self) -> None:
         self.store.close()
@@ -73,15 +83,22 @@ def run_registry(cfg: Config, *, host: str | None = None, port: int | None = Non
     configure_logging(cfg.service.log_level)
     registry = Registry(cfg, host=host, port=port)
     log.info("biogate registry listening", extra={"url": registry.url})
-    if on_ready is not None:
-        def announce() -> None:
-            while not registry.server.started:
-                time.sleep(0.05)
+    notifier = Notifier.from_environment()
+
+    def announce() -> None:
+        while not registry.server.started:
+            time.sleep(0.05)
+        if on_ready is not None:
             on_ready(registry.url)
-        threading.Thread(target=announce, daemon=True).start()
+        if notifier is not None:
+            notifier.ready(f"listening on {registry.url}")
+            notifier.keep_alive(registry.is_healthy)
+    threading.Thread(target=announce, daemon=True).start()
     try:
         registry.server.run(sockets=[registry.sock])
     finally:
+        if notifier is not None:
+            notifier.stopping()
         registry.close()
 
 

@@ -51,7 +51,7 @@ class RegistryService:
             if found is None:
                 raise NotFoundError("no such terminal", code="input.unknown_terminal")
             record = dataclasses.replace(found[0], status="revoked", revoked_at=iso(utcnow()))
-            tx.update_terminal(record)
+            tx.set_terminal_status(terminal_id, record.status, record.revoked_at)
             tx.audit(actor, "terminal.revoked", {"terminal_id": terminal_id})
         return record
 
@@ -81,9 +81,7 @@ class RegistryService:
                 return
             self._seen[record.id] = now
         with self.store.transaction() as tx:
-            found = tx.get_terminal(record.id)
-            if found:
-                tx.update_terminal(dataclasses.replace(found[0], last_seen_at=iso(utcnow())))
+            tx.set_terminal_seen(record.id, iso(utcnow()))
 
     # -- ingest ---------------------------------------------------------------------------------------
     def ingest(self, terminal_id: str, request: IngestRequest) -> IngestResult:
@@ -103,8 +101,8 @@ class RegistryService:
                     if tx.mark_ingested(terminal_id, item.key):
                         self._apply_item(tx, terminal_id, item.kind, item.body)
                         new += 1
-                tx.update_terminal(dataclasses.replace(record, anchor_seq=head_seq, anchor_hash=head_hash,
-                                                       anchored_at=iso(utcnow()) if entries else record.anchored_at))
+                if entries:
+                    tx.set_terminal_anchor(terminal_id, head_seq, head_hash, iso(utcnow()))
                 last_change = tx.last_change_seq()
         except ConflictError as exc:
             if exc.code == "fleet.audit_chain_mismatch":

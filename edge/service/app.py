@@ -7,6 +7,8 @@ belongs to decides what it may call (edge.service.deps). Errors are always
 `{"error": {"code", "message", "details"?}}` with the HTTP status of their code (edge.service.errors).
 
 Blocking work (captures, matching, SQLite) runs in FastAPI's thread pool: routes are plain `def`.
+The operators' web console (edge.service.console) is served at /console unless `console.enabled` is false;
+it signs operators in with their own accounts instead of API keys.
 """
 from __future__ import annotations
 
@@ -25,4 +27,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if runtime.cfg.console.enabled:
+        from edge.service.console import ConsoleDesk, mount_console
+        mount_console(app, ConsoleDesk.for_runtime(runtime))
     return app

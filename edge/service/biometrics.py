@@ -110,6 +110,20 @@ class BiometricCore:
         finally:
             analysis.wipe()
 
+    def face_overlay(self, frame_bgr: np.ndarray) -> tuple[list[tuple[tuple[float, ...], bool]], list[str]]:
+        """What a live preview draws: every face's box (True for the most prominent one, the one captured) and
+        the quality finding codes of that face ("quality.multiple_faces" first when more than one is seen)."""
+        with self._lock:
+            analysis = self.face.analyze(frame_bgr)
+        try:
+            faces = [(tuple(float(v) for v in d.box), d is analysis.face) for d in analysis.faces]
+            findings = [f.code for f in analysis.findings]
+            if len(analysis.faces) > 1:
+                findings.insert(0, "quality.multiple_faces")
+            return faces, findings
+        finally:
+            analysis.wipe()
+
     def has_face(self, frame_bgr: np.ndarray) -> bool:
         """Whether a usable face (an embedding) can be had from this frame."""
         with self._lock:

@@ -3,13 +3,16 @@
 A terminal has one camera, one scanner and one dispenser, and one customer in front of them; a lock
 per device keeps two requests from interleaving captures. A device that fails to open is recorded
 (health shows it) and opened again on next use, so a scanner plugged in after start-up just works.
+`watch_frames(listener)` lets the console's live preview see each camera frame whoever reads it (a
+capture holds the camera, so the preview cannot read it itself meanwhile); the listener must copy what
+it keeps, because the reader zeroises the frame after use.
 """
 from __future__ import annotations
 
 import logging
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from drivers.base import KINDS, Camera, CashDispenser, FingerprintScanner, open_device
 from drivers.errors import DeviceError, DeviceNotConfigured
@@ -26,6 +29,7 @@ class DeviceSlot:
         self.device = None
         self.last_error: str | None = None
         self.lock = threading.RLock()
+        self.frame_listeners: list[Callable] = []     # camera only: see TerminalDevices.watch_frames
 
     @property
     def configured(self) -> bool:
@@ -52,7 +56,7 @@ class DeviceSlot:
         with self.lock:
             device = self.device or self._open()
             try:
-                yield device
+                yield _WatchedCamera(device, self.frame_listeners) if self.frame_listeners else device
             except DeviceError as exc:
                 self.last_error = exc.code
                 if exc.code in ("device.disconnected", "device.camera_unavailable", "device.open_failed"):
@@ -88,6 +92,10 @@ class TerminalDevices:
     def configured(self, kind: str) -> bool:
         return self.slots[kind].configured
 
+    def watch_frames(self, listener: Callable) -> None:
+        """Call `listener(frame)` with every camera frame read (it must copy what it keeps)."""
+        self.slots["camera"].frame_listeners.append(listener)
+
     def health(self) -> dict:
         return {kind: slot.health() for kind, slot in self.slots.items()}
 
@@ -95,6 +103,35 @@ class TerminalDevices:
         for slot in self.slots.values():
             with slot.lock:
                 slot.close()
+
+
+class _WatchedCamera(Camera):
+    """The camera as a capture sees it, with each frame shown to the listeners first (the live preview)."""
+
+    def __init__(self, camera: Camera, listeners: list[Callable]):
+        self._camera, self._listeners = camera, listeners
+
+    @property
+    def fps(self):   # noqa: D401 - the source's own pace (liveness timing reads it)
+        return self._camera.fps
+
+    def read(self, timeout: float = 2.0):
+        frame = self._camera.read(timeout)
+        for listener in self._listeners:
+            try:
+                listener(frame)
+            except Exception:  # a preview must never break a capture
+                log.warning("frame listener failed")
+        return frame
+
+    def prompt(self, action: str) -> None:
+        self._camera.prompt(action)
+
+    def __getattr__(self, name):   # backend extras (the simulator's present(), ...) pass through
+        return getattr(self._camera, name)
+
+    def close(self) -> None:   # the slot owns the device
+        pass
 
 
 class _Shared:

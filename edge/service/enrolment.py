@@ -11,12 +11,14 @@
   accepted, nothing is silently dropped.
 - Import/export: signed bundles (edge.service.exchange), bare ISO/IEC 19794-2 finger records.
 - Erasure removes templates, evidence, cards and the name, and leaves an audit entry.
-Samples are zeroised as soon as their template is built.
+Samples are zeroised as soon as their template is built. `progress`, when given, hears after every capture
+how far the enrolment got (counts and reason codes only, never a sample): the console shows it.
 """
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -93,9 +95,11 @@ class EnrolmentService:
         return customer
 
     # -- captures ---------------------------------------------------------------------------------
-    def enrol_face(self, customer_id: str, samples: int | None, caller: Caller) -> tuple[int, list[dict], list[str]]:
+    def enrol_face(self, customer_id: str, samples: int | None, caller: Caller,
+                   progress: Callable[[dict], None] | None = None) -> tuple[int, list[dict], list[str]]:
         self._consented(customer_id, "face")
         want = samples or self.cfg.service.enrol_face_samples
+        tell = _progress_reporter(progress, "face", "face", want)
         accepted: list = []
         rejected: list[str] = []
         try:
@@ -109,14 +113,17 @@ class EnrolmentService:
                         sample = self.core.face_sample(frame, strict=True)
                     except QualityError as exc:
                         rejected.append(exc.code)
+                        tell(len(accepted), exc.code)
                         continue
                     finally:
                         frame.fill(0)
                     if accepted and not self.core.same_face(sample.embedding, accepted[0].embedding):
                         rejected.append("enrolment.face_inconsistent")
+                        tell(len(accepted), "enrolment.face_inconsistent")
                         sample.wipe()
                         continue
                     accepted.append(sample)
+                    tell(len(accepted), None)
                     time.sleep(0.1)  # successive samples a moment apart: a little natural variation
         except DeviceError as exc:
             self.metrics.device_errors.labels("camera", exc.code).inc()
@@ -139,7 +146,7 @@ class EnrolmentService:
                                "rejected": rejected[-20:]}], duplicates
 
     def enrol_finger(self, customer_id: str, positions: list[str] | None, impressions: int | None,
-                     caller: Caller) -> tuple[int, list[dict], list[str]]:
+                     caller: Caller, progress: Callable[[dict], None] | None = None) -> tuple[int, list[dict], list[str]]:
         self._consented(customer_id, "finger")
         positions = positions or list(self.cfg.service.enrol_fingers)
         want = impressions or self.cfg.service.enrol_finger_impressions
@@ -150,6 +157,7 @@ class EnrolmentService:
                 for position in positions:
                     kept: list = []
                     rejected: list[str] = []
+                    tell = _progress_reporter(progress, "finger", position, want)
                     tries = 0
                     while len(kept) < want and tries < want * self.cfg.service.capture_retries:
                         tries += 1
@@ -159,18 +167,22 @@ class EnrolmentService:
                             template = self.core.finger_template(image)
                         except QualityError as exc:
                             rejected.append(exc.code)
+                            tell(len(kept), exc.code)
                             continue
                         finally:
                             image.fill(0)
                         if template.quality < self.cfg.service.enrol_min_finger_quality:
                             rejected.append("quality.finger_low_quality")
+                            tell(len(kept), "quality.finger_low_quality", quality=float(template.quality))
                             self.core.wipe_finger(template)
                             continue
                         if kept and not self.core.same_finger(template, kept[0]):
                             rejected.append("enrolment.finger_inconsistent")
+                            tell(len(kept), "enrolment.finger_inconsistent", quality=float(template.quality))
                             self.core.wipe_finger(template)
                             continue
                         kept.append(template)
+                        tell(len(kept), None, quality=float(template.quality))
                     try:
                         if len(kept) < want:
                             self.metrics.enrolments.labels("finger", "failed").inc()
@@ -310,6 +322,15 @@ class EnrolmentService:
                                                        **{f"{k}_removed": v for k, v in counts.items()}})
         self._wake_fleet()
         return counts
+
+
+def _progress_reporter(progress: Callable[[dict], None] | None, modality: str, position: str, want: int):
+    """`tell(accepted, rejected_code, quality=None)`: one progress event per capture (a no-op without a listener)."""
+    def tell(accepted: int, rejected: str | None, quality: float | None = None) -> None:
+        if progress is not None:
+            progress({"modality": modality, "position": position, "accepted": accepted, "wanted": want,
+                      "rejected": rejected, "quality": None if quality is None else round(quality, 1)})
+    return tell
 
 
 def _face_quality(sample) -> float:

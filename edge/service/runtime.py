@@ -138,6 +138,15 @@ class Runtime:
         self.metrics.evidence_purged.inc(len(purged))
         return purged
 
+    def is_healthy(self) -> bool:
+        """The watchdog's probe: the store answers a transaction (a hung store or a dead disk fails it)."""
+        try:
+            with self.store.transaction() as tx:
+                tx.audit_entries(limit=1)
+            return not self._stop.is_set()
+        except BiogateError:
+            return False
+
     def health(self) -> dict:
         devices = self.devices.health()
         try:

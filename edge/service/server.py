@@ -11,6 +11,7 @@ The listening socket is bound before uvicorn starts, so port 0 works and the rea
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,11 +26,27 @@ from edge.config import Config
 from edge.service.app import create_app
 from edge.service.devices import shared_devices
 from edge.service.logs import configure_logging
+from edge.service.notify import Notifier
 from edge.service.runtime import Runtime
 from xfs4iot_bridge.authoriser import BridgeDevices
 from xfs4iot_bridge.bridge import BridgeHandle, start_bridge
 
 log = logging.getLogger("biogate.server")
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM / SIGINT end `run()` normally instead of being raised again after
+    it (uvicorn's default), so the code after `run()` still closes the runtime (devices, store, the audit entry
+    `daemon.stopped`) and tells systemd it is stopping; the process then exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self.stopped_by = list(self._captured_signals)   # noted, not re-raised
+                self._captured_signals.clear()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -60,7 +77,7 @@ class Daemon:
             raise
         addr = self.sock.getsockname()
         self.url = f"http://{addr[0]}:{addr[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, access_log=False,
+        self.server = GracefulServer(uvicorn.Config(self.app, log_config=None, access_log=False,
                                                     timeout_graceful_shutdown=5))
 
     def _start_bridge(self) -> BridgeHandle | None:
@@ -93,15 +110,24 @@ def run_daemon(cfg: Config, *, host: str | None = None, port: int | None = None,
     daemon = Daemon(cfg, host=host, port=port, announce=announce)
     info = daemon.addresses()
     log.info("biogate listening", extra=info)
-    if ready_file:
-        def write_ready_file() -> None:
-            while not daemon.server.started:
-                time.sleep(0.05)
+    notifier = Notifier.from_environment()
+
+    def announce() -> None:
+        while not daemon.server.started:
+            time.sleep(0.05)
+        if ready_file:
             tmp = Path(str(ready_file) + ".tmp")
             tmp.write_text(json.dumps(info))
             os.replace(tmp, ready_file)
-        threading.Thread(target=write_ready_file, daemon=True).start()
-    daemon.serve()
+        if notifier is not None:
+            notifier.ready(f"listening on {daemon.url}")
+            notifier.keep_alive(daemon.runtime.is_healthy)
+    threading.Thread(target=announce, daemon=True).start()
+    try:
+        daemon.serve()
+    finally:
+        if notifier is not None:
+            notifier.stopping()
 
 
 class DaemonThread:

@@ -118,6 +118,21 @@ class LockoutState:
 
 
 @dataclass
+class OperatorAccount:
+    """A person who signs in to the console (edge.service.operators); the password only as its argon2id hash."""
+
+    name: str
+    role: str                          # teller | auditor | admin
+    password_hash: str
+    created_at: str
+    status: str = "active"             # active | disabled
+    failed_logins: int = 0             # wrong passwords in a row
+    locked_until: str | None = None    # set when failed_logins reached the limit
+    password_changed_at: str = ""
+    last_login_at: str | None = None
+
+
+@dataclass
 class OutboxItem:
     """Something the terminal must tell the fleet registry, kept until the registry acknowledges it."""
 
@@ -259,6 +274,21 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def lockouts(self, only_active_after: str | None = None) -> list[LockoutState]: ...
 
+    # console operators ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_operator(self, operator: OperatorAccount) -> None:
+        """InputError input.operator_exists when the name is taken."""
+
+    @abc.abstractmethod
+    def get_operator(self, name: str) -> OperatorAccount | None: ...
+
+    @abc.abstractmethod
+    def put_operator(self, operator: OperatorAccount) -> None:
+        """Write back an existing account (status, password hash, failed sign-ins, lock)."""
+
+    @abc.abstractmethod
+    def list_operators(self) -> list[OperatorAccount]: ...
+
     # fleet: the terminal's side (outbox, sync state, cache) ------------------------------------
     @abc.abstractmethod
     def outbox_put(self, kind: str, key: str, body: dict) -> None:
@@ -316,8 +346,17 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def list_terminals(self) -> list[TerminalRecord]: ...
 
+    # Narrow updates, each of one aspect: a write of one never carries a stale copy of another (a last-seen
+    # stamp written from a record read before an ingest must not move the anchor back).
     @abc.abstractmethod
-    def update_terminal(self, record: TerminalRecord) -> None: ...
+    def set_terminal_status(self, terminal_id: str, status: str, revoked_at: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def set_terminal_seen(self, terminal_id: str, at: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_terminal_anchor(self, terminal_id: str, seq: int, digest: str, at: str) -> None:
+        """Move the anchor forward (never back: a smaller seq is ignored)."""
 
     @abc.abstractmethod
     def add_terminal_audit(self, terminal_id: str, entries: list[AuditEntry]) -> int:

@@ -25,6 +25,7 @@ from edge.store.base import (
     DecisionRecord,
     EvidenceMeta,
     LockoutState,
+    OperatorAccount,
     OutboxItem,
     Store,
     StoredTemplate,
@@ -246,11 +247,29 @@ def _schema_v2_fleet(d: Dialect) -> list[str]:
     """)
 
 
+def _schema_v3_operators(d: Dialect) -> list[str]:
+    """The console's operator accounts (edge.service.operators)."""
+    return statements("""
+    CREATE TABLE operators (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('teller', 'auditor', 'admin')),
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until TEXT,
+        password_changed_at TEXT NOT NULL,
+        last_login_at TEXT
+    )
+    """)
+
+
 # Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
 # schema_version. Add new ones at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (1, _schema_v1),
     (2, _schema_v2_fleet),
+    (3, _schema_v3_operators),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -541,6 +560,31 @@ class SqlTransaction(Transaction):
         rows = self._c.execute(sql + " ORDER BY updated_at DESC", args).fetchall()
         return [LockoutState(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
 
+    # -- console operators --------------------------------------------------------------------
+    _OPERATOR_COLUMNS = ("name, role, password_hash, created_at, status, failed_logins, locked_until, "
+                         "password_changed_at, last_login_at")
+
+    def add_operator(self, o: OperatorAccount) -> None:
+        if self.get_operator(o.name) is not None:
+            raise InputError(f"operator {o.name} already exists", code="input.operator_exists")
+        self._c.execute(f"INSERT INTO operators ({self._OPERATOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (o.name, o.role, o.password_hash, o.created_at, o.status, o.failed_logins, o.locked_until,
+                         o.password_changed_at, o.last_login_at))
+
+    def get_operator(self, name: str) -> OperatorAccount | None:
+        r = self._c.execute(f"SELECT {self._OPERATOR_COLUMNS} FROM operators WHERE name = ?", (name,)).fetchone()
+        return OperatorAccount(*r) if r else None
+
+    def put_operator(self, o: OperatorAccount) -> None:
+        self._c.execute("UPDATE operators SET role = ?, password_hash = ?, status = ?, failed_logins = ?, "
+                        "locked_until = ?, password_changed_at = ?, last_login_at = ? WHERE name = ?",
+                        (o.role, o.password_hash, o.status, o.failed_logins, o.locked_until, o.password_changed_at,
+                         o.last_login_at, o.name))
+
+    def list_operators(self) -> list[OperatorAccount]:
+        rows = self._c.execute(f"SELECT {self._OPERATOR_COLUMNS} FROM operators ORDER BY name").fetchall()
+        return [OperatorAccount(*r) for r in rows]
+
     # -- fleet: the terminal's side ----------------------------------------------------------
     def outbox_put(self, kind: str, key: str, body: dict) -> None:
         self._c.execute("INSERT INTO outbox (kind, item_key, body, created_at) VALUES (?, ?, ?, ?) "
@@ -627,10 +671,15 @@ class SqlTransaction(Transaction):
         rows = self._c.execute(f"SELECT {self._TERMINAL_COLS} FROM terminals ORDER BY id").fetchall()
         return [TerminalRecord(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows]
 
-    def update_terminal(self, t: TerminalRecord) -> None:
-        self._c.execute("UPDATE terminals SET status = ?, revoked_at = ?, last_seen_at = ?, anchor_seq = ?, "
-                        "anchor_hash = ?, anchored_at = ? WHERE id = ?",
-                        (t.status, t.revoked_at, t.last_seen_at, t.anchor_seq, t.anchor_hash, t.anchored_at, t.id))
+    def set_terminal_status(self, terminal_id: str, status: str, revoked_at: str | None) -> None:
+        self._c.execute("UPDATE terminals SET status = ?, revoked_at = ? WHERE id = ?", (status, revoked_at, terminal_id))
+
+    def set_terminal_seen(self, terminal_id: str, at: str) -> None:
+        self._c.execute("UPDATE terminals SET last_seen_at = ? WHERE id = ?", (at, terminal_id))
+
+    def set_terminal_anchor(self, terminal_id: str, seq: int, digest: str, at: str) -> None:
+        self._c.execute("UPDATE terminals SET anchor_seq = ?, anchor_hash = ?, anchored_at = ? "
+                        "WHERE id = ? AND anchor_seq <= ?", (seq, digest, at, terminal_id, seq))
 
     def add_terminal_audit(self, terminal_id: str, entries: list[AuditEntry]) -> int:
         new = 0

@@ -73,3 +73,14 @@ def test_each_item_is_ingested_once(service):
     again = service.ingest("ATM-9", IngestRequest(items=[item]))
     assert (first.new, again.new) == (1, 0) and again.acked == ["decision:d1"]
     assert service.stats()["decisions"] == 1
+
+
+def test_a_last_seen_stamp_from_a_stale_read_does_not_move_the_anchor_back(service):
+    """Found by the crash loop: authentication stamped last_seen_at by writing back the whole terminal record
+    it had read, undoing an ingest's anchor that committed in between."""
+    with service.store.transaction() as tx:
+        stale, _ = tx.get_terminal("ATM-9")           # read by an authentication before the ingest below
+    service.ingest("ATM-9", IngestRequest(audit=chain(5)))
+    service._seen.clear()                             # the throttle lets this stamp through
+    service._touch(stale)
+    assert service.anchor("ATM-9")[0] == 5
