@@ -8,7 +8,7 @@ BIOGATE := $(VENV)/bin/biogate
 SETUP_STAMP  := $(VENV)/.biogate-setup
 MODELS_STAMP := models/artifacts/.built
 
-.PHONY: setup setup-postgres models console-assets browser run test bench soak soak-env clean
+.PHONY: setup setup-postgres models console-assets browser run fleet test bench soak soak-env clean
 
 setup: $(SETUP_STAMP)
 
@@ -58,6 +58,10 @@ browser:
 
 run: models console-assets
 	$(BIOGATE) demo
+
+# The fleet demo: a throwaway PostgreSQL, the registry, a branch and an ATM on the simulator.
+fleet: models setup-postgres
+	$(BIOGATE) demo --fleet
 
 test: models setup-postgres console-assets browser
 	$(VENV)/bin/lint-imports

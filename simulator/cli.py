@@ -91,12 +91,17 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
 
 def demo(scenarios: list[str] = typer.Argument(None, help=f"scenarios to play (default: {', '.join(DEMO_SCENARIOS)})"),
          camera: str = typer.Option("mjpeg", "--camera", help="camera transport: mjpeg or inprocess"),
+         fleet: bool = typer.Option(False, "--fleet", help="the fleet instead: a throwaway PostgreSQL, the registry, "
+                                                           "a branch and an ATM, playing the fleet scenarios"),
          config: Optional[Path] = ConfigOpt) -> None:
     """The main job on the embedded defaults: the daemon on the simulator, playing the demo scenarios
-    (genuine, impostor, printed-photo attack, lockout) and printing each decision and the dispenser's answer."""
-    from simulator.scenario import run_scenario
+    (genuine, impostor, printed-photo attack, lockout) and printing each decision and the dispenser's answer.
+    With --fleet: enrol at the branch and withdraw at another ATM, an erasure at the registry, a lockout seen
+    everywhere, an ATM offline and back."""
+    from simulator.scenario import fleet_scenarios, run_scenario
 
-    names = scenarios or list(DEMO_SCENARIOS)
+    names = scenarios or ([str(p.relative_to(p.parent.parent)) for p in fleet_scenarios()] if fleet
+                          else list(DEMO_SCENARIOS))
     failed = []
     for name in names:
         try:

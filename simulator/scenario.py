@@ -65,7 +65,9 @@ from simulator.atm import VirtualAtm
 from simulator.terminal import SimulatedTerminal
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
-STEP_KINDS = ("enrol", "withdraw", "card_load", "deposit", "fault", "clear_faults", "replay_token", "present")
+STEP_KINDS = ("enrol", "withdraw", "card_load", "deposit", "fault", "clear_faults", "replay_token", "present",
+              # fleet scenarios ([fleet] terminals = [...]; a step's `at` names its terminal):
+              "sync", "registry_erase", "registry_stop", "registry_start", "wait_offline", "expect_registry_counts")
 
 
 @dataclass
@@ -90,8 +92,9 @@ class ScenarioResult:
 
     def timeline(self) -> str:
         lines = [f"scenario: {self.name}"]
+        width = max([9] + [len(who) for _, who, _ in self.events])
         for t, who, text in sorted(self.events, key=lambda e: e[0]):
-            lines.append(f"  [{t:7.2f}s] {who:<9} {text}")
+            lines.append(f"  [{t:7.2f}s] {who:<{width}} {text}")
         for c in self.checks:
             lines.append(f"  {'PASS' if c.ok else 'FAIL'}  step {c.step}: {c.what}{' - ' + c.detail if c.detail else ''}")
         lines.append(f"result: {'PASS' if self.ok else 'FAIL'} ({sum(c.ok for c in self.checks)}/{len(self.checks)} "
@@ -136,19 +139,59 @@ def scenario_config(base: Config, scenario: dict, state_dir: Path) -> Config:
     return Config.model_validate(merged)
 
 
-class ScenarioRunner:
-    """Plays one scenario against a simulated terminal (its daemon's URL and keys, its rig's devices)."""
+@dataclass
+class Site:
+    """One terminal of a scenario: its daemon, its devices, a teller at its desk and its ATM application."""
 
-    def __init__(self, scenario: dict, terminal: SimulatedTerminal, result: ScenarioResult):
+    name: str
+    terminal: SimulatedTerminal
+    teller: httpx.Client
+    atm: VirtualAtm
+
+
+class ScenarioRunner:
+    """Plays one scenario against simulated terminals (their daemons' URLs and keys, their rigs' devices): one,
+    or the terminals of a fleet (`[fleet]`), each step at the terminal its `at` names (default: the first)."""
+
+    def __init__(self, scenario: dict, terminals: dict[str, SimulatedTerminal], result: ScenarioResult,
+                 world: Any = None):
         self.s = scenario
-        self.rig = terminal.rig
         self.result = result
-        keys = terminal.keys
-        self.teller = httpx.Client(base_url=terminal.url, headers={"X-API-Key": keys["teller"]}, timeout=120)
-        self.atm = VirtualAtm(terminal.url, keys["terminal"], self.rig.dispenser.url)
+        self.world = world                  # simulator.fleet.FleetWorld for fleet scenarios
         self.t0 = time.monotonic()
-        self.atm.t0 = self.t0
+        self.sites: dict[str, Site] = {}
+        for name, terminal in terminals.items():
+            keys = terminal.keys
+            atm = VirtualAtm(terminal.url, keys["terminal"], terminal.rig.dispenser.url)
+            atm.t0 = self.t0
+            self.sites[name] = Site(name, terminal, httpx.Client(base_url=terminal.url,
+                                                                 headers={"X-API-Key": keys["teller"]}, timeout=120),
+                                    atm)
+        self.site = next(iter(self.sites.values()))
         self.customers = {c["name"]: c for c in scenario.get("customers", [])}
+
+    # the current step's terminal
+    @property
+    def rig(self):
+        return self.site.terminal.rig
+
+    @property
+    def teller(self) -> httpx.Client:
+        return self.site.teller
+
+    @property
+    def atm(self) -> VirtualAtm:
+        return self.site.atm
+
+    def at(self, name: str | None) -> None:
+        if name is None:
+            return
+        if name not in self.sites:
+            raise InputError(f"no terminal {name!r} in this scenario ({', '.join(self.sites)})", code="input.scenario")
+        self.site = self.sites[name]
+
+    def who(self, role: str) -> str:
+        return f"{self.site.name}:{role}" if len(self.sites) > 1 else role
 
     def present(self, face: Any = None, finger: Any = None) -> None:
         """Put the first available alternative of each spec in front of the devices."""
@@ -170,7 +213,8 @@ class ScenarioRunner:
         raise last or InputError("empty alternative list", code="input.scenario")
 
     def event(self, who: str, text: str) -> None:
-        self.result.events.append((time.monotonic() - self.t0, who, text))
+        self.result.events.append((time.monotonic() - self.t0, who if ":" in who or who in ("registry", "simulator")
+                                   else self.who(who), text))
 
     def check(self, step: int, what: str, ok: bool, detail: str = "") -> None:
         self.result.checks.append(Check(step, what, bool(ok), detail))
@@ -178,10 +222,12 @@ class ScenarioRunner:
     def run(self) -> None:
         try:
             for i, step in enumerate(self.s["steps"], 1):
+                self.at(step.get("at"))
                 getattr(self, f"_do_{step['do']}")(i, step)
         finally:
-            self.teller.close()
-            self.atm.close()
+            for site in self.sites.values():
+                site.teller.close()
+                site.atm.close()
 
     # -- steps --------------------------------------------------------------------------------------------
     def _do_enrol(self, i: int, step: dict) -> None:
@@ -217,7 +263,7 @@ class ScenarioRunner:
         self.present(face=step.get("face", "nobody"), finger=step.get("finger", "none"))
         tx = self.atm.withdraw(card, str(step.get("amount", "100")), step.get("currency", "EUR"),
                                max_attempts=int(step.get("attempts", 3)), operation=operation)
-        self.result.events += tx.events
+        self.result.events += [(t, self.who(who), text) for t, who, text in tx.events]
         self.rig.present(face="nobody", finger="none")
         if tx.dispensed:
             self.result.dispensed.append(tx.dispensed)
@@ -237,6 +283,10 @@ class ScenarioRunner:
             want = step["expect_dispensed"]
             self.check(i, f"{label}: dispensed {want}", (tx.dispensed or "none") == want,
                        f"dispenser: {tx.dispensed or tx.dispense_error or 'nothing'}")
+        if "expect_reason_not" in step:
+            self.check(i, f"{label}: no reason starting {step['expect_reason_not']!r}",
+                       not any(r.startswith(step["expect_reason_not"]) for a in tx.attempts for r in a["reasons"]),
+                       f"reasons {[r for a in tx.attempts for r in a['reasons']]}")
         if "expect_attempts" in step:
             self.check(i, f"{label}: {step['expect_attempts']} attempts", len(tx.attempts) == step["expect_attempts"],
                        f"got {len(tx.attempts)}")
@@ -280,6 +330,70 @@ class ScenarioRunner:
                    f"dispenser: {tx.dispensed or tx.dispense_error}")
 
 
+    # -- the fleet (scenarios with [fleet]) ----------------------------------------------------------------
+    def _fleet(self, i: int):
+        if self.world is None:
+            raise InputError(f"step {i}: a fleet step needs a [fleet] section", code="input.scenario")
+        return self.world
+
+    def _registry(self, role: str) -> httpx.Client:
+        world = self._fleet(0)
+        return httpx.Client(base_url=world.registry_url, headers={"X-API-Key": world.registry_keys[role]}, timeout=60)
+
+    def _do_sync(self, i: int, step: dict) -> None:
+        """Wait until this terminal is online with an empty outbox and has applied the registry's changes."""
+        self._fleet(i)
+        deadline = time.monotonic() + float(step.get("within_s", 20))
+        fleet = self.site.terminal.daemon.runtime.fleet
+        while time.monotonic() < deadline:
+            st = fleet.status()
+            if st["registry"] == "online" and st["outbox_length"] == 0:
+                self.event("fleet", f"synced with the registry (change {st['change_seq']}, audit anchored at "
+                                    f"seq {st['anchor_seq']})")
+                self.check(i, f"{self.site.name} synced", True)
+                return
+            time.sleep(0.1)
+        self.check(i, f"{self.site.name} synced", False, str(fleet.status()))
+
+    def _do_registry_erase(self, i: int, step: dict) -> None:
+        c = self.customers[step["customer"]]
+        with self._registry("admin") as registry:
+            r = registry.delete(f"/v1/customers/{c['_id']}")
+        self.event("registry", f"the bank erases {c['name']}'s biometric data centrally: "
+                               + ("done" if r.status_code == 200 else r.text[:200]))
+        self.check(i, f"erase {c['name']} at the registry", r.status_code == 200, r.text[:200])
+
+    def _do_registry_stop(self, i: int, step: dict) -> None:
+        self._fleet(i).stop_registry()
+        self.event("registry", "the registry goes away (network cut)")
+
+    def _do_registry_start(self, i: int, step: dict) -> None:
+        self._fleet(i).start_registry()
+        self.event("registry", "the registry is back")
+
+    def _do_wait_offline(self, i: int, step: dict) -> None:
+        fleet = self.site.terminal.daemon.runtime.fleet
+        deadline = time.monotonic() + float(step.get("within_s", 20))
+        while fleet.status()["registry"] != "offline" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        offline = fleet.status()["registry"] == "offline"
+        self.event("fleet", "sees the registry offline" if offline else "still online")
+        self.check(i, f"{self.site.name} notices it is offline", offline)
+
+    def _do_expect_registry_counts(self, i: int, step: dict) -> None:
+        """The registry's decision count equals the sum of the terminals' (nothing lost, nothing twice)."""
+        with self._registry("auditor") as registry:
+            stats = registry.get("/v1/fleet/stats").json()
+        local = {}
+        for name, site in self.sites.items():
+            with site.terminal.daemon.runtime.store.transaction() as tx:
+                local[name] = tx.count_decisions()
+        self.event("registry", f"holds {stats['decisions']} decisions; the terminals hold "
+                               + ", ".join(f"{n}: {k}" for n, k in local.items()))
+        self.check(i, "registry decisions = sum of the terminals'", stats["decisions"] == sum(local.values()),
+                   f"{stats['decisions']} vs {local}")
+
+
 def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Path | None = None,
                  rig_options: dict | None = None) -> ScenarioResult:
     """Start a fresh daemon on the simulator (its own state directory), play the scenario, stop."""
@@ -293,9 +407,18 @@ def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Pat
         cfg = scenario_config(base, scenario, state_dir)
         options = {**scenario.get("rig", {}), **(rig_options or {})}
         result = ScenarioResult(scenario["name"])
-        with SimulatedTerminal(cfg, **options) as terminal:
-            ScenarioRunner(scenario, terminal, result).run()
-            result.ledger = [f"{r.amount:.2f}{r.currency}" for r in terminal.rig.dispenser.dispensed]
+        fleet = scenario.get("fleet")
+        if fleet:
+            from simulator.fleet import FleetWorld
+
+            with FleetWorld(cfg, state_dir / "fleet", list(fleet["terminals"]), rig_options=options) as world:
+                ScenarioRunner(scenario, world.terminals, result, world).run()
+                result.ledger = [f"{r.amount:.2f}{r.currency}" for t in world.terminals.values()
+                                 for r in t.rig.dispenser.dispensed]
+        else:
+            with SimulatedTerminal(cfg, **options) as terminal:
+                ScenarioRunner(scenario, {cfg.terminal_id: terminal}, result).run()
+                result.ledger = [f"{r.amount:.2f}{r.currency}" for r in terminal.rig.dispenser.dispensed]
         return result
     finally:
         if tmp is not None:
@@ -304,5 +427,10 @@ def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Pat
 
 def shipped_scenarios() -> list[Path]:
     return sorted(SCENARIO_DIR.glob("*.toml"))
+
+
+def fleet_scenarios() -> list[Path]:
+    """The fleet's scenarios (simulator/scenarios/fleet/): they start a throwaway PostgreSQL and a registry."""
+    return sorted((SCENARIO_DIR / "fleet").glob("*.toml"))
 
 
