@@ -28,6 +28,7 @@ noise and stays silent, as real hardware does. `pace` sends bytes no faster than
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from pathlib import Path
@@ -57,8 +58,10 @@ log = logging.getLogger(__name__)
 _SERVE_POLL = 0.02  # seconds the serving thread waits for bytes before it looks at its timers again
 
 
-def _from_hardware(name: str, doc: str) -> property:
-    return property(lambda self: getattr(self.hardware, name), doc=doc)
+#: what the hardware knows, readable on the module as read-only views: `module.templates` is
+#: `module.hardware.templates` (each is described on `FingerprintDevice`)
+HARDWARE_VIEWS = ("profile", "model", "seed", "source", "flash", "settings", "address", "baudrate",
+                  "packet_size", "templates", "commands", "captures", "led")
 
 
 class VirtualModule:
@@ -100,21 +103,7 @@ class VirtualModule:
         self._reader = P.PacketReader()
         self.errors: list[BaseException] = []
 
-    # -- what the hardware knows (read-only views of `hardware`) ----------------------------------------
-
-    profile = _from_hardware("profile", "The emulated model's instruction set and answers (`profiles.Profile`).")
-    model = _from_hardware("model", "Geometry, library capacity and codes (`protocol.ModuleModel`).")
-    seed = _from_hardware("seed", "Seed of the image sources and GetRandomCode.")
-    source = _from_hardware("source", "What the sensor sees when no finger is placed.")
-    flash = _from_hardware("flash", "Library, notepad and settings (`flash.Flash`).")
-    settings = _from_hardware("settings", "Password, address, security level, packet size, baud N.")
-    address = _from_hardware("address", "The module's address (SetAddr).")
-    baudrate = _from_hardware("baudrate", "The module's line speed (SetSysPara 4).")
-    packet_size = _from_hardware("packet_size", "Data-packet size in bytes (SetSysPara 6).")
-    templates = _from_hardware("templates", "Library pages in use.")
-    commands = _from_hardware("commands", "Names of the commands received (the last 1000).")
-    captures = _from_hardware("captures", "Labels of the prints captured (the last 1000).")
-    led = _from_hardware("led", "The R503 ring light as AuraLedConfig last set it (None after power-on).")
+    # -- what the hardware knows: HARDWARE_VIEWS (below the class), and the line's pseudo-terminal ------
 
     @property
     def device(self) -> str | None:
@@ -316,6 +305,10 @@ class VirtualModule:
         if self._silent or not self.line.plugged:
             return False
         return self.line.write(data, baud=self.baudrate if self.pace else None)
+
+
+for _view in HARDWARE_VIEWS:  # after the class: one read-only property per view
+    setattr(VirtualModule, _view, property(operator.attrgetter(f"hardware.{_view}")))
 
 
 def start_module(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.fingerprint.protocol import MODEL_ALIASES, ModuleModel, get_model
+from drivers.fingerprint.protocol import ModuleModel, get_model
 from drivers.fingerprint.protocol import Instruction as I
 
 CORE = frozenset({
@@ -65,9 +65,5 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str) -> Profile:
-    """A profile by model name or alias (the driver's `MODEL_ALIASES`: "r307" is a "zfm")."""
-    key = MODEL_ALIASES.get(name.lower(), name.lower())
-    try:
-        return PROFILES[key]
-    except KeyError:
-        raise ValueError(f"unknown fingerprint module profile {name!r} (known: {', '.join(sorted(PROFILES))})") from None
+    """The profile of a model the driver knows, by name or alias (`protocol.get_model`: "r307" is a "zfm")."""
+    return PROFILES[get_model(name).name]
