@@ -84,26 +84,25 @@ system = APIRouter(tags=["service"])
 
 
 # -- terminals --------------------------------------------------------------------------------------------
+def _counted(counter: Counter, failure: str, work, *args):
+    """`work(*args)`, counted in `counter` as "ok" or as `failure`."""
+    try:
+        result = work(*args)
+    except Exception:
+        counter.labels(failure).inc()
+        raise
+    counter.labels("ok").inc()
+    return result
+
+
 @fleet.post("/ingest", response_model=IngestResult)
 def ingest(body: IngestRequest, request: Request, service: ServiceDep, terminal: TerminalCaller):
-    try:
-        result = service.ingest(terminal.operator, body)
-    except Exception:
-        request.app.state.metrics.batches.labels("refused").inc()
-        raise
-    request.app.state.metrics.batches.labels("ok").inc()
-    return result
+    return _counted(request.app.state.metrics.batches, "refused", service.ingest, terminal.operator, body)
 
 
 @fleet.get("/cards/{card_ref}", response_model=CardHolder)
 def card_holder(card_ref: CardPath, request: Request, service: ServiceDep, terminal: TerminalCaller):
-    try:
-        holder = service.card_holder(terminal.operator, card_ref)
-    except Exception:
-        request.app.state.metrics.fetches.labels("not_found").inc()
-        raise
-    request.app.state.metrics.fetches.labels("ok").inc()
-    return holder
+    return _counted(request.app.state.metrics.fetches, "not_found", service.card_holder, terminal.operator, card_ref)
 
 
 @fleet.get("/changes", response_model=ChangesResponse)

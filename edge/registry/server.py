@@ -13,12 +13,12 @@ import time
 import uvicorn
 
 from edge.config import Config
+from edge.errors import BiogateError
 from edge.registry.app import create_registry_app
 from edge.registry.service import RegistryService
-from edge.errors import BiogateError
 from edge.service.logs import configure_logging
 from edge.service.notify import Notifier
-from edge.service.server import GracefulServer, bind_socket
+from edge.service.server import BackgroundServer, GracefulServer, bind_socket
 from edge.store.postgres import PostgresStore
 from edge.store.secrets import Secrets, load_secrets
 
@@ -102,25 +102,11 @@ def run_registry(cfg: Config, *, host: str | None = None, port: int | None = Non
         registry.close()
 
 
-class RegistryThread:
+class RegistryThread(BackgroundServer):
+    """The registry serving from a background thread of this process (tests, `biogate demo --fleet`)."""
+
     def __init__(self, cfg: Config, **kw):
         self.registry = Registry(cfg, **kw)
         self.url = self.registry.url
         self.service = self.registry.service
-        self._thread = threading.Thread(target=lambda: self.registry.server.run(sockets=[self.registry.sock]),
-                                        name="biogate-registry", daemon=True)
-
-    def __enter__(self) -> "RegistryThread":
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self.registry.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.registry.close()
-                raise RuntimeError("the registry did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.registry.server.should_exit = True
-        self._thread.join(timeout=15)
-        self.registry.close()
+        super().__init__(self.registry.server, self.registry.sock, self.registry.close, "biogate-registry")

@@ -130,33 +130,41 @@ def run_daemon(cfg: Config, *, host: str | None = None, port: int | None = None,
             notifier.stopping()
 
 
-class DaemonThread:
+class BackgroundServer:
+    """A uvicorn server serving from a background thread of this process; `close` runs after it stopped."""
+
+    def __init__(self, server: uvicorn.Server, sock: socket.socket, close, name: str):
+        self._server, self._sock, self._close = server, sock, close
+        self._thread = threading.Thread(target=lambda: server.run(sockets=[sock]), name=name, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._close()
+                raise RuntimeError(f"{self._thread.name} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self._close()
+
+
+class DaemonThread(BackgroundServer):
     """A daemon serving from a background thread of this process (tests, scenarios, `biogate demo`)."""
 
     def __init__(self, cfg: Config, **kw):
         self.daemon = Daemon(cfg, **kw)
         self.url = self.daemon.url
         self.runtime = self.daemon.runtime
-        self._thread = threading.Thread(target=self._run, name="biogate-daemon", daemon=True)
+        super().__init__(self.daemon.server, self.daemon.sock, self._close_daemon, "biogate-daemon")
 
-    def _run(self) -> None:
-        self.daemon.server.run(sockets=[self.daemon.sock])
+    def _close_daemon(self) -> None:
+        self.runtime.close()
+        self.daemon.sock.close()
 
     def addresses(self) -> dict:
         return self.daemon.addresses()
-
-    def __enter__(self) -> "DaemonThread":
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self.daemon.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.runtime.close()
-                raise RuntimeError("the daemon did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.daemon.server.should_exit = True
-        self._thread.join(timeout=15)
-        self.runtime.close()
-        self.daemon.sock.close()
