@@ -33,7 +33,6 @@ import itertools
 import json
 import logging
 import threading
-import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +41,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from drivers.base import CashDispenser
+from drivers.deadline import Deadline
 from drivers.dispenser.errors import (
     TOKEN_COMPLETION_CODES,
     DispenserCommandFailed,
@@ -124,18 +124,17 @@ class XFS4IoTDispenser(CashDispenser):
                 self._drop()
                 ws = self._connection()
                 ws.send(message)
-            return self._await_completion(ws, name, request_id, time.monotonic() + timeout + 2.0)
+            return self._await_completion(ws, name, request_id, Deadline(timeout + 2.0))
 
     def _await_completion(self, ws: ClientConnection, name: str, request_id: int,
-                          deadline: float) -> dict[str, Any]:
+                          deadline: Deadline) -> dict[str, Any]:
         self.last_events = []
         acknowledged = False
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                if remaining <= 0:
+                if deadline.expired():
                     raise TimeoutError
-                raw = ws.recv(timeout=remaining)
+                raw = ws.recv(timeout=deadline.time_left())
             except TimeoutError:
                 self._drop()  # a late completion must not be read as the next command's answer
                 stage = "completion" if acknowledged else "acknowledge"
@@ -206,7 +205,7 @@ class XFS4IoTDispenser(CashDispenser):
                                   "version": "2.0", "timeout": int(self.timeout * 1000)}, "payload": {}}
             ws.send(json.dumps(request))
             services = self._await_completion(ws, "ServicePublisher.GetServices", 1,
-                                              time.monotonic() + self.timeout).get("services") or []
+                                              Deadline(self.timeout)).get("services") or []
         finally:
             ws.close()
         for entry in services:

@@ -404,6 +404,14 @@ class Instruction(enum.IntEnum):
     ZFM_HANDSHAKE = 0x53  # -> confirmation 0x55
 
 
+def instruction_name(instruction: int) -> str:
+    """"GEN_IMG" for 0x01; an instruction no model has is named by its code ("0x7E")."""
+    try:
+        return Instruction(instruction).name
+    except ValueError:
+        return f"0x{instruction:02X}"
+
+
 class SysParam(enum.IntEnum):
     """Parameter numbers of SetSysPara."""
 

@@ -2,7 +2,8 @@
 
 Two layers:
 - `ZfmModule`: one method per module command, speaking the frames of `drivers.fingerprint.protocol`.
-  Every read has a deadline; garbage on the line (a power-on 0x55, noise) is skipped; a reply with a
+  Every wait is a `drivers.deadline.Deadline` (`timeout=0` is one non-blocking look at the line,
+  never "the default"); garbage on the line (a power-on 0x55, noise) is skipped; a reply with a
   bad checksum or of the wrong kind makes the command be sent once more; every other failure is a
   typed `DeviceError` (see `drivers.fingerprint.errors`).
 - `ZfmScanner`: the `zfm` backend of `drivers.base.FingerprintScanner` (finger presence and image
@@ -23,12 +24,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import serial
 
 from drivers.base import FingerprintScanner
+from drivers.deadline import Deadline
 from drivers.fingerprint import protocol as P
 from drivers.fingerprint.errors import (
     MODULE_ERROR_BY_NAME,
@@ -78,11 +80,12 @@ class _LineFault(Exception):
 class ZfmModule:
     """Low-level access to one module: one method per command.
 
-    `timeout` bounds each reply (and each silence between data packets); `model` picks the
-    confirmation-code table and image size ("zfm" covers ZFM-20/60/70 and R30x, "as608", "r503").
+    `timeout` bounds each reply (and each silence between data packets); 0 means one look at what
+    the line already holds. `model` picks the confirmation-code table and image size ("zfm" covers
+    ZFM-20/60/70 and R30x, "as608", "r503").
     """
 
-    #: seconds a single pyserial read may block; the deadline loop runs around it
+    #: seconds a single pyserial read may block while time is left: a deadline is kept to within this
     POLL_INTERVAL = 0.02
 
     def __init__(
@@ -99,6 +102,8 @@ class ZfmModule:
     ):
         self.model = P.get_model(model)
         P.baud_n_from_rate(baudrate)  # validates 9600 x N
+        if timeout < 0:
+            raise InputError(f"the fingerprint module timeout must be >= 0 s, got {timeout}")
         self.address = address
         self.password = password
         self.timeout = float(timeout)
@@ -137,21 +142,26 @@ class ZfmModule:
 
     # -- line handling -----------------------------------------------------------------------------
 
-    def _read_chunk(self) -> bytes:
+    def _read_chunk(self, deadline: Deadline) -> bytes:
+        """What the line holds now; when it holds nothing and time is left, wait one poll interval."""
         try:
             waiting = self._serial.in_waiting
-            return self._serial.read(max(1, waiting))
+            if waiting or deadline.expired():
+                return self._serial.read(waiting) if waiting else b""
+            return self._serial.read(1)  # blocks at most POLL_INTERVAL (the port's read timeout)
         except _LINE_ERRORS as exc:
             raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
 
     def _write(self, data: bytes) -> None:
         try:
-            self._serial.write(data)
+            written = self._serial.write(data)
             self._serial.flush()
         except serial.SerialTimeoutException as exc:
             raise DeviceTimeout(f"writing to the fingerprint module timed out: {exc}") from exc
         except _LINE_ERRORS as exc:
             raise DisconnectedError(f"fingerprint module disconnected: {exc}") from exc
+        if written is not None and written < len(data):  # a non-blocking write (timeout 0) that did not fit
+            raise DeviceTimeout(f"only {written} of {len(data)} bytes could be written to the fingerprint module")
 
     def _discard_input(self) -> None:
         """Forget everything received so far (stale replies, a 0x55, half frames)."""
@@ -164,16 +174,26 @@ class ZfmModule:
         except Exception:  # some URL handlers do not implement it
             pass
 
-    def _drain(self, quiet: float = 0.05) -> None:
-        """After a failed reply: read until the line has been silent for `quiet` s (bounded)."""
-        end = time.monotonic() + self.timeout
-        last = time.monotonic()
+    def _read_until_quiet(self, quiet: float, budget: float, *, until_end_of_data: bool = False) -> None:
+        """Read and drop bytes until the line has been silent for `quiet` s (or, `until_end_of_data`,
+        until a transfer's last data packet went by), for at most `budget` s."""
+        silence = Deadline(quiet, within=Deadline(budget))
         try:
-            while time.monotonic() < end and time.monotonic() - last < quiet:
-                if self._read_chunk():
-                    last = time.monotonic()
+            while not silence.expired():
+                chunk = self._read_chunk(silence)
+                if not chunk:
+                    continue
+                silence.restart()
+                if until_end_of_data and any(
+                    isinstance(e, P.Packet) and e.pid == P.PacketId.END_DATA for e in self._reader.feed(chunk)
+                ):
+                    break
         except DisconnectedError:
             pass
+
+    def _drain(self, quiet: float = 0.05) -> None:
+        """After a failed reply: read until the line has been silent for `quiet` s (bounded)."""
+        self._read_until_quiet(quiet, self.timeout)
         self._events.clear()
         self._reader.flush()
 
@@ -181,37 +201,35 @@ class ZfmModule:
         """After a transfer broke part way: the module goes on sending what it started, so read until
         its last data packet, or until the line has been silent for `timeout` s (a lost last packet),
         at most for the time the whole transfer takes. Then the next command meets a quiet line."""
-        end = time.monotonic() + self.timeout + self._transfer_seconds(expected_size)
-        last = time.monotonic()
-        try:
-            while time.monotonic() < end and time.monotonic() - last < self.timeout:
-                chunk = self._read_chunk()
-                if not chunk:
-                    continue
-                last = time.monotonic()
-                if any(isinstance(e, P.Packet) and e.pid == P.PacketId.END_DATA for e in self._reader.feed(chunk)):
-                    break
-        except DisconnectedError:
-            pass
+        self._read_until_quiet(self.timeout, self.timeout + self._transfer_seconds(expected_size),
+                               until_end_of_data=True)
         self._drain()
 
-    def _next_event(self, deadline: float):
-        """The next parser event, or DeviceTimeout at `deadline`."""
-        while not self._events:
-            if time.monotonic() >= deadline:
-                raise DeviceTimeout(
-                    f"no complete reply from the fingerprint module within the deadline "
-                    f"({self._reader.pending} bytes of a partial frame pending)"
-                )
-            chunk = self._read_chunk()
+    def _events_until(self, deadline: Deadline) -> Iterator[P.Event]:
+        """Parser events as they arrive, then DeviceTimeout once `deadline` has passed.
+
+        The line is read once more after the deadline has passed, and then no more: a reply that has
+        already arrived is taken (so a zero deadline is one non-blocking try), and a line that never
+        stops babbling cannot hold the caller beyond it.
+        """
+        last_look = False
+        while True:
+            while self._events:
+                yield self._events.popleft()
+            if deadline.expired():
+                if last_look:
+                    raise DeviceTimeout(
+                        f"no complete reply from the fingerprint module within the deadline "
+                        f"({self._reader.pending} bytes of a partial frame pending)"
+                    )
+                last_look = True
+            chunk = self._read_chunk(deadline)
             if chunk:
                 self._events.extend(self._reader.feed(chunk))
-        return self._events.popleft()
 
-    def _next_packet(self, deadline: float) -> P.Packet:
+    def _next_packet(self, deadline: Deadline) -> P.Packet:
         """The next valid packet; garbage is skipped, broken frames raise (retryable) _LineFault."""
-        while True:
-            event = self._next_event(deadline)
+        for event in self._events_until(deadline):
             if isinstance(event, P.Packet):
                 return event
             if isinstance(event, P.Garbage):
@@ -226,13 +244,12 @@ class ZfmModule:
                 )
             if isinstance(event, P.BadLength):
                 raise _LineFault(ProtocolError(f"frame with impossible length field {event.length}"))
+        raise AssertionError("unreachable")  # _events_until ends by raising DeviceTimeout
 
     def wait_ready(self, timeout: float, *, required: bool = True) -> bool:
-        """Wait for the module's ready byte 0x55 (power-on, after SoftRst)."""
-        deadline = time.monotonic() + timeout
+        """Wait for the module's ready byte 0x55 (power-on, after SoftRst); 0: is it already there?"""
         try:
-            while True:
-                event = self._next_event(deadline)
+            for event in self._events_until(Deadline(timeout)):
                 if isinstance(event, P.Garbage) and P.POWER_ON_BYTE in event.data:
                     return True
         except DeviceTimeout:
@@ -248,7 +265,7 @@ class ZfmModule:
         if instruction == P.Instruction.VFY_PWD and code == 0x13:
             cls = WrongPasswordError  # AS608 says "command invalid" (0x13) for a wrong password
         raise cls(
-            f"{_instruction_name(instruction)}: {message} (confirmation {code:#04x})",
+            f"{P.instruction_name(instruction)}: {message} (confirmation {code:#04x})",
             confirmation=code,
             name=name,
             model=self.model.name,
@@ -263,8 +280,8 @@ class ZfmModule:
         wire_bytes = size * (packet_size + 11) / packet_size
         return 3 * wire_bytes * 10 / self._serial.baudrate
 
-    def _read_ack(self, deadline: float, addresses: tuple[int, ...], *, transfer: bool = False) -> P.Packet:
-        """The acknowledgement of the command just sent.
+    def _read_ack(self, timeout: float, addresses: tuple[int, ...], *, transfer: bool = False) -> P.Packet:
+        """The acknowledgement of the command just sent, within `timeout` s.
 
         Data packets before the acknowledgement of a command that starts no transfer are the tail of
         an earlier transfer this side abandoned (the module finishes sending what it started): they
@@ -272,12 +289,12 @@ class ZfmModule:
         whole image takes on this line. Before UpImage's / UpChar's acknowledgement they mean the
         acknowledgement itself was lost: a line fault.
         """
-        cap = deadline + self._transfer_seconds(self.model.image_bytes)
+        deadline = Deadline(timeout, within=Deadline(timeout + self._transfer_seconds(self.model.image_bytes)))
         while True:
             packet = self._next_packet(deadline)
             if packet.is_data and not transfer:
                 log.debug("skipped a stale data packet before the acknowledgement")
-                deadline = min(cap, max(deadline, time.monotonic() + self.timeout))
+                deadline.extend(self.timeout)
                 continue
             if packet.pid != P.PacketId.ACK or not packet.payload:
                 raise _LineFault(ProtocolError(f"expected an acknowledgement, got packet id {packet.pid:#04x}"))
@@ -301,6 +318,7 @@ class ZfmModule:
 
         The confirmation code must be one of `ok` (else a ModuleError subclass is raised); when
         `reply_size` is given the data after the confirmation code must be at least that long.
+        `timeout` replaces the module's own for this reply (0: only a reply already there counts).
         A checksum error, garbage frame, wrong-kind reply, or a reply cut off part way (a partial
         frame pending at the deadline) makes the command be re-sent (at most `self.retries` times);
         silence is never retried (DeviceTimeout): a module that does not answer at all is gone.
@@ -310,27 +328,27 @@ class ZfmModule:
             for _attempt in range(self.retries + 1):
                 self._discard_input()
                 self._send_command(instruction, params)
-                deadline = time.monotonic() + (timeout or self.timeout)
                 try:
-                    reply = self._read_ack(deadline, (self.address, *extra_addresses),
+                    reply = self._read_ack(self.timeout if timeout is None else timeout,
+                                           (self.address, *extra_addresses),
                                            transfer=instruction in _TRANSFER_INSTRUCTIONS)
                 except _LineFault as fault:
                     last = fault.error
-                    log.warning("fingerprint %s: %s; retrying", _instruction_name(instruction), fault.error.code)
+                    log.warning("fingerprint %s: %s; retrying", P.instruction_name(instruction), fault.error.code)
                     self._drain()
                     continue
                 except DeviceTimeout as timeout_error:
                     if not self._reader.pending:
                         raise  # silence
                     last = timeout_error
-                    log.warning("fingerprint %s: reply cut off; retrying", _instruction_name(instruction))
+                    log.warning("fingerprint %s: reply cut off; retrying", P.instruction_name(instruction))
                     self._drain()
                     continue
                 if reply.confirmation not in ok:
                     self._raise_for(instruction, reply.confirmation)
                 if reply_size is not None and len(reply.body) < reply_size:
                     last = ProtocolError(
-                        f"{_instruction_name(instruction)} reply carries {len(reply.body)} bytes, expected {reply_size}"
+                        f"{P.instruction_name(instruction)} reply carries {len(reply.body)} bytes, expected {reply_size}"
                     )
                     self._drain()
                     continue
@@ -346,13 +364,14 @@ class ZfmModule:
         """
         packet_size = self.packet_size
         out = bytearray()
-        overall = time.monotonic() + self.timeout + self._transfer_seconds(expected_size or 4096)
+        # each packet within `timeout` of the previous one, all of them within the transfer's budget
+        gap = Deadline(self.timeout, within=Deadline(self.timeout + self._transfer_seconds(expected_size or 4096)))
         ended = False  # the module's last data packet has been seen
         try:
             while True:
-                deadline = min(time.monotonic() + self.timeout, overall)
+                gap.restart()
                 try:
-                    packet = self._next_packet(deadline)
+                    packet = self._next_packet(gap)
                 except _LineFault as fault:
                     raise fault.error from None
                 except DeviceTimeout:
@@ -625,13 +644,6 @@ class ZfmModule:
 _TRANSFER_INSTRUCTIONS = frozenset({P.Instruction.UP_IMAGE, P.Instruction.UP_CHAR})
 
 
-def _instruction_name(instruction: int) -> str:
-    try:
-        return P.Instruction(instruction).name
-    except ValueError:
-        return f"instruction {instruction:#04x}"
-
-
 def _check_range(label: str, value: int, low: int, high: int) -> None:
     if not isinstance(value, int) or not low <= value <= high:
         raise InputError(f"{label} must be an integer in {low}..{high}, got {value!r}")
@@ -691,13 +703,13 @@ class ZfmScanner(FingerprintScanner):
         return True
 
     def capture(self, timeout: float = 10.0) -> np.ndarray:
-        deadline = self._clock() + timeout
+        deadline = Deadline(timeout, clock=self._clock)
         while True:
             try:
                 self.module.gen_img()
                 break
             except NoFingerError as exc:
-                if self._clock() + self.poll_interval > deadline:
+                if deadline.expired() or deadline.time_left() < self.poll_interval:  # no time for another poll
                     raise NoFingerError(
                         f"no finger on the sensor within {timeout} s",
                         confirmation=exc.confirmation,

@@ -6,8 +6,11 @@
     ...
     module.close()
 
-- `module`: `VirtualModule` (the emulator) and `start_module`;
-- `faults`: `Fault`, `RandomFaults`, `parse_faults` (declarative fault records);
+- `module`: `VirtualModule` and `start_module`: the three parts below wired to a serving thread;
+- `line`: `PtyLine`, the pseudo-terminal and its stable port name (also used by the driver tests);
+- `device`: `FingerprintDevice`, the command set, RAM, flash and sensor: packets in, frames out;
+- `faults`: `Fault`, `RandomFaults`, `parse_faults` (declarative fault records) and `FaultFilter`,
+  which applies them between the device and the line;
 - `images`: fitting prints to the sensor, image sources (folder, synthetic, messy, none);
 - `features`: the emulator's own character files and scores;
 - `flash`: the persisted library, notepad and settings;

@@ -37,15 +37,25 @@ Kinds that damage the LINE at one frame of the reply (`packet`: 0 = acknowledgem
                    sends its ready byte 0x55 and the rest of the reply never comes
 
 `parse_faults` accepts `Fault` objects, dicts of the fields above, or lists of either.
+
+Where they act: `FaultFilter` sits between the device (`simulator.fingerprint.device`) and the line
+(`simulator.fingerprint.line`). For each command it asks the `FaultPlan` what goes wrong, lets the
+device answer (or only answer with the fault's code), and turns the reply's frames into the line
+actions that go out: bytes, `Pause`, `Unplug`, `Restart`. The virtual module plays them.
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Union
 
+from drivers.fingerprint import protocol as P
 from drivers.fingerprint.protocol import Instruction
 from edge.errors import InputError
+
+if TYPE_CHECKING:  # the filter wraps a device; fault records alone need none of it
+    from simulator.fingerprint.device import FingerprintDevice
 
 ANSWER_KINDS: dict[str, tuple[int | None, Instruction | None]] = {
     # kind -> (confirmation code, command it implies when none is given)
@@ -300,7 +310,7 @@ class FaultPlan:
         return decision
 
     def _apply(self, decision: Decision, fault: Fault, instruction: int, frames: int, answer_allowed: bool) -> None:
-        name = _name(instruction)
+        name = P.instruction_name(instruction)
         if fault.kind in ANSWER_KINDS:
             if answer_allowed:
                 decision.answer_code = fault.answer_code
@@ -313,7 +323,7 @@ class FaultPlan:
 
     def _draw(self, decision: Decision, instruction: int, frames: int, answer_allowed: bool) -> None:
         rates, rng = self.random.rates, self._rng  # type: ignore[union-attr]
-        name = _name(instruction)
+        name = P.instruction_name(instruction)
         for kind in sorted(rates):
             rate = float(rates[kind])
             if kind in ANSWER_KINDS:
@@ -334,8 +344,93 @@ class FaultPlan:
                         self.fired.append((kind, name, frame))
 
 
-def _name(instruction: int) -> str:
-    try:
-        return Instruction(instruction).name
-    except ValueError:
-        return f"0x{instruction:02X}"
+
+# -- the filter between the device and the line ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Silence on the line for `seconds`."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Unplug:
+    """The cable is pulled ("close": the port vanishes; "silent": it stays, mute); back after
+    `replug_after` s, or only on `replug()` when None. Nothing more of the reply goes out."""
+
+    mode: str
+    replug_after: float | None
+
+
+@dataclass(frozen=True)
+class Restart:
+    """A brown-out: the device loses its RAM and sends its ready byte; nothing more of the reply goes out."""
+
+
+LineAction = Union[bytes, Pause, Unplug, Restart]
+
+
+@dataclass
+class Transmission:
+    """What goes on the line for one event from the host, and the device's follow-up once all of it went out."""
+
+    actions: list[LineAction]
+    after: Callable[[], None] | None = None
+
+
+class FaultFilter:
+    """The device's replies as they reach the line: faults applied per command and per frame.
+
+    Commands to another address, replies to damaged frames and everything but commands pass
+    unchanged (no fault counts them). Not thread-safe: the virtual module calls it under its lock.
+    """
+
+    def __init__(self, device: "FingerprintDevice", plan: FaultPlan):
+        self.device = device
+        self.plan = plan
+
+    def receive(self, event: P.Event) -> Transmission | None:
+        device = self.device
+        command = isinstance(event, P.Packet) and event.pid == P.PacketId.COMMAND
+        if not (command and device.ready and device.addressed(event)):  # type: ignore[union-attr]
+            reply = device.receive(event)
+            return None if reply is None else Transmission(list(reply.frames), reply.after)
+        instruction = event.instruction  # type: ignore[union-attr]
+        decision = self.plan.decide(instruction, device.frame_count(instruction))
+        reply = device.command(event, answer=decision.answer_code)  # type: ignore[arg-type]
+        return Transmission(self._line_actions(reply.frames, decision), reply.after)
+
+    def _line_actions(self, frames: list[bytes], decision: Decision) -> list[LineAction]:
+        """The frames as the faults aimed at them leave them (see the module docstring's table)."""
+        out: list[LineAction] = []
+        for index, frame in enumerate(frames):
+            faults = decision.at(index)
+            for fault in faults:
+                if fault.kind == "slow":
+                    out.append(Pause(fault.delay))
+                elif fault.kind in ("noise", "power_on_byte"):
+                    out.append(fault.noise_bytes(self.plan.rng))
+                elif fault.kind == "unplug":
+                    return out + [Unplug(fault.mode, fault.replug_after)]
+                elif fault.kind == "reset":
+                    return out + [Restart()]
+            kinds = {f.kind for f in faults}
+            if "drop_packet" in kinds:
+                continue
+            if "bad_checksum" in kinds:
+                frame = frame[:-1] + bytes([frame[-1] ^ 0xA5])
+            truncate = next((f for f in faults if f.kind == "truncate"), None)
+            if truncate is not None:
+                frame = frame[: truncate.keep if truncate.keep is not None else len(frame) // 2]
+            split = next((f for f in faults if f.kind == "split_packet"), None)
+            if split is not None:
+                size = max(1, math.ceil(len(frame) / split.pieces))
+                for i in range(0, len(frame), size):
+                    if i:
+                        out.append(Pause(split.delay))
+                    out.append(frame[i : i + size])
+                continue
+            out.append(frame)
+        return out

@@ -302,6 +302,20 @@ def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
     raise InputError(f"cannot make an image source from {type(spec).__name__}", code="input.image_source")
 
 
+def finger_source(finger: object, *, source_dpi: float | None = None, seed: int = 0) -> ImageSource:
+    """What a finger put on the sensor shows: an image array, an image file, a folder (cycled one
+    print per capture), a Presentation or any ImageSource (see `make_image_source`); `source_dpi`
+    overrides the resolution the print was scanned at."""
+    if isinstance(finger, Presentation):
+        return FixedImageSource(finger.image, finger.source_dpi, finger.label or "placed")
+    if isinstance(finger, np.ndarray) and source_dpi is not None:
+        return FixedImageSource(finger, source_dpi, "placed")
+    source = make_image_source(finger, seed=seed)
+    if source_dpi is not None and hasattr(source, "source_dpi"):
+        source.source_dpi = source_dpi  # type: ignore[attr-defined]
+    return source
+
+
 def iter_prints(folder: str | Path) -> Iterable[Path]:
     """The print files of a folder in the order FolderImageSource presents them."""
     return FolderImageSource(folder).files

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.fingerprint.protocol import Instruction as I
 from drivers.fingerprint.protocol import ModuleModel, get_model
+from drivers.fingerprint.protocol import Instruction as I
 
 CORE = frozenset({
     I.GEN_IMG, I.IMG2TZ, I.MATCH, I.SEARCH, I.REG_MODEL, I.STORE, I.LOAD_CHAR, I.UP_CHAR, I.DOWN_CHAR,
@@ -62,12 +62,8 @@ PROFILES: dict[str, Profile] = {
     # R503: 0xFC "unsupported command" (AutoEnroll / AutoIdentify are not emulated and answer it too).
     "r503": Profile("r503", get_model("r503"), CORE | R503_EXTRAS, 0xFC, 0x1C, "biogate-virtual-r503 1.0"),
 }
-PROFILE_ALIASES = {"r305": "zfm", "r307": "zfm", "r30x": "zfm", "zfm20": "zfm", "zfm60": "zfm", "zfm70": "zfm"}
 
 
 def get_profile(name: str) -> Profile:
-    key = PROFILE_ALIASES.get(name.lower(), name.lower())
-    try:
-        return PROFILES[key]
-    except KeyError:
-        raise ValueError(f"unknown fingerprint module profile {name!r} (known: {', '.join(sorted(PROFILES))})") from None
+    """The profile of a model the driver knows, by name or alias (`protocol.get_model`: "r307" is a "zfm")."""
+    return PROFILES[get_model(name).name]

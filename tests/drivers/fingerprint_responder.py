@@ -1,25 +1,23 @@
 """A scripted fingerprint module on a real pseudo-terminal, for precise driver fault tests.
 
-The driver opens `responder.port` (the slave side) like any serial device; a thread serves the
-master side: it parses what the driver sends with the shared codec and answers each packet with the
-actions a test's handler returns:
+The driver opens `responder.port` like any serial device; a thread serves this side of the line (the
+same `simulator.fingerprint.line.PtyLine` the virtual module uses): it parses what the driver sends
+with the shared codec and answers each packet with the actions a test's handler returns:
 
 - `bytes`: written to the line as they are (a valid frame, garbage, half a frame, a lone 0x55);
 - `float`: pause that many seconds (split packets, late replies, silence);
-- `UNPLUG`: close the master side, as when the scanner's cable is pulled.
+- `UNPLUG`: hang up the line, as when the scanner's cable is pulled.
 
 This is deliberately not a module emulator (that is `simulator/fingerprint`); it lets a test put
 any byte sequence on the wire at any moment.
 """
 from __future__ import annotations
 
-import os
-import select
 import threading
-import tty
 from typing import Callable, Iterable
 
 from drivers.fingerprint import protocol as P
+from simulator.fingerprint.line import PtyLine
 
 UNPLUG = object()
 
@@ -48,19 +46,18 @@ def split(data: bytes, size: int, pause: float) -> list[Action]:
 
 
 class PtyResponder:
+    """A handler answering on the same pseudo-terminal line as the virtual module (`PtyLine`)."""
+
     def __init__(self, handler: Handler, *, before_open: bytes = b""):
         self.handler = handler
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.port = os.ttyname(self.slave)
-        os.set_blocking(self.master, False)
         self.received: list[P.Packet] = []
         self.events: list = []
         self.errors: list[BaseException] = []
         self._reader = P.PacketReader()
         self._stop = threading.Event()
-        self._master_open = True
-        self._lock = threading.Lock()
+        self.line = PtyLine(stop=self._stop)
+        self.line.plug()
+        self.port = self.line.port
         if before_open:
             self.write(before_open)  # e.g. the power-on 0x55, already waiting when the driver opens
         self._thread = threading.Thread(target=self._serve, name="pty-responder", daemon=True)
@@ -69,26 +66,10 @@ class PtyResponder:
     # -- used by handlers and tests ----------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view and not self._stop.is_set():
-            with self._lock:
-                if not self._master_open:
-                    return
-                try:
-                    n = os.write(self.master, view)
-                except BlockingIOError:
-                    n = 0
-                except OSError:
-                    return
-            view = view[n:]
-            if view:
-                select.select([], [self.master], [], 0.05)
+        self.line.write(data)
 
     def unplug(self) -> None:
-        with self._lock:
-            if self._master_open:
-                self._master_open = False
-                os.close(self.master)
+        self.line.hang_up()
 
     def commands(self) -> list[int]:
         return [p.instruction for p in self.received if p.pid == P.PacketId.COMMAND]
@@ -96,11 +77,7 @@ class PtyResponder:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.unplug()
-        try:
-            os.close(self.slave)
-        except OSError:
-            pass
+        self.line.close()
 
     def __enter__(self) -> "PtyResponder":
         return self
@@ -112,19 +89,10 @@ class PtyResponder:
 
     def _serve(self) -> None:
         try:
-            while not self._stop.is_set() and self._master_open:
-                ready, _, _ = select.select([self.master], [], [], 0.02)
-                if not ready:
-                    continue
-                with self._lock:
-                    if not self._master_open:
-                        break
-                    try:
-                        chunk = os.read(self.master, 4096)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        break  # the driver closed its side
+            while not self._stop.is_set():
+                chunk = self.line.read(0.02)
+                if chunk is None:
+                    break  # unplugged
                 for event in self._reader.feed(chunk):
                     self.events.append(event)
                     if isinstance(event, P.Packet):

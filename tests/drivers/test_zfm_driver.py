@@ -613,6 +613,42 @@ def test_a_transfer_that_stalls_before_any_data_is_not_retried(responder):
     assert r.commands().count(I.UP_IMAGE) == 1
 
 
+@pytest.mark.timeout(20)
+def test_timeout_zero_is_one_look_not_the_default(responder):
+    """`timeout=0` takes a reply only if it is already there: it never waits, and never falls back
+    to the module's own (long) timeout."""
+    late = 2.0  # the late replies come this late; the driver's own timeout is longer still
+    r, _ = responder({I.SOFT_RESET: [[ack(0) + b"\x55"], [ack(0), late, b"\x55"]]})
+    with ZfmModule(r.port, timeout=4 * late) as drv:
+        drv.soft_reset(ready_timeout=0)  # the ready byte came with the acknowledgement: one look finds it
+        start = time.monotonic()
+        with pytest.raises(DeviceTimeout):
+            drv.soft_reset(ready_timeout=0)  # it comes later: not waited for
+        assert time.monotonic() - start < late / 2
+    slow, _ = responder({I.TEMPLATE_NUM: [[late, ack(0, b"\x00\x04")]]})
+    with ZfmModule(slow.port, timeout=4 * late) as drv:
+        start = time.monotonic()
+        with pytest.raises(DeviceTimeout):
+            drv.transact(I.TEMPLATE_NUM, reply_size=2, timeout=0)
+        assert time.monotonic() - start < late / 2
+
+
+@pytest.mark.timeout(20)
+def test_capture_with_timeout_zero_polls_once(make_module):
+    module = make_module("zfm", "none")
+    with ZfmScanner(module.port, timeout=FAST, poll_interval=0.5) as scanner:
+        start = time.monotonic()
+        with pytest.raises(NoFingerError):
+            scanner.capture(timeout=0)
+        assert time.monotonic() - start < 0.5  # no poll interval slept
+    assert module.commands.count("GEN_IMG") == 1
+
+
+def test_a_negative_timeout_is_refused(tmp_path):
+    with pytest.raises(InputError):
+        ZfmModule(str(tmp_path / "ttyUSB9"), timeout=-1)
+
+
 def test_cannot_open_a_missing_port(tmp_path):
     with pytest.raises(DisconnectedError):
         ZfmModule(str(tmp_path / "ttyUSB9"))
