@@ -1,4 +1,4 @@
-"""The simulator's commands: `biogate sim run|serve|list` and `biogate demo` (what `make run` plays).
+"""The simulator's commands: `biogate sim run|serve|list|control` and `biogate demo` (what `make run` plays).
 
 The product's CLI does not import this module: `register(app)` is the `biogate.commands` entry point
 (pyproject.toml) that edge.cli.main calls, so the simulator stays above the product in the layers.
@@ -61,6 +61,8 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
                                                                        "'default' (FVC2000 DB1_B, cycling), a "
                                                                        "folder, 'synthetic' or 'none'"),
               face: str = typer.Option("example:obama", "--face", help="who stands in front of the camera"),
+              control_port: int = typer.Option(0, "--control-port", help="the control service's port (0: any free "
+                                                                         "port; printed as control_url)"),
               config: Optional[Path] = ConfigOpt) -> None:
     """Start the simulated devices (fingerprint module on a pty, MJPEG camera, XFS4IoT dispenser), print
     their addresses and run until interrupted."""
@@ -68,8 +70,9 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
 
     try:
         cfg = load_config(config)
-        rig = start_rig(cfg, fingerprint_profile=profile, fingerprint_source=fingers, camera_script="live")
-        rig.camera.present("live", subject=face)
+        rig = start_rig(cfg, fingerprint_profile=profile, fingerprint_source=fingers, camera_script="live",
+                        control_port=control_port)
+        rig.control.camera_present(face)
     except BiogateError as exc:
         fail(exc, as_json)
     addresses = rig.addresses()
@@ -141,6 +144,15 @@ def bench_registry(
     else:
         for k, v in result.items():
             typer.echo(f"{k:28s} {v}")
+
+
+def _add_control(app: typer.Typer) -> None:
+    from simulator.control.cli import control_app
+
+    app.add_typer(control_app, name="control")
+
+
+_add_control(sim_app)
 
 
 def register(app: typer.Typer) -> None:

@@ -102,6 +102,9 @@ class VirtualModule:
         self._replug: Deadline | None = None  # a scheduled automatic replug
         self._reader = P.PacketReader()
         self.errors: list[BaseException] = []
+        # callables(direction, data): the bytes on the cable, "host" (from the client) or "device" (to it);
+        # the recorder listens here
+        self.taps: list = []
 
     # -- what the hardware knows: HARDWARE_VIEWS (below the class), and the line's pseudo-terminal ------
 
@@ -252,6 +255,7 @@ class VirtualModule:
                     continue
                 if not chunk:
                     continue
+                self._tap("host", chunk)
                 with self._lock:
                     if self._silent or not self.hardware.ready:
                         continue  # unpowered, or still booting: nobody hears it
@@ -304,7 +308,15 @@ class VirtualModule:
             return True
         if self._silent or not self.line.plugged:
             return False
+        self._tap("device", data)
         return self.line.write(data, baud=self.baudrate if self.pace else None)
+
+    def _tap(self, direction: str, data: bytes) -> None:
+        for tap in list(self.taps):
+            try:
+                tap(direction, bytes(data))
+            except Exception:  # a listener must never break the line
+                log.warning("virtual module: a line tap failed")
 
 
 for _view in HARDWARE_VIEWS:  # after the class: one read-only property per view
