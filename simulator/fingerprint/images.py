@@ -260,14 +260,14 @@ def pressed_print(image: np.ndarray, press: str, rng: np.random.Generator) -> np
     img = to_grey(image).astype(np.float32)
     h, w = img.shape
     if press == "wet":
-        merged = cv2.erode(img, np.ones((5, 5), np.uint8))   # dark ridges spread over the valleys
+        merged = cv2.erode(img, np.ones((7, 7), np.uint8))   # dark ridges spread over the valleys
         blotch = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 12)
-        wet = blotch > np.quantile(blotch, 0.35)
-        img = np.where(wet, cv2.GaussianBlur(merged, (0, 0), 2.5) * 0.6, img)
+        wet = blotch > np.quantile(blotch, 0.2)
+        img = np.where(wet, cv2.GaussianBlur(merged, (0, 0), 4) * 0.5, img)
     elif press == "dry":
-        faded = 255 - (255 - img) * 0.35                       # little ink: low contrast
-        gaps = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 2)
-        img = np.where(gaps > 0.0, 245.0, faded) + rng.normal(0, 6, (h, w))
+        faded = 255 - (255 - img) * 0.25                       # little ink: low contrast
+        gaps = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
+        img = np.where(gaps > -0.3, 250.0, faded) + rng.normal(0, 4, (h, w))
     elif press == "partial":
         img = img.copy()
         img[h // 3:, :] = 255.0
