@@ -102,8 +102,8 @@ class VirtualModule:
         self._replug: Deadline | None = None  # a scheduled automatic replug
         self._reader = P.PacketReader()
         self.errors: list[BaseException] = []
-        # callables(direction, data): the bytes on the cable, "host" (from the client) or "device" (to it);
-        # the recorder listens here
+        # callables(direction, data): the bytes on the cable, "host" (from the client) or "device" (to it),
+        # and "cable" (b"unplugged:<mode>", b"plugged", b"powered"); the recorder listens here
         self.taps: list = []
 
     # -- what the hardware knows: HARDWARE_VIEWS (below the class), and the line's pseudo-terminal ------
@@ -179,12 +179,14 @@ class VirtualModule:
             if self.line.plugged and not self._silent:
                 return
             if self.line.plugged:  # silent: the cable stayed, the power comes back
+                self._tap("cable", b"powered")
                 self._silent = False
                 self._power_on()
             else:
                 self._plug()
 
     def _plug(self) -> None:
+        self._tap("cable", b"plugged")
         self.line.plug()
         self._silent = False
         self._reader = P.PacketReader()
@@ -195,6 +197,7 @@ class VirtualModule:
         self._send(self.hardware.tick())
 
     def _unplug_now(self, mode: str) -> None:
+        self._tap("cable", f"unplugged:{mode}".encode())
         self.hardware.power_off()
         if mode == "silent":
             self._silent = True
