@@ -86,6 +86,7 @@ class ScenarioResult:
     checks: list[Check] = field(default_factory=list)
     dispensed: list[str] = field(default_factory=list)     # what the ATM was told it dispensed
     ledger: list[str] = field(default_factory=list)        # what the dispenser itself recorded
+    recording: Any = None                                   # simulator.recording.Recording (record=True)
 
     @property
     def ok(self) -> bool:
@@ -424,8 +425,9 @@ class ScenarioRunner:
 
 
 def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Path | None = None,
-                 rig_options: dict | None = None) -> ScenarioResult:
-    """Start a fresh daemon on the simulator (its own state directory), play the scenario, stop."""
+                 rig_options: dict | None = None, record: bool = False) -> ScenarioResult:
+    """Start a fresh daemon on the simulator (its own state directory), play the scenario, stop.
+    `record`: capture the devices' traffic into `result.recording` (one terminal only)."""
     scenario = load_scenario(path)
     base = base or load_config()
     tmp = None
@@ -440,11 +442,23 @@ def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Pat
         if fleet:
             from simulator.fleet import FleetWorld
 
+            if record:
+                raise InputError("recording plays one terminal; a fleet scenario has several", code="input.scenario")
+
             with FleetWorld(cfg, state_dir / "fleet", list(fleet["terminals"]), rig_options=options) as world:
                 ScenarioRunner(scenario, world.terminals, result, world).run()
         else:
             with SimulatedTerminal(cfg, **options) as terminal:
-                ScenarioRunner(scenario, {cfg.terminal_id: terminal}, result).run()
+                recorder = None
+                if record:
+                    from simulator.recording import Recorder
+
+                    recorder = Recorder(terminal.rig).start()
+                try:
+                    ScenarioRunner(scenario, {cfg.terminal_id: terminal}, result).run()
+                finally:
+                    if recorder is not None:
+                        result.recording = recorder.stop()
         return result
     finally:
         if tmp is not None:
