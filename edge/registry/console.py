@@ -16,7 +16,8 @@ from edge.config import Config
 from edge.errors import ConflictError, NotFoundError
 from edge.registry.service import RegistryService
 from edge.service.auth import Caller
-from edge.service.console.desk import AUDIT_PAGE, DECISIONS_SCANNED, DecisionFilter, OperatorDesk, needs_terminal
+from edge.service.console.desk import DECISIONS_SCANNED, OperatorDesk, needs_terminal
+from edge.service.records import AuditRecords
 from edge.store.base import Customer, DecisionRecord, LockoutState, iso, utcnow
 
 
@@ -63,7 +64,9 @@ class RegistryLockouts:
         return self.service.lock_card(card_ref, caller, reset=True, identity_checked=identity_checked)
 
 
-class RegistryRecords:
+class RegistryRecords(AuditRecords):
+    """The registry's records, as a terminal's, except that the crops themselves stay on the terminals."""
+
     def read_evidence(self, evidence_id: str, caller: Caller):
         raise NotFoundError("evidence crops stay on the terminal that took them; open this one in that terminal's "
                             "console", code="console.evidence_at_terminal")
@@ -82,18 +85,15 @@ class RegistryDesk(OperatorDesk):
         self.active_key = active_key
         self.enrolment = RegistryCustomers(service)
         self.lockouts = RegistryLockouts(service)
-        self.records = RegistryRecords()
+        self.records = RegistryRecords(service.store)
 
     @property
     def terminal_id(self) -> str:
         return "registry"
 
-    def decisions(self, flt: DecisionFilter, limit: int = 200) -> list[DecisionRecord]:
-        return [d for d in self.service.decisions(DECISIONS_SCANNED, None) if flt.admits(d)][:limit]
-
     def decision(self, decision_id: str) -> tuple[DecisionRecord, list, list]:
         """One decision, where its crops are, and the deciding terminal's audit entries that name it."""
-        found = next((d for d in self.service.decisions(DECISIONS_SCANNED, None) if d.id == decision_id), None)
+        found = next((d for d in self.records.decisions(limit=DECISIONS_SCANNED) if d.id == decision_id), None)
         if found is None:
             raise NotFoundError("no such decision", code="input.unknown_decision")
         entries, after = [], 0
@@ -105,15 +105,6 @@ class RegistryDesk(OperatorDesk):
                 if len(page) < 1000:
                     return found, crops, entries
                 after = page[-1].seq
-
-    def audit_page(self, before_seq: int | None = None) -> tuple[object, list]:
-        """The registry's own chain: its verification and the newest entries (before `before_seq`)."""
-        verification = self.store.verify_audit()
-        head = verification.head_seq or 0
-        upto = min(head, before_seq - 1) if before_seq else head
-        with self.store.transaction() as tx:
-            entries = tx.audit_entries(max(0, upto - AUDIT_PAGE), AUDIT_PAGE)
-        return verification, [e for e in reversed(entries) if e.seq <= upto]
 
     def key_status(self) -> dict:
         with self.store.transaction() as tx:

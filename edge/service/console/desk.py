@@ -89,7 +89,8 @@ class ConsoleBackend(Protocol):
 
 class OperatorDesk:
     """What every console backend shares: operators signing in against the store's accounts, the audit of
-    what the console itself does, finding customers and the review queue."""
+    what the console itself does, finding customers, the review queue, and the decision list and audit page
+    read through `records` (an edge.service.records.AuditRecords, which each desk sets)."""
 
     captures = False
 
@@ -145,6 +146,18 @@ class OperatorDesk:
                 if len(page) < 500:
                     return out
                 offset += 500
+
+    # -- auditors ---------------------------------------------------------------------------------------
+    def decisions(self, flt: DecisionFilter, limit: int = 200) -> list[DecisionRecord]:
+        return [d for d in self.records.decisions(limit=DECISIONS_SCANNED) if flt.admits(d)][:limit]
+
+    def audit_page(self, before_seq: int | None = None) -> tuple[object, list]:
+        """The chain's verification and the newest entries (before `before_seq`), newest first."""
+        verification = self.records.verify()
+        head = verification.head_seq or 0
+        upto = min(head, before_seq - 1) if before_seq else head
+        entries = self.records.audit_entries(max(0, upto - AUDIT_PAGE), AUDIT_PAGE)
+        return verification, [e for e in reversed(entries) if e.seq <= upto]
 
 
 class ConsoleDesk(OperatorDesk):
@@ -208,9 +221,6 @@ class ConsoleDesk(OperatorDesk):
         return self.jobs.start(caller.operator or caller.actor, "attempt", session_id, work)
 
     # -- auditors ---------------------------------------------------------------------------------------
-    def decisions(self, flt: DecisionFilter, limit: int = 200) -> list[DecisionRecord]:
-        return [d for d in self.records.decisions(limit=DECISIONS_SCANNED) if flt.admits(d)][:limit]
-
     def decision(self, decision_id: str) -> tuple[DecisionRecord, list, list]:
         """One decision, its evidence items and the audit entries that name it (oldest first)."""
         found = next((d for d in self.records.decisions(limit=DECISIONS_SCANNED) if d.id == decision_id), None)
@@ -224,14 +234,6 @@ class ConsoleDesk(OperatorDesk):
             if len(page) < AUDIT_SCAN_PAGE:
                 return found, evidence, entries
             after = page[-1].seq
-
-    def audit_page(self, before_seq: int | None = None) -> tuple[object, list]:
-        """The chain's verification and the newest entries (before `before_seq`), newest first."""
-        verification = self.records.verify()
-        head = verification.head_seq or 0
-        upto = min(head, before_seq - 1) if before_seq else head
-        entries = self.records.audit_entries(max(0, upto - AUDIT_PAGE), AUDIT_PAGE)
-        return verification, [e for e in reversed(entries) if e.seq <= upto]
 
     # -- administrators --------------------------------------------------------------------------------
     def key_status(self) -> dict:
