@@ -9,6 +9,9 @@ Commands (header/envelope handled by `xfs4iot_bridge.server.XFS4IoTService`):
     CashDispenser.Dispense         {denomination: {currencies: {"EUR": 50.00}, values?: {unit: n}},
                                     position?: "default"|"center", token: "<end-to-end token>"}
                                    -> {currencies: {"EUR": 50.0}, values: {unit: n}}
+    CashDispenser.Present          -> {position, sequence}: the stacker's notes to the output (shutterNotOpen, noItems)
+    CashManagement.Retract         -> {sequence}: notes at the output or in the stacker into the retract cassette
+    (a jammed mechanism answers hardwareError to GetCommandNonce, Dispense, Present and Retract)
     BiogateSimulator.GetDispensed  (vendor query, not XFS4IoT) -> {dispensed: [record...],
                                     totals: {"EUR": 50.0}, cashUnits: {...}}
 
