@@ -50,10 +50,10 @@ def test_amount_the_token_cannot_carry_is_refused_at_open(daemon, amount):
 
 def test_minor_units_follow_the_currency(daemon):
     assert _open(daemon.url, "100.50", "EUR").status_code == 201
-    r = _open(daemon.url, "0", "EUR", operation="balance_inquiry")
-    assert r.status_code == 201, r.text      # nothing dispensed: zero is the amount of an enquiry
+    r = _open(daemon.url, "0", "EUR", operation="card_load")
+    assert r.status_code == 201, r.text      # card_load dispenses nothing: zero is a valid amount for it
     assert r.json()["status"] == "allowed", r.json()
-    r = _open(daemon.url, "10.005", "EUR", operation="balance_inquiry")
+    r = _open(daemon.url, "10.005", "EUR", operation="card_load")
     assert r.status_code == 422 and r.json()["error"]["code"] == "input.amount"
 
 
