@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from edge.fleet.protocol import Anchor, CardHolder, ChangesResponse, IngestRequest, IngestResult
 from edge.registry.service import RegistryService
-from edge.service.auth import Caller, KeyChecker, check_role
+from edge.service.auth import Caller, KeyChecker, check_role, named_operator
 from edge.service.errors import ERROR_RESPONSES, install_error_handlers
 from edge.service.schemas import CARD_REF_PATTERN, DecisionView
 
@@ -66,8 +66,7 @@ def _role(*allowed: str):
         keys: KeyChecker = request.app.state.keys
         who = keys.role_for(x_api_key)
         check_role(who, allowed)
-        operator = "".join(ch for ch in (x_operator_id or "") if ch.isalnum() or ch in "-_.")[:64] or None
-        return Caller(who, operator)
+        return Caller(who, named_operator(who, x_operator_id), via_key=True)
     return dependency
 
 

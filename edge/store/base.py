@@ -53,6 +53,7 @@ class Consent:
     given_at: str
     recorded_by: str
     withdrawn_at: str | None = None
+    given_by: str = ""                 # the name the consent was signed with, as the signer wrote it
 
 
 @dataclass

@@ -266,10 +266,16 @@ def _schema_v3_operators(d: Dialect) -> list[str]:
 
 # Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
 # schema_version. Add new ones at the end; never edit one that has shipped.
+def _schema_v4_security_b(d: Dialect) -> list[str]:
+    """Issue 14 (part B): the consent keeps the name it was signed with."""
+    return ["ALTER TABLE consents ADD COLUMN given_by TEXT NOT NULL DEFAULT ''"]
+
+
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (1, _schema_v1),
     (2, _schema_v2_fleet),
     (3, _schema_v3_operators),
+    (4, _schema_v4_security_b),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -411,14 +417,15 @@ class SqlTransaction(Transaction):
 
     def add_consent(self, consent: Consent) -> None:
         self._c.execute("INSERT INTO consents (id, customer_id, purpose, modalities, given_at, recorded_by, "
-                        "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "withdrawn_at, given_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (consent.id, consent.customer_id, consent.purpose, json.dumps(consent.modalities),
-                         consent.given_at, consent.recorded_by, consent.withdrawn_at))
+                         consent.given_at, consent.recorded_by, consent.withdrawn_at, consent.given_by))
 
     def consents(self, customer_id: str) -> list[Consent]:
-        rows = self._c.execute("SELECT id, customer_id, purpose, modalities, given_at, recorded_by, withdrawn_at "
-                               "FROM consents WHERE customer_id = ? ORDER BY given_at", (customer_id,)).fetchall()
-        return [Consent(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+        rows = self._c.execute("SELECT id, customer_id, purpose, modalities, given_at, recorded_by, withdrawn_at, "
+                               "given_by FROM consents WHERE customer_id = ? ORDER BY given_at",
+                               (customer_id,)).fetchall()
+        return [Consent(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
     def withdraw_consents(self, customer_id: str, at: str) -> int:
         return self._c.execute("UPDATE consents SET withdrawn_at = ? WHERE customer_id = ? AND withdrawn_at IS NULL",
