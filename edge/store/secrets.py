@@ -156,12 +156,13 @@ def add_data_key(path: Path) -> str:
     return kid
 
 
-def retire_data_keys(path: Path, keep: str) -> list[str]:
-    """Step 3 of rotation: drop every key but `keep` once no blob uses them any more."""
+def retire_data_keys(path: Path, drop: list[str]) -> list[str]:
+    """Step 3 of rotation: remove the keys in `drop` from the key file (never the active one). The caller makes
+    sure nothing is sealed with them any more (edge.store.sql.SqlStore.retire_unused_keys)."""
     data = read_secrets_file(path, create=False)
-    dropped = sorted(k for k in data["data_keys"] if k != keep)
-    data["data_keys"] = {keep: data["data_keys"][keep]}
-    data["active_data_key"] = keep
+    dropped = sorted(k for k in drop if k in data["data_keys"] and k != data["active_data_key"])
+    for kid in dropped:
+        del data["data_keys"][kid]
     data["retired"] = sorted(set(data.get("retired", [])) | set(dropped))
     _write_atomic(path, data)
     return dropped
