@@ -484,7 +484,7 @@ class SqlTransaction(Transaction):
         self._c.execute("INSERT INTO customers (id, display_name, created_at, status, review_reason) "
                         "VALUES (?, ?, ?, ?, ?)", (customer.id, customer.display_name, customer.created_at,
                                                    customer.status, customer.review_reason))
-        with self._changing(customer.id, check=False):
+        with self._changing(customer.id, check="none"):
             for ref in customer.card_refs:
                 if self._c.execute("SELECT 1 FROM cards WHERE card_ref = ?", (ref,)).fetchone():
                     raise InputError("card reference already belongs to a customer", code="input.card_in_use")
@@ -541,15 +541,27 @@ class SqlTransaction(Transaction):
                         "WHERE id = ?", (sealed.key_id, sealed.nonce, sealed.ciphertext, customer_id))
 
     @contextmanager
-    def _changing(self, customer_id: str, *, check: bool = True) -> Iterator[None]:
-        """Check the customer's sealed record, let the caller change it, re-seal it."""
-        if check:
+    def _changing(self, customer_id: str, *, check: str = "strict") -> Iterator[None]:
+        """Check the customer's sealed record, let the caller change it, re-seal it.
+
+        check="strict": a record that no longer checks out refuses the change (storage.tampered);
+        "if_intact": the change goes ahead either way (a card revocation), but only an intact record is re-sealed,
+        so a change made behind biogate's back stays detected; "none": re-sealed whatever it was (a new customer,
+        an erasure: nothing of the old record is left to bless)."""
+        intact = True
+        if check != "none":
             row = self._c.execute(f"SELECT {self._CUSTOMER_COLS} FROM customers WHERE id = ?",
                                   (customer_id,)).fetchone()
             if row is not None:
-                self._customer(row)
+                try:
+                    self._customer(row)
+                except StorageError as exc:
+                    if check == "strict" or exc.code != "storage.tampered":
+                        raise
+                    intact = False
         yield
-        self._rebind(customer_id)
+        if intact:
+            self._rebind(customer_id)
 
     def get_customer(self, customer_id: str) -> Customer | None:
         row = self._c.execute(f"SELECT {self._CUSTOMER_COLS} FROM customers WHERE id = ?", (customer_id,)).fetchone()
@@ -589,8 +601,8 @@ class SqlTransaction(Transaction):
     def remove_card(self, card_ref: str) -> str | None:
         row = self._c.execute("SELECT customer_id FROM cards WHERE card_ref = ?", (card_ref,)).fetchone()
         if row:
-            # no check first: removing a card (a revocation) must work on a record that no longer checks out
-            with self._changing(row[0], check=False):
+            # removing a card (a revocation) must work on a record that no longer checks out too
+            with self._changing(row[0], check="if_intact"):
                 self._c.execute("DELETE FROM cards WHERE card_ref = ?", (card_ref,))
         return row[0] if row else None
 
@@ -611,7 +623,7 @@ class SqlTransaction(Transaction):
 
     def erase_customer(self, customer_id: str) -> dict[str, int]:
         # No check first: an erasure must succeed even on a record that was tampered with (nothing is left to bless).
-        with self._changing(customer_id, check=False):
+        with self._changing(customer_id, check="none"):
             counts = {"templates": self._c.execute("DELETE FROM templates WHERE customer_id = ?",
                                                    (customer_id,)).rowcount,
                       "evidence": self.delete_evidence_of(customer_id),
@@ -693,7 +705,7 @@ class SqlTransaction(Transaction):
         return opened
 
     def delete_templates(self, customer_id: str) -> int:
-        with self._changing(customer_id, check=False):
+        with self._changing(customer_id, check="if_intact"):
             return self._c.execute("DELETE FROM templates WHERE customer_id = ?", (customer_id,)).rowcount
 
     # -- imports under dual control ------------------------------------------------------------
