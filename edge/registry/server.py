@@ -21,7 +21,7 @@ from edge.service.logs import configure_logging
 from edge.service.notify import Notifier
 from edge.service.server import BackgroundServer, GracefulServer, bind_socket
 from edge.store.postgres import PostgresStore
-from edge.store.secrets import Secrets, load_secrets
+from edge.store.secrets import KeyFileWatcher, Secrets, load_secrets
 
 log = logging.getLogger("biogate.registry")
 
@@ -38,7 +38,7 @@ def registry_secrets(cfg: Config) -> Secrets:
 def open_registry_store(cfg: Config, *, migrate: bool = False) -> PostgresStore:
     settings = registry_settings(cfg)
     return PostgresStore(cfg.registry.dsn, load_secrets(settings).keyring(), max_connections=cfg.registry.pool_max,
-                         keyring_loader=lambda: load_secrets(settings).keyring(), migrate=migrate)
+                         keyring_loader=KeyFileWatcher(settings), migrate=migrate)
 
 
 def init_registry(cfg: Config) -> int:

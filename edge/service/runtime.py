@@ -71,6 +71,8 @@ class Runtime:
             core = BiometricCore(cfg, calibration)
             devices = TerminalDevices(cfg.devices)
             metrics = ServiceMetrics()
+            store.tamper_listeners.append(lambda report: metrics.storage_tampered.labels(report.table,
+                                                                                        report.code).inc())
             runtime = cls(cfg, secrets, store, core, devices, metrics, KeyChecker(secrets.api_keys),
                           VerificationService(cfg, store, core, devices, metrics, secrets.dispense_hmac_key,
                                               outbox=outbox, fleet=fleet),

@@ -5,13 +5,17 @@
     # allow: an XFS4IoT dispense token for exactly this amount, single use, short-lived; deny: reason codes
 
 One attempt, in order:
+0. reserve the card: one attempt per card in flight on this terminal (a second one, from another session on
+   the same card, is refused with input.card_attempt_in_progress and counts for nothing), so the lockout
+   check below and the decision see every earlier attempt's outcome;
 1. refuse at once if the card is locked or biometrics are disabled for it (another session may have
    locked it meanwhile);
 2. face (if required): the liveness check runs the active challenge over the camera stream and scores
    the frames passively; the best frontal frame gives the probe embedding and the evidence crop;
 3. finger (if required): the customer is asked for one enrolled finger; the scanner's image is
    quality-checked, with a few recaptures before the attempt counts as failed;
-4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement);
+4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement); the
+   card's lockout state is read again right before a token is issued (a lock from the fleet meanwhile wins);
 5. one transaction records the verdict: decision, evidence crop, lockout state and audit entries;
 6. every sample (frames, embeddings, minutiae, images) is zeroised, whatever happened.
 
@@ -40,7 +44,7 @@ from edge.config import Config
 from edge.decision import lockout
 from edge.decision.judgement import Verdict, judge
 from edge.decision.policy import FactorRequirement, TransactionContext, required_factors
-from edge.errors import ConflictError, InputError, NotFoundError, PolicyError, QualityError
+from edge.errors import ConflictError, InputError, NotFoundError, PolicyError, QualityError, StorageError
 from edge.fleet.link import FleetLink
 from edge.fleet.outbox import NO_OUTBOX, Outbox
 from edge.service.auth import Caller
@@ -182,6 +186,7 @@ class VerificationService:
         self.clock = clock
         self.tokens = TokenIssuer(devices, dispense_key, cfg.service.token_ttl_s, metrics, clock)
         self._sessions: dict[str, Session] = {}
+        self._cards_in_flight: set[str] = set()     # cards with an attempt running (reserved under self._lock)
         self._lock = threading.Lock()
 
     # -- sessions -------------------------------------------------------------------------------------
@@ -223,10 +228,17 @@ class VerificationService:
 
     def _check_enrolment_and_lockout(self, session: Session, caller: Caller) -> None:
         now = self.clock()
-        with self.store.transaction() as tx:
-            state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
-            customer = tx.customer_for_card(session.ctx.card_ref)
-            metas = tx.template_metas(customer.id) if customer else []
+        try:
+            with self.store.transaction() as tx:
+                state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
+                customer = tx.customer_for_card(session.ctx.card_ref)
+                metas = tx.template_metas(customer.id) if customer else []
+        except StorageError as exc:
+            if exc.code != "storage.tampered":
+                raise
+            # the store has reported it (audit entry, metric); this card holder cannot be verified until reviewed
+            self._close_without_attempt(session, SessionStatus.REFUSED, ["storage.tampered"], caller)
+            return
         if state.locked:
             self._close_without_attempt(session, SessionStatus.LOCKED, [state.reason or "policy.locked_out"], caller,
                                         extra={"retry_after_s": round(state.retry_after_s, 1)})
@@ -292,27 +304,45 @@ class VerificationService:
         session = self.get(session_id)
         if not session.lock.acquire(blocking=False):
             raise ConflictError("an attempt is already running in this session", code="input.attempt_in_progress")
+        card = session.ctx.card_ref
+        reserved = False
         try:
             if session.expire_if_due(self.clock()):
                 raise ConflictError(f"session is {session.status}; open a new session", code="input.session_closed",
                                     details={"status": str(session.status), "reasons": session.reasons})
+            with self._lock:   # check and reserve in one step: one attempt per card in flight
+                if card in self._cards_in_flight:
+                    raise ConflictError("another attempt on this card is running; try again when it has finished",
+                                        code="input.card_attempt_in_progress")
+                self._cards_in_flight.add(card)
+                reserved = True
             started = time.perf_counter()
             outcome = self._attempt_locked(session, caller, finger)
             self.metrics.verification_seconds.observe(time.perf_counter() - started)
             self.metrics.verifications.labels(outcome.outcome, session.ctx.operation).inc()
             return outcome
         finally:
+            if reserved:
+                with self._lock:
+                    self._cards_in_flight.discard(card)
             session.prompt = None
             session.lock.release()
             self._update_gauge()
 
     def _attempt_locked(self, session: Session, caller: Caller, finger: str | None) -> AttemptOutcome:
         now = self.clock()
-        with self.store.transaction() as tx:
-            state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
-            customer = tx.get_customer(session.customer_id) if session.customer_id else None
-            templates = tx.templates(session.customer_id) if customer else []
         try:
+            with self.store.transaction() as tx:
+                state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
+                customer = tx.get_customer(session.customer_id) if session.customer_id else None
+                templates = tx.templates(session.customer_id) if customer else []
+        except StorageError as exc:
+            if exc.code != "storage.tampered":
+                raise
+            return self._refuse_attempt(session, caller, ["storage.tampered"])
+        try:
+            if customer is not None and customer.status == "review":
+                return self._refuse_attempt(session, caller, ["enrolment.under_review"])
             if state.locked:
                 reasons = [state.reason or "policy.locked_out"]
                 recorded = self._record(session, caller, Verdict(False, reasons), counts=False,
@@ -331,6 +361,13 @@ class VerificationService:
         finally:
             for t in templates:
                 t.zeroise()
+
+    def _refuse_attempt(self, session: Session, caller: Caller, reasons: list[str]) -> AttemptOutcome:
+        """The card holder's record cannot be used (tampered, under review): a recorded refusal, not a failure."""
+        recorded = self._record(session, caller, Verdict(False, reasons), counts=False)
+        session.close(SessionStatus.REFUSED)
+        session.reasons = session.reasons + reasons
+        return AttemptOutcome(session, recorded.decision_id, "deny", reasons, False, 0.0, {}, None, None)
 
     def _prompt(self, session: Session, camera: Camera | None = None) -> Callable[[str], None]:
         def show(action: str) -> None:
@@ -434,6 +471,19 @@ class VerificationService:
         verdict = judge(session.requirement, failures, scores, references, self.core.calibration,
                         min_factor_llr=self.cfg.policy.min_factor_llr)
         reasons = list(verdict.reasons) + (["fleet.offline"] if session.offline else [])
+        if verdict.allow:
+            # Re-checked right before anything is handed out: the card may have been locked meanwhile (the
+            # fleet's feed); this terminal's own attempts on the card cannot interleave (it is reserved).
+            with self.store.transaction() as tx:
+                state = lockout.status(tx.get_lockout(session.ctx.card_ref), self.clock())
+            if state.locked:
+                reasons = [state.reason or "policy.locked_out"]
+                recorded = self._record(session, caller, Verdict(False, reasons), counts=False,
+                                        extra={"retry_after_s": round(state.retry_after_s, 1)})
+                session.close(SessionStatus.LOCKED)
+                session.reasons = reasons
+                return AttemptOutcome(session, recorded.decision_id, "deny", reasons, True, state.retry_after_s,
+                                      {}, None, None)
         authorisation = None
         if verdict.allow and session.requirement.dispenses and session.token_delivery == "response":
             authorisation = self._issue_token(session, reasons)

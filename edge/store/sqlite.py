@@ -56,7 +56,7 @@ class SQLiteStore(SqlStore):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._apply_migrations(self._conn.execute)
+                self._apply_migrations(self._conn.execute, lambda: SQLiteTransaction(self, self._conn))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -71,7 +71,7 @@ class SQLiteStore(SqlStore):
             self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator["SQLiteTransaction"]:
+    def _transaction(self) -> Iterator["SQLiteTransaction"]:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
