@@ -445,6 +445,7 @@ class VerificationService:
                         last = exc.code
                         image.fill(0)
                         session.prompt = f"lift_and_replace_finger:{position}"
+                        self._wait_for_lift(scanner)
                         continue
                     probe.finger_image, probe.finger_template = image, template
                     return []
@@ -454,6 +455,13 @@ class VerificationService:
         finally:
             self.metrics.stage_seconds.labels("finger_capture").observe(time.perf_counter() - t0)
         return [last]
+
+    def _wait_for_lift(self, scanner) -> None:
+        """Capture again only once the finger has left the sensor: imaging the same placement again would fail
+        the same way (a finger still there after capture_timeout_s is captured as it is)."""
+        deadline = time.monotonic() + self.cfg.devices.capture_timeout_s
+        while scanner.finger_present() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _decide(self, session: Session, caller: Caller, probe: _Probe, templates: list[StoredTemplate],
                 failures: list[str]) -> AttemptOutcome:
