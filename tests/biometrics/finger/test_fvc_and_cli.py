@@ -111,12 +111,39 @@ def test_cli_bench_finger_json(fvc_root):
 
 
 def test_fit_calibration_orders_and_centres_scores():
-    from edge.biometrics.finger.matcher import features
-
     rng = np.random.default_rng(1)
-    genuine = np.column_stack([rng.uniform(0.3, 0.9, 300), rng.integers(8, 40, 300)])
-    impostor = np.column_stack([rng.uniform(0.0, 0.4, 3000), rng.integers(0, 10, 3000)])
-    w_mcc, w_paired, bias = fvc.fit_calibration(genuine, impostor)
-    assert w_mcc > 0 and w_paired > 0
-    llr = lambda rows: features(rows[:, 0], rows[:, 1]) @ [w_mcc, w_paired] + bias  # noqa: E731
+
+    def parts(n, mcc, paired, overlap, sim):  # (n, 5) rows of ScoreParts
+        return np.column_stack([rng.uniform(*mcc, n), rng.integers(*paired, n), rng.integers(*overlap, n),
+                                rng.integers(*overlap, n), rng.uniform(*sim, n)])
+
+    genuine = parts(300, (0.3, 0.9), (8, 40), (20, 45), (4, 20))
+    impostor = parts(3000, (0.0, 0.4), (0, 10), (20, 45), (0, 5))
+    weights, bias = fvc.fit_calibration(genuine, impostor)
+    assert len(weights) == 4 and weights[0] > 0
+    llr = lambda rows: fvc.calibrated(rows, weights, bias)  # noqa: E731
     assert np.median(llr(genuine)) > 1 > -1 > np.median(llr(impostor))
+
+
+def test_calibrated_score_is_the_vector_form():
+    from edge.biometrics.finger import ScoreParts
+    from edge.biometrics.finger.matcher import BIAS, WEIGHTS, calibrated_score
+
+    rows = [ScoreParts(0.41, 17, 30, 28, 9.5), ScoreParts(0.0, 0, 0, 0, 0.0), ScoreParts(0.05, 6, 40, 35, 1.2)]
+    vector = fvc.calibrated(np.array(rows, dtype=np.float64), WEIGHTS, BIAS)
+    assert np.allclose(vector, [calibrated_score(r) for r in rows])
+    assert vector[0] > vector[2] > vector[1]
+
+
+def test_leave_one_db_out_never_fits_on_the_held_out_db():
+    rng = np.random.default_rng(2)
+    good = np.column_stack([rng.uniform(0.3, 0.9, 50), rng.integers(10, 30, 50), np.full(50, 30), np.full(50, 30),
+                            rng.uniform(5, 15, 50)])
+    bad = np.column_stack([rng.uniform(0, 0.1, 500), rng.integers(0, 6, 500), np.full(500, 30), np.full(500, 30),
+                           rng.uniform(0, 2, 500)])
+    # DB "swapped" labels its pairs the wrong way round: fitted on it, the others would still separate;
+    # held out, it must come out as bad as it is (EER near 1), which only a fit without it gives.
+    folds = {"A": (good, bad), "B": (good.copy(), bad.copy()), "swapped": (bad[:50], good)}
+    out = fvc.leave_one_db_out(folds)
+    assert out["swapped"]["eer"] > 0.9
+    assert out["A"]["eer"] < 0.1 and set(out["A"]) == {"eer", "fmr100", "fmr1000"}
