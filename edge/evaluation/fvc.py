@@ -71,6 +71,25 @@ def biogate_matcher(dpi: int = 500) -> Matcher:
     return Matcher("biogate", extract, finger.compare)
 
 
+def refitted_matcher(fit_on: Iterable[str | Path], dpi: int = 500,
+                     progress: Callable[[int], None] | None = None) -> tuple[Matcher, list[str]]:
+    """biogate's matcher with the score calibration refitted on other databases only (for
+    cross-validated figures: the evaluated database never touches the weights). Returns the matcher
+    and the names of the databases it was fitted on."""
+    from edge.biometrics import finger
+
+    dirs = [Path(d) for d in fit_on]
+    scored = [score_parts_db(d, progress) for d in dirs]
+    weights, bias = fit_calibration(np.concatenate([g for g, _, _ in scored]),
+                                    np.concatenate([i for _, i, _ in scored]))
+    base = biogate_matcher(dpi)
+
+    def compare(a: Any, b: Any) -> float:
+        return float(calibrated(np.asarray([finger.score_parts(a, b)], np.float64), weights, bias)[0])
+
+    return Matcher("biogate (refitted)", base.extract, compare), [d.name for d in dirs]
+
+
 def extract_all(files: Mapping[Key, Path], matcher: Matcher,
                 progress: Callable[[int], None] | None = None) -> tuple[dict[Key, Any], dict[Key, str]]:
     """Templates of every file, and the error code of every file that failed."""
