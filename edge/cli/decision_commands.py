@@ -102,6 +102,9 @@ def eval_fusion(
     fingers: list[Path] = typer.Option(..., "--fingers", help="FVC-style database folder (repeatable)"),
     seed: int = typer.Option(0, "--seed", help="fixes which face identity goes with which fingers"),
     folds: int = typer.Option(5, "--folds", min=2, help="cross-validation folds over the chimeric identities"),
+    face_people: Optional[int] = typer.Option(None, "--face-people", min=1,
+                                              help="a quick subset: fit the face calibration on this many other "
+                                                   "people only (default: every face of the pairs file)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
 ) -> None:
@@ -114,7 +117,7 @@ def eval_fusion(
     console = Console(stderr=True)
     try:
         cfg = load_config(config)
-        report = evaluate_fusion(faces, fingers, cfg, seed=seed, folds=folds,
+        report = evaluate_fusion(faces, fingers, cfg, seed=seed, folds=folds, max_face_people=face_people,
                                  progress=lambda text: console.print(text))
     except BiogateError as exc:
         fail(exc, as_json)

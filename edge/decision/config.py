@@ -35,8 +35,6 @@ class SecondFingerPolicy(Section):
     enabled: bool = True
     margin_llr: float = Field(3.0, ge=0, le=20, description="a fused LLR at most this far below the threshold "
                                                             "(every factor favouring the claim) asks for a second finger")
-    fmr_share: float = Field(0.5, gt=0, lt=1, description="share of the target FMR spent on the first stage; "
-                                                          "the rest on the second")
 
 
 class PolicyConfig(Section):

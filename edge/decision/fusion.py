@@ -2,7 +2,7 @@
 close call may ask for a second finger (sequential fusion).
 
     plan = plan_match(calibration, ["face", "finger"], target_fmr=1e-5, references={"face": 1, "finger": 3},
-                      second_finger=SecondFinger(margin_llr=3.0, fmr_share=0.5), second_references=3)
+                      second_finger=SecondFinger(margin_llr=3.0), second_references=3)
     first = plan.first({"face": face_llr, "finger": finger_llr})   # allow, deny, or pending (ask a second finger)
     final = plan.second(first, second_finger_llr) if first.pending else first
 
@@ -15,12 +15,13 @@ close call may ask for a second finger (sequential fusion).
   a policy that asks for face AND finger is not satisfied by an excellent face and a wrong finger.
 - Sequential fusion (a terminal can ask for another finger, which costs the customer a few seconds): when
   every factor favours the claim but the fused LLR falls short of the threshold by at most `margin_llr`,
-  the decision is pending and a second enrolled finger is asked for. The FMR budget is split: the first
-  stage's threshold is set for `fmr_share * target`, and the second stage's for the rest, computed from
-  the impostor distribution of "first stage in the close band AND first + second >= t2" (the second
-  finger's impostor LLR is independent of the first stage's for a zero-effort impostor). The second
-  stage never accepts below the first stage's own threshold, so the second finger always has to add
-  evidence. Without a second enrolled finger the whole budget goes to the single stage.
+  the decision is pending and a second enrolled finger is asked for. The FMR budget is shared: the first
+  stage's threshold is raised (bin by bin, from the one-stage threshold) until what it lets through plus
+  what the second stage lets through keeps the target; the second stage's threshold is computed from the
+  impostor distribution of "first stage in the close band AND first + second >= t2" (the second finger's
+  impostor LLR is independent of the first stage's for a zero-effort impostor). The second stage never
+  accepts below the first stage's own threshold, so the second finger always has to add evidence.
+  Without a second enrolled finger the whole budget goes to the single stage.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from edge.decision.calibration import Calibration
 
 SECOND_FINGER = "finger"            # the second finger is scored and calibrated as a finger
 PENDING = "match.second_finger_needed"
+MAX_STEPS = 200                     # how far (in histogram bins) the first stage may rise to make room
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,6 @@ class SecondFinger:
     """How a close call is settled by a second finger (`policy.second_finger`)."""
 
     margin_llr: float = 3.0         # how far below the threshold still counts as close
-    fmr_share: float = 0.5          # share of the target FMR spent on the first stage
 
 
 @dataclass(frozen=True)
@@ -125,18 +126,26 @@ def plan_match(calibration: Calibration, factors: Sequence[str], *, target_fmr: 
     (`second_references` impressions of it) and the first stage includes a finger."""
     factors = tuple(sorted(factors))
     refs = math.prod(max(1, int((references or {}).get(f, 1))) for f in factors)
+    single = calibration.threshold(factors, target_fmr / refs)
     sequential = second_finger is not None and second_references > 0 and "finger" in factors
     if not sequential:
-        return MatchPlan(factors, target_fmr, calibration.threshold(factors, target_fmr / refs), min_factor_llr,
-                         references=refs)
-    share = second_finger.fmr_share
-    threshold = calibration.threshold(factors, share * target_fmr / refs)
-    close_from = threshold - second_finger.margin_llr
-    # union bound over the best-of-k choices of both stages (see calibration.band_then_sum_threshold)
-    second = calibration.band_then_sum_threshold(
-        factors, SECOND_FINGER, (close_from, threshold), (1 - share) * target_fmr / (refs * second_references))
-    return MatchPlan(factors, target_fmr, threshold, min_factor_llr, close_from, max(second, threshold), refs,
-                     second_references)
+        return MatchPlan(factors, target_fmr, single, min_factor_llr, references=refs)
+    # The lowest first-stage threshold at which both stages together keep the target: each step up frees
+    # some of the budget for the impostors a second finger could let through.
+    step = calibration.modality("finger").impostor.width
+    ceiling = calibration.modality(SECOND_FINGER).llr_max
+    for k in range(MAX_STEPS + 1):
+        threshold = single + k * step
+        first_fmr = refs * calibration.impostor_exceedance(factors, threshold)
+        band = (threshold - second_finger.margin_llr, threshold)
+        per_choice = (target_fmr - first_fmr) / (refs * second_references)   # union bound over both stages' best-of-k
+        second = max(threshold, calibration.band_then_sum_threshold(factors, SECOND_FINGER, band, per_choice))
+        plan = MatchPlan(factors, target_fmr, threshold, min_factor_llr, band[0], second, refs, second_references)
+        # asking must be able to help: a second finger at its LLR ceiling lifts the band's middle to `second`
+        reachable = second <= threshold - second_finger.margin_llr / 2 + ceiling
+        if reachable and plan.estimated_fmr(calibration) <= target_fmr:
+            return plan
+    return MatchPlan(factors, target_fmr, single, min_factor_llr, references=refs)   # no room: one stage
 
 
 def decide_match(scores: Mapping[str, float], calibration: Calibration, *, target_fmr: float,

@@ -350,7 +350,7 @@ def evaluate_fusion(pairs_path: Path, db_dirs: Sequence[Path], cfg, *, seed: int
     people = None
     if max_face_people is not None:
         # the quick subset: the chimeric people plus a seeded sample of others to fit the face calibration on
-        others = [c for c in rng.permutation(sorted(counts)) if c not in set(chosen)][:max_face_people]
+        others = [c for c in rng.permutation(candidates) if c not in set(chosen)][:max_face_people]
         people = sorted(set(chosen) | set(others))
     faces = face_scores(pairs_path, cfg, people=people, use_cache=use_cache, progress=progress)
     identities = chimeric_identities(chosen, dbs, seed, folds)
@@ -360,7 +360,7 @@ def evaluate_fusion(pairs_path: Path, db_dirs: Sequence[Path], cfg, *, seed: int
     face_cal = fit_face(faces, chimeric_faces)
     policy = cfg.policy
     target = policy.operations["cash_withdrawal"].target_fmr or policy.target_fmr
-    second = SecondFinger(policy.second_finger.margin_llr, policy.second_finger.fmr_share)
+    second = SecondFinger(policy.second_finger.margin_llr)
     default_mode = "sequential" if policy.second_finger.enabled else "best_of_3"
 
     tallies = {m: {"genuine": 0, "false_rejects": 0, "impostor": 0, "false_accepts": 0, "second_finger_genuine": 0,

@@ -439,7 +439,7 @@ class VerificationService:
         rule = self.cfg.policy.second_finger
         verdict = judge(session.requirement, failures, scores, references, self.core.calibration,
                         min_factor_llr=self.cfg.policy.min_factor_llr,
-                        second_finger=SecondFinger(rule.margin_llr, rule.fmr_share) if rule.enabled else None,
+                        second_finger=SecondFinger(rule.margin_llr) if rule.enabled else None,
                         second_references=len(second_prints))
         if verdict.needs_second_finger:
             verdict = self._settle_with_second_finger(session, probe, verdict, second_position, second_prints)
