@@ -43,7 +43,9 @@ def test_quick_subset_reports_cross_validated_figures(tmp_path):
     assert r["fmr"] == 0.0 and r["measured_fmr_resolution"] == pytest.approx(3 / 800, abs=1e-6)
     # the thresholds keep the target on the fitted impostor distributions, union bound and second stage included
     assert r["estimated_fmr"] <= r["target_fmr"]
-    assert r["impostor_trials_behind_target"] > 1e9
+    assert r["impostor_trials_behind_target"] == r["impostor_comparisons"]["face"] * r["impostor_comparisons"]["finger"]
+    # each fold's finger fit: the 8 fingers of the other 4 identities, 64 prints: C(64, 2) - 8 x 28 impostor pairs
+    assert r["impostor_comparisons"]["finger"] == 64 * 63 // 2 - 8 * 28
     assert len(r["folds"]) == 5 and all(f["genuine_trials"] == 40 for f in r["folds"])
 
 
