@@ -193,7 +193,9 @@ def metrics(request: Request, caller: Anyone):
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, max_wait_s: float = 25.0) -> FastAPI:
+def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, max_wait_s: float = 25.0,
+                        console=None) -> FastAPI:
+    """The registry's API; with `console` (an edge.registry.console.RegistryDesk) also the web console."""
     app = FastAPI(title="biogate registry", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   description="The fleet registry: system of record for customers, templates, decisions and every "
                               "terminal's audit chain.")
@@ -204,4 +206,7 @@ def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, m
     install_error_handlers(app)
     for router in (system, fleet, bank):
         app.include_router(router)
+    if console is not None:
+        from edge.service.console import mount_console
+        mount_console(app, console)
     return app

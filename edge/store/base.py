@@ -378,6 +378,10 @@ class Transaction(abc.ABC):
         """Ingest the metadata of an evidence crop kept on a terminal; False when already there."""
 
     @abc.abstractmethod
+    def remote_evidence(self, decision_id: str) -> list[tuple[str, EvidenceMeta]]:
+        """The evidence crops of an ingested decision, as (terminal holding the crop, its metadata)."""
+
+    @abc.abstractmethod
     def count_decisions(self, terminal_id: str | None = None) -> int: ...
 
     @abc.abstractmethod

@@ -708,6 +708,12 @@ class SqlTransaction(Transaction):
                                (m.id, terminal_id, m.decision_id, m.customer_id, m.media_type, m.created_at,
                                 m.retain_until)).rowcount == 1
 
+    def remote_evidence(self, decision_id: str) -> list[tuple[str, EvidenceMeta]]:
+        rows = self._c.execute("SELECT terminal_id, id, decision_id, customer_id, media_type, created_at, retain_until "
+                               "FROM remote_evidence WHERE decision_id = ? ORDER BY created_at, id",
+                               (decision_id,)).fetchall()
+        return [(r[0], EvidenceMeta(*r[1:])) for r in rows]
+
     def add_change(self, kind: str, subject: str, body: dict, origin: str) -> Change:
         # The head row is locked until COMMIT, so sequence numbers are handed out in commit order and a
         # follower reading "seq > N" never misses a change that commits later with a smaller number.
