@@ -14,8 +14,11 @@ One attempt, in order:
    the frames passively; the best frontal frame gives the probe embedding and the evidence crop;
 3. finger (if required): the customer is asked for one enrolled finger; the scanner's image is
    quality-checked, with a few recaptures before the attempt counts as failed;
-4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement); the
-   card's lockout state is read again right before a token is issued (a lock from the fleet meanwhile wins);
+4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement); when it
+   is a close call and the customer has a second enrolled finger, the terminal asks for that one
+   (`place_another_finger:<position>`, `[policy.second_finger]`) and the verdict is settled with it, within
+   the same attempt (sequential fusion, edge.decision.fusion); the card's lockout state is read again right
+   before a token is issued (a lock from the fleet meanwhile wins);
 5. one transaction records the verdict: decision, evidence crop, lockout state and audit entries;
 6. every sample (frames, embeddings, minutiae, images) is zeroised, whatever happened.
 
@@ -42,7 +45,8 @@ from edge.biometrics.finger import FingerTemplate
 from edge.biometrics.liveness import LivenessResult
 from edge.config import Config
 from edge.decision import lockout
-from edge.decision.judgement import Verdict, judge
+from edge.decision.fusion import SecondFinger
+from edge.decision.judgement import Verdict, judge, judge_second_finger
 from edge.decision.policy import FactorRequirement, TransactionContext, required_factors
 from edge.errors import ConflictError, InputError, NotFoundError, PolicyError, QualityError, StorageError
 from edge.fleet.link import FleetLink
@@ -143,16 +147,20 @@ class _Probe:
     finger_position: str | None = None
     finger_template: FingerTemplate | None = None
     finger_image: np.ndarray | None = None
+    second_finger_template: FingerTemplate | None = None
+    second_finger_image: np.ndarray | None = None
     liveness: LivenessResult | None = None
     evidence_jpeg: bytes = b""
 
     def wipe(self, core: BiometricCore) -> None:
         if self.face is not None:
             self.face.wipe()
-        if self.finger_template is not None:
-            core.wipe_finger(self.finger_template)
-        if self.finger_image is not None:
-            self.finger_image.fill(0)
+        for template in (self.finger_template, self.second_finger_template):
+            if template is not None:
+                core.wipe_finger(template)
+        for image in (self.finger_image, self.second_finger_image):
+            if image is not None:
+                image.fill(0)
         if self.liveness is not None:
             self.liveness.wipe()
         self.evidence_jpeg = b""
@@ -388,7 +396,8 @@ class VerificationService:
             positions = sorted({t.position for t in templates if t.modality == "finger"})
             position = finger if finger in positions else positions[0]
             probe.finger_position = position
-            return self._capture_finger(session, probe, position)
+            failures, probe.finger_image, probe.finger_template = self._capture_finger(session, position)
+            return failures
         return []
 
     def _capture_face(self, session: Session, probe: _Probe) -> list[str]:
@@ -431,13 +440,19 @@ class VerificationService:
             frame.fill(0)
         return None
 
-    def _capture_finger(self, session: Session, probe: _Probe, position: str) -> list[str]:
+    def _capture_finger(self, session: Session, position: str, ask: str = "place_finger"
+                        ) -> tuple[list[str], np.ndarray | None, FingerTemplate | None]:
+        """(failures, image, template) of one finger: `ask` is the prompt (`place_finger`, or
+        `place_another_finger` for the second finger of a close call, which first waits for the sensor to be
+        cleared so that the finger still lying on it is not read again)."""
         t0 = time.perf_counter()
         last = "quality.finger_unusable"
+        session.prompt = f"{ask}:{position}"
         try:
             with self.devices.use("fingerprint") as scanner:
+                if ask == "place_another_finger":
+                    self._wait_for_lift(scanner)
                 for _ in range(self.cfg.service.capture_retries):
-                    session.prompt = f"place_finger:{position}"
                     image = scanner.capture(timeout=self.cfg.devices.capture_timeout_s)
                     try:
                         template = self.core.finger_template(image)
@@ -447,14 +462,19 @@ class VerificationService:
                         session.prompt = f"lift_and_replace_finger:{position}"
                         self._wait_for_lift(scanner)
                         continue
-                    probe.finger_image, probe.finger_template = image, template
-                    return []
+                    return [], image, template
         except DeviceError as exc:
             self.metrics.device_errors.labels("fingerprint", exc.code).inc()
             raise
         finally:
             self.metrics.stage_seconds.labels("finger_capture").observe(time.perf_counter() - t0)
-        return [last]
+        return [last], None, None
+
+    def _wait_for_lift(self, scanner) -> None:
+        """Until no finger is on the sensor (at most the capture timeout; then the capture goes ahead)."""
+        deadline = time.monotonic() + self.cfg.devices.capture_timeout_s
+        while scanner.finger_present() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _wait_for_lift(self, scanner) -> None:
         """Capture again only once the finger has left the sensor: imaging the same placement again would fail
@@ -466,6 +486,7 @@ class VerificationService:
     def _decide(self, session: Session, caller: Caller, probe: _Probe, templates: list[StoredTemplate],
                 failures: list[str]) -> AttemptOutcome:
         scores, references = {}, {}
+        second_position, second_prints = self._second_finger(session, probe, templates)
         if not failures:
             t0 = time.perf_counter()
             if probe.face is not None:
@@ -476,8 +497,13 @@ class VerificationService:
                 scores["finger"] = self.core.finger_score(probe.finger_template, prints)
                 references["finger"] = len(prints)
             self.metrics.stage_seconds.labels("match").observe(time.perf_counter() - t0)
+        rule = self.cfg.policy.second_finger
         verdict = judge(session.requirement, failures, scores, references, self.core.calibration,
-                        min_factor_llr=self.cfg.policy.min_factor_llr)
+                        min_factor_llr=self.cfg.policy.min_factor_llr,
+                        second_finger=SecondFinger(rule.margin_llr) if rule.enabled else None,
+                        second_references=len(second_prints))
+        if verdict.needs_second_finger:
+            verdict = self._settle_with_second_finger(session, probe, verdict, second_position, second_prints)
         reasons = list(verdict.reasons) + (["fleet.offline"] if session.offline else [])
         if verdict.allow:
             # Re-checked right before anything is handed out: the card may have been locked meanwhile (the
@@ -516,6 +542,29 @@ class VerificationService:
                                                 "outcome": outcome, "reasons": reasons})
         return AttemptOutcome(session, recorded.decision_id, outcome, reasons, locked, recorded.retry_after_s,
                               verdict.scores(), liveness, authorisation)
+
+    def _second_finger(self, session: Session, probe: _Probe, templates: list[StoredTemplate]
+                       ) -> tuple[str | None, list[StoredTemplate]]:
+        """The enrolled finger a close call would ask for (the first other enrolled position) and its
+        impressions; (None, []) when the customer enrolled one finger only or the policy asks for none."""
+        if not self.cfg.policy.second_finger.enabled or probe.finger_position is None:
+            return None, []
+        others = sorted({t.position for t in templates if t.modality == "finger"} - {probe.finger_position})
+        if not others:
+            return None, []
+        return others[0], [t for t in templates if t.modality == "finger" and t.position == others[0]]
+
+    def _settle_with_second_finger(self, session: Session, probe: _Probe, first: Verdict, position: str,
+                                   prints: list[StoredTemplate]) -> Verdict:
+        """A close call: ask for the second finger, compare it with its enrolled impressions, decide."""
+        failures, probe.second_finger_image, probe.second_finger_template = self._capture_finger(
+            session, position, ask="place_another_finger")
+        if failures:
+            return judge_second_finger(first, None, self.core.calibration, failures)
+        t0 = time.perf_counter()
+        score = self.core.finger_score(probe.second_finger_template, prints)
+        self.metrics.stage_seconds.labels("match").observe(time.perf_counter() - t0)
+        return judge_second_finger(first, score, self.core.calibration)
 
     # -- recording ------------------------------------------------------------------------------------
     def _record(self, session: Session, caller: Caller, verdict: Verdict, *, counts: bool,
