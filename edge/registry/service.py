@@ -15,7 +15,7 @@ from edge.audit.chain import GENESIS_HASH, AuditEntry, entry_hash
 from edge.decision import lockout as lockout_rules
 from edge.errors import AuthError, ConflictError, ForbiddenError, InputError, NotFoundError, PolicyError
 from edge.fleet.protocol import IngestRequest, IngestResult
-from edge.fleet.transport import DOWN, UP, TerminalCredentials, new_credentials, open_template, seal_template
+from edge.fleet.transport import DOWN, UP, TerminalCredentials, new_credentials, open_probe, open_template, seal_template
 from edge.fleet.transport import token_hash, token_matches
 from edge.service.auth import Caller
 from edge.store.base import (Change, Consent, Customer, DecisionRecord, EvidenceMeta, LockoutState, Store,
@@ -172,6 +172,17 @@ class RegistryService:
             tx.add_decision_once(d)
         elif kind == "evidence":
             tx.add_remote_evidence(terminal_id, EvidenceMeta(**body))
+        elif kind == "probe" and body.get("probe") is not None:   # an attempt's embedding, for the network scan
+            meta, embedding = open_probe(tx.terminal_transport_key(terminal_id), UP, terminal_id, body["probe"])
+            try:
+                if meta.terminal_id != terminal_id:
+                    raise ForbiddenError(f"a probe of {meta.terminal_id} sent by {terminal_id}",
+                                         code="auth.wrong_terminal")
+                held = tx.get_customer(meta.customer_id) if meta.customer_id else None
+                if held is None or held.status != "erased":   # never keep a probe on an erased holder's card
+                    tx.add_probe(meta, bytes(embedding))
+            finally:
+                embedding[:] = bytes(len(embedding))
 
     def _upsert_customer(self, tx: Transaction, c: dict, consents: list[dict], origin: str) -> None:
         held = tx.get_customer(c["id"])

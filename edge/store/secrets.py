@@ -17,7 +17,7 @@ from edge.errors import ConfigError
 from edge.store.config import StoreSettings
 from edge.store.crypto import KeyRing, decode_key, key_id_for, new_key
 
-ROLES = ("terminal", "teller", "auditor", "admin")
+ROLES = ("terminal", "teller", "auditor", "admin", "investigator")
 
 
 @dataclass
