@@ -16,6 +16,8 @@ from edge.config import Config
 from edge.errors import BiogateError
 from edge.registry.app import create_registry_app
 from edge.registry.service import RegistryService
+from edge.decision.calibration import load_calibration
+from edge.search.service import SearchService
 from edge.service.logs import configure_logging
 from edge.service.notify import Notifier
 from edge.service.server import BackgroundServer, GracefulServer, bind_socket
@@ -55,8 +57,12 @@ class Registry:
         secrets = registry_secrets(cfg)
         self.store = open_registry_store(cfg, migrate=True)
         try:
-            self.service = RegistryService(self.store)
-            self.app = create_registry_app(self.service, secrets.api_keys, max_wait_s=cfg.registry.max_change_wait_s)
+            self.search = SearchService(self.store, load_calibration(cfg.policy.calibration_file), cfg.search,
+                                        retention_days=cfg.storage.evidence_retention_days)
+            self.search.sync()   # the bank's face index, built from the sealed templates at start
+            self.service = RegistryService(self.store, search=self.search, duplicate_llr=cfg.service.duplicate_llr)
+            self.app = create_registry_app(self.service, secrets.api_keys, max_wait_s=cfg.registry.max_change_wait_s,
+                                           search=self.search)
             self.sock = bind_socket(host or cfg.registry.host, cfg.registry.port if port is None else port)
         except BaseException:
             self.store.close()

@@ -11,7 +11,7 @@ class SearchConfig(Section):
 
     ivf_from: int = Field(50_000, ge=1000, description="templates from which the index is IVF instead of a flat scan")
     nprobe: int = Field(48, ge=1, le=4096, description="IVF lists visited per query")
-    link_target_rate: float = Field(1e-4, gt=0, lt=0.1,
+    link_target_rate: float = Field(1e-5, gt=0, lt=0.1,
                                     description="false-link rate per pair of different people the face-link "
                                                 "threshold is chosen for (read off the calibrated face LLRs)")
     min_cards: int = Field(3, ge=2, description="distinct cards' holders one face must present to be a finding")

@@ -9,9 +9,11 @@ Why these choices (see docs/search.md):
 - Flat (`IndexIDMap2` over `IndexScalarQuantizer`) scans every code: exact up to quantisation, fine up to tens
   of thousands. IVF (`IndexIVFScalarQuantizer`, k-means lists, a direct map) visits `nprobe` lists: what
   a million needs for a single query on one thread. Both remove ids for real (HNSW would only hide them).
-- The quantiser's range is fixed, not learnt from whoever happens to be enrolled: every component of an
-  embedding (length 1.42, edge.biometrics.face.embedder) is clipped to +-COMPONENT_RANGE, so an index built
-  from one gallery encodes a later enrolment exactly as a rebuild would.
+- The quantiser's range per component is learnt from the gallery it is built with (its min and max, widened
+  by RANGE_MARGIN for later enrolments; IVF quantises the residual to the list's centre, finer still). A gallery
+  too small to learn from (under MIN_TRAIN) gets the fixed box +-COMPONENT_RANGE, which every embedding of
+  length 1.42 (edge.biometrics.face.embedder) fits in. Quantisation only ranks: every decision re-scores the
+  shortlist exactly (edge.search.service).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ DIM = 128
 # Largest |component| the quantiser represents. Development embeddings (LFW, length 1.42) stay well inside
 # (`biogate eval mules` reports the largest it saw); the step is 2 * 0.6 / 255 = 0.0047 per component.
 COMPONENT_RANGE = 0.6
+MIN_TRAIN = 1000
+RANGE_MARGIN = 0.05
 
 
 def _vectors(x: np.ndarray) -> np.ndarray:
@@ -62,18 +66,22 @@ class FaceIndex:
     def build(cls, ids: np.ndarray, vectors: np.ndarray, *, kind: str = "flat", nlist: int | None = None,
               nprobe: int = 48, train_size: int = 65_536, seed: int = 0) -> "FaceIndex":
         vecs = _vectors(vectors)
+        rng = np.random.default_rng(seed)
+        sample = vecs[rng.choice(len(vecs), min(len(vecs), train_size), replace=False)] if len(vecs) else vecs
         if kind == "flat":
-            index = cls.empty("flat")
+            if len(vecs) < MIN_TRAIN:
+                index = cls.empty("flat")
+            else:
+                sq = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
+                sq.sq.rangestat, sq.sq.rangestat_arg = faiss.ScalarQuantizer.RS_minmax, RANGE_MARGIN
+                sq.train(sample)
+                index = cls(faiss.IndexIDMap2(sq), "flat")
         elif kind == "ivf":
-            nlist = nlist or max(16, min(4096, int(4 * np.sqrt(len(vecs)))))
+            nlist = nlist or max(16, min(4096, int(np.sqrt(len(vecs)))))
             quantizer = faiss.IndexFlatL2(DIM)
             ivf = faiss.IndexIVFScalarQuantizer(quantizer, DIM, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-            ivf.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
-            rng = np.random.default_rng(seed)
-            sample = vecs[rng.choice(len(vecs), min(len(vecs), train_size), replace=False)]
-            box = np.vstack([np.full(DIM, -COMPONENT_RANGE, np.float32), np.full(DIM, COMPONENT_RANGE, np.float32)])
-            # The k-means lists learn from the sample; the box only widens the quantiser's range to the fixed one.
-            ivf.train(np.vstack([sample, box]))
+            ivf.sq.rangestat, ivf.sq.rangestat_arg = faiss.ScalarQuantizer.RS_minmax, RANGE_MARGIN
+            ivf.train(sample)         # the k-means lists, then the residuals' range
             ivf.make_direct_map()
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)   # remove_ids without scanning every list
             ivf.nprobe = nprobe

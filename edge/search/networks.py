@@ -3,9 +3,10 @@
     result = analyse(attempts, thresholds, min_cards=3, min_faces_per_card=2)
     result.networks      # each: people, cards, holders, terminals, time span, findings, score, explanation
 
-1. People: attempts whose probe embeddings are within `thresholds.same_distance` are the same person
-   (linked through a faiss range search, joined by union-find). A person is a pseudonymous cluster of faces,
-   not a customer.
+1. People: an attempt whose face matches the enrolment of the card's own holder (`holder_match`, at the same
+   link threshold) is that holder, and stays theirs: genuine use never chains anyone together. The other
+   attempts (foreign faces on a card) whose probe embeddings are within `thresholds.same_distance` of each
+   other are one person (a faiss range search, joined by union-find): a pseudonymous cluster, not a customer.
 2. "One person, many cards": a person presenting the cards of `min_cards` or more distinct holders
    (allowed or denied: a mule's failed tries on nominee cards are the evidence).
 3. "One card, many people": `min_faces_per_card` or more people on one card, counted only when their faces
@@ -37,6 +38,7 @@ class Attempt:
     terminal_id: str
     at: str                        # ISO timestamp
     outcome: str                   # allow | deny
+    holder_match: bool = False     # the face matches the card holder's own enrolment (edge.search.service)
 
 
 @dataclass
@@ -124,8 +126,10 @@ def analyse(attempts: list[Attempt], thresholds: LinkThresholds, *, min_cards: i
     if not attempts:
         return Analysis([], {}, 0)
     emb = np.stack([np.asarray(a.embedding, np.float32) for a in attempts])
-    labels = cluster_people(emb, thresholds.same_distance)
-    person_of = {a.id: f"person-{labels[i] + 1}" for i, a in enumerate(attempts)}
+    foreign = [i for i, a in enumerate(attempts) if not (a.holder_match and a.holder)]
+    labels = cluster_people(emb[foreign], thresholds.same_distance)
+    person_of = {a.id: f"holder-person:{a.holder}" for a in attempts if a.holder_match and a.holder}
+    person_of.update({attempts[i].id: f"person-{labels[k] + 1}" for k, i in enumerate(foreign)})
     by_person: dict[str, list[int]] = defaultdict(list)
     by_card: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(attempts):

@@ -171,11 +171,35 @@ class SearchService:
         with self.store.transaction() as tx:
             rows = tx.probes(since)
         attempts, retain = [], {}
-        for meta, blob in rows:
-            attempts.append(_ScanAttempt(meta.id, decode_face_template(blob), meta.card_ref, meta.customer_id,
-                                         meta.terminal_id, meta.created_at, meta.outcome, meta.decision_id))
-            retain[meta.id] = meta.retain_until
+        enrolled: dict[str, np.ndarray] = {}
+        try:
+            for meta, blob in rows:
+                probe = decode_face_template(blob)
+                attempts.append(_ScanAttempt(meta.id, probe, meta.card_ref, meta.customer_id, meta.terminal_id,
+                                             meta.created_at, meta.outcome, self._matches_holder(probe, meta.customer_id,
+                                                                                                 enrolled),
+                                             meta.decision_id))
+                retain[meta.id] = meta.retain_until
+        finally:
+            for refs in enrolled.values():
+                refs.fill(0)
         return attempts, retain
+
+    def _matches_holder(self, probe: np.ndarray, holder: str | None, enrolled: dict[str, np.ndarray]) -> bool:
+        """Whether the face is the card holder's own (any enrolled face template within the link distance)."""
+        if not holder:
+            return False
+        if holder not in enrolled:
+            with self.store.transaction() as tx:
+                stored = tx.templates(holder, "face")
+            try:
+                enrolled[holder] = (np.stack([decode_face_template(t.payload) for t in stored]).astype(np.float64)
+                                    if stored else np.zeros((0, probe.size)))
+            finally:
+                for t in stored:
+                    t.zeroise()
+        refs = enrolled[holder]
+        return bool(len(refs)) and float(np.linalg.norm(refs - probe, axis=1).min()) <= self.thresholds.same_distance
 
     def _identify(self, analysis: Analysis, attempts: list[Attempt]) -> dict[str, str]:
         """People of a network whose face is an enrolled customer's: person -> customer id (exactly re-scored)."""

@@ -7,7 +7,8 @@ across directions (a few strong ones), and each person's samples scatter around 
     sample        = centre + sum_i sqrt(within_i) * z'_i * v_i,   then scaled to length 1.42 as the embedder does
 
 with the mean's length and the two eigenvalue spectra (`between`, `within`) measured on development faces
-(`fit_spectra`, LFW; `SPECTRA` below holds the figures measured, see docs/search.md). Distances are invariant
+(`fit_spectra` on LFW; spectra.json beside this file holds them), each shrunk by one factor fitted so that a
+draw of LFW's size has LFW's nearest-other-person distance quantiles (spectra.json's provenance says both). Distances are invariant
 under rotation, so the spectra are all that carries over: no real embedding, no real person, is in here.
 `nn_distance_profile` gives the quantiles that show the match (printed by `biogate bench search`).
 """
@@ -31,15 +32,19 @@ class Spectra:
     between: np.ndarray            # eigenvalues of the covariance of person centres, descending
     within: np.ndarray             # eigenvalues of the covariance of samples around their person's centre
     provenance: dict
+    between_scale: float = 1.0     # applied when drawing (see the provenance's "scales")
+    within_scale: float = 1.0
 
     def to_dict(self) -> dict:
         return {"mean_norm": self.mean_norm, "between": [float(v) for v in self.between],
-                "within": [float(v) for v in self.within], "provenance": self.provenance}
+                "within": [float(v) for v in self.within], "between_scale": self.between_scale,
+                "within_scale": self.within_scale, "provenance": self.provenance}
 
     @classmethod
     def load(cls, path: Path = SPECTRA_FILE) -> "Spectra":
         d = json.loads(path.read_text())
-        return cls(float(d["mean_norm"]), np.asarray(d["between"]), np.asarray(d["within"]), d.get("provenance", {}))
+        return cls(float(d["mean_norm"]), np.asarray(d["between"]), np.asarray(d["within"]), d.get("provenance", {}),
+                   float(d.get("between_scale", 1.0)), float(d.get("within_scale", 1.0)))
 
 
 def fit_spectra(embeddings: np.ndarray, names: list[str], provenance: dict | None = None) -> Spectra:
@@ -67,9 +72,9 @@ class EmbeddingGenerator:
         self.spectra = spectra
         self.rng = np.random.default_rng(seed)
         basis = np.linalg.qr(self.rng.normal(size=(DIM, DIM)))[0]
-        self._between = basis * np.sqrt(spectra.between)[None, :]
+        self._between = basis * np.sqrt(spectra.between * spectra.between_scale)[None, :]
         basis2 = np.linalg.qr(self.rng.normal(size=(DIM, DIM)))[0]
-        self._within = basis2 * np.sqrt(spectra.within)[None, :]
+        self._within = basis2 * np.sqrt(spectra.within * spectra.within_scale)[None, :]
         direction = self.rng.normal(size=DIM)
         self._mean = direction / np.linalg.norm(direction) * spectra.mean_norm
 
