@@ -56,7 +56,8 @@ from edge.service.biometrics import BiometricCore, FaceSample
 from edge.service.devices import TerminalDevices
 from edge.service.metrics import ServiceMetrics
 from edge.service.tokens import IssuedAuthorisation, TokenIssuer
-from edge.store.base import DecisionRecord, EvidenceMeta, StoredTemplate, Store, iso, new_id, utcnow
+from edge.biometrics.face.template import encode_face_template
+from edge.store.base import DecisionRecord, EvidenceMeta, ProbeMeta, StoredTemplate, Store, iso, new_id, utcnow
 from xfs4iot_bridge.authoriser import Authorisation
 from xfs4iot_bridge.token import minor_units
 
@@ -523,7 +524,8 @@ class VerificationService:
             authorisation = self._issue_token(session, reasons)
         liveness = probe.liveness_view()
         recorded = self._record(session, caller, Verdict(verdict.allow, reasons, verdict.match), counts=True,
-                                liveness=liveness, evidence=probe.evidence_jpeg, token_issued=authorisation is not None)
+                                liveness=liveness, evidence=probe.evidence_jpeg, token_issued=authorisation is not None,
+                                probe_embedding=probe.face.embedding if probe.face is not None else None)
         session.attempts_used += 1
         locked = False
         if verdict.allow:
@@ -569,9 +571,10 @@ class VerificationService:
     # -- recording ------------------------------------------------------------------------------------
     def _record(self, session: Session, caller: Caller, verdict: Verdict, *, counts: bool,
                 liveness: dict | None = None, evidence: bytes = b"", token_issued: bool | None = None,
-                extra: dict | None = None) -> _Recorded:
+                extra: dict | None = None, probe_embedding: np.ndarray | None = None) -> _Recorded:
         """Record one verdict in one transaction: the lockout state (when it `counts` as an attempt of the
-        customer), the decision, its evidence crop and the audit entries."""
+        customer), the decision, its evidence crop, the sealed probe embedding (for the network scan,
+        edge.search; kept and purged with the evidence) and the audit entries."""
         decision_id = new_id("dec")
         now = self.clock()
         outcome = "allow" if verdict.allow else "deny"
@@ -604,6 +607,12 @@ class VerificationService:
                                     iso(retain))
                 tx.add_evidence(meta, evidence)
                 self.outbox.evidence(tx, meta)
+            if probe_embedding is not None:
+                retain = now + dt.timedelta(days=self.cfg.storage.evidence_retention_days)
+                probe_meta = ProbeMeta(new_id("prb"), decision_id, session.terminal_id, session.ctx.card_ref,
+                                       session.customer_id, outcome, iso(now), iso(retain))
+                tx.add_probe(probe_meta, encode_face_template(probe_embedding))
+                self.outbox.probe(tx, probe_meta)
             details = {"decision_id": decision_id, "session_id": session.id, "card_ref": session.ctx.card_ref,
                        "customer_id": session.customer_id, "operation": session.ctx.operation,
                        "amount": str(session.ctx.amount), "currency": session.ctx.currency, "outcome": outcome,
