@@ -30,6 +30,7 @@ photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "s
     customer = "alice"           # whose card is used
     face = "lfw:Colin_Powell/2"  # who stands at the machine: a face spec, or {script = "printed_photo", ...}
     finger = "fvc:DB1_B/101/6"   # which finger touches the scanner
+    second_finger = "fvc:DB1_B/102/6"   # what the customer puts on the scanner when asked for another finger
     amount = "200"
     currency = "EUR"
     attempts = 3                 # attempts the ATM allows before giving up (default: the session's limit)
@@ -37,6 +38,7 @@ photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "s
     expect_reason = "liveness."  # a prefix that must appear among the reasons (optional)
     expect_dispensed = "200.00EUR"   # or "none"
     expect_error = "device."     # for outcome error: a prefix of the API error code
+    expect_prompt = "place_another_finger:"   # a prefix of a prompt the ATM screen must have shown
 
     [[steps]]
     do = "fault"
@@ -289,7 +291,8 @@ class ScenarioRunner:
         card = step.get("card") or c.get("card")
         self.present(face=step.get("face", "nobody"), finger=step.get("finger", "none"))
         tx = self.atm.withdraw(card, str(step.get("amount", "100")), step.get("currency", "EUR"),
-                               max_attempts=int(step.get("attempts", 3)), operation=operation)
+                               max_attempts=int(step.get("attempts", 3)), operation=operation,
+                               on_prompt=self._customer_reads(step))
         self.result.events += [(t, self.who(who), text) for t, who, text in tx.events]
         self.present(face="nobody", finger="none")
         if tx.dispensed:
@@ -314,9 +317,25 @@ class ScenarioRunner:
             self.check(i, f"{label}: no reason starting {step['expect_reason_not']!r}",
                        not any(r.startswith(step["expect_reason_not"]) for a in tx.attempts for r in a["reasons"]),
                        f"reasons {[r for a in tx.attempts for r in a['reasons']]}")
+        if "expect_prompt" in step:
+            self.check(i, f"{label}: the screen showed {step['expect_prompt']!r}",
+                       any(p.startswith(step["expect_prompt"]) for p in tx.prompts), f"prompts {tx.prompts}")
         if "expect_attempts" in step:
             self.check(i, f"{label}: {step['expect_attempts']} attempts", len(tx.attempts) == step["expect_attempts"],
                        f"got {len(tx.attempts)}")
+
+    def _customer_reads(self, step: dict):
+        """The customer at the ATM: asked for another finger, they lift the first and put `second_finger` on."""
+        second = step.get("second_finger")
+        if second is None:
+            return None
+
+        def react(prompt: str) -> None:
+            if prompt.startswith("place_another_finger:"):
+                self.rig.present(finger="none")
+                time.sleep(0.5)
+                self.present(finger=second)
+        return react
 
     def _do_withdraw(self, i: int, step: dict) -> None:
         self._transaction(i, step, "cash_withdrawal")
