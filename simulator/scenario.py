@@ -332,7 +332,7 @@ class ScenarioRunner:
 
         def react(prompt: str) -> None:
             if prompt.startswith("place_another_finger:"):
-                self.rig.present(finger="none")
+                self.sim.finger.lift()
                 time.sleep(0.5)
                 self.present(finger=second)
         return react
