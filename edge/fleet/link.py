@@ -35,6 +35,7 @@ from edge.errors import BiogateError, ConfigError, StorageError
 from edge.fleet.config import FleetConfig
 from edge.fleet.protocol import MAX_AUDIT, MAX_ITEMS
 from edge.fleet.transport import DOWN, UP, TerminalCredentials, open_template, seal_template
+from edge.store.files import check_private
 from edge.store.base import (CacheEntry, Customer, LockoutState, Store, TemplateMeta, Transaction, iso, parse_iso,
                              utcnow)
 
@@ -56,6 +57,7 @@ class RegistryRefused(BiogateError):
 
 def load_credentials(path: Path) -> TerminalCredentials:
     try:
+        check_private(path)      # a bearer token others can read is refused (edge.store.files)
         return TerminalCredentials.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise ConfigError(f"no fleet credentials at {path}: save what `biogate registry add-terminal` printed "

@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from edge.fleet.protocol import Anchor, CardHolder, ChangesResponse, IngestRequest, IngestResult
 from edge.registry.service import RegistryService
-from edge.service.auth import Caller, KeyChecker, check_role
+from edge.service.auth import Caller, KeyChecker, check_role, named_operator
 from edge.service.errors import ERROR_RESPONSES, install_error_handlers
 from edge.service.schemas import CARD_REF_PATTERN, DecisionView
 
@@ -66,8 +66,7 @@ def _role(*allowed: str):
         keys: KeyChecker = request.app.state.keys
         who = keys.role_for(x_api_key)
         check_role(who, allowed)
-        operator = "".join(ch for ch in (x_operator_id or "") if ch.isalnum() or ch in "-_.")[:64] or None
-        return Caller(who, operator)
+        return Caller(who, named_operator(who, x_operator_id), via_key=True)
     return dependency
 
 
@@ -193,7 +192,9 @@ def metrics(request: Request, caller: Anyone):
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, max_wait_s: float = 25.0) -> FastAPI:
+def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, max_wait_s: float = 25.0,
+                        console=None) -> FastAPI:
+    """The registry's API; with `console` (an edge.registry.console.RegistryDesk) also the web console."""
     app = FastAPI(title="biogate registry", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   description="The fleet registry: system of record for customers, templates, decisions and every "
                               "terminal's audit chain.")
@@ -204,4 +205,7 @@ def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, m
     install_error_handlers(app)
     for router in (system, fleet, bank):
         app.include_router(router)
+    if console is not None:
+        from edge.service.console import mount_console
+        mount_console(app, console)
     return app

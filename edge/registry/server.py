@@ -15,6 +15,7 @@ import uvicorn
 from edge.config import Config
 from edge.errors import BiogateError
 from edge.registry.app import create_registry_app
+from edge.registry.console import RegistryDesk
 from edge.registry.service import RegistryService
 from edge.service.logs import configure_logging
 from edge.service.notify import Notifier
@@ -56,7 +57,9 @@ class Registry:
         self.store = open_registry_store(cfg, migrate=True)
         try:
             self.service = RegistryService(self.store)
-            self.app = create_registry_app(self.service, secrets.api_keys, max_wait_s=cfg.registry.max_change_wait_s)
+            console = RegistryDesk(cfg, self.service, secrets.active_data_key) if cfg.console.enabled else None
+            self.app = create_registry_app(self.service, secrets.api_keys, max_wait_s=cfg.registry.max_change_wait_s,
+                                           console=console)
             self.sock = bind_socket(host or cfg.registry.host, cfg.registry.port if port is None else port)
         except BaseException:
             self.store.close()

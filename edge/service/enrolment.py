@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from typing import Callable
 
 import numpy as np
@@ -59,14 +60,16 @@ class EnrolmentService:
                         given_by: str, caller: Caller) -> Customer:
         now = iso(utcnow())
         customer = Customer(new_id("cus"), display_name, now, card_refs=sorted(set(card_refs)))
-        consent = Consent(new_id("con"), customer.id, purpose, sorted(set(modalities)), now, caller.actor)
+        consent = Consent(new_id("con"), customer.id, purpose, sorted(set(modalities)), now, caller.actor,
+                          given_by=given_by)
         with self.store.transaction() as tx:
             tx.add_customer(customer)      # InputError input.card_in_use if a card belongs to someone else
             tx.add_consent(consent)
             tx.audit(caller.actor, "customer.created", {"customer_id": customer.id, "cards": len(card_refs)})
             tx.audit(caller.actor, "consent.recorded", {"customer_id": customer.id, "consent_id": consent.id,
                                                          "purpose": purpose, "modalities": consent.modalities,
-                                                         "signed_by_customer": True})
+                                                         "given_by": given_by,
+                                                         "signed_by_customer": _same_name(given_by, display_name)})
             self._enrolled_here(tx, customer, [consent])
         self._wake_fleet()
         return customer
@@ -434,3 +437,10 @@ def _face_quality(sample) -> float:
     bright = 1.0 - min(1.0, abs(float(q.get("brightness", 128.0)) - 128.0) / 128.0)
     return round(100.0 * (0.7 * sharp + 0.3 * bright), 1)
 
+
+def _same_name(given_by: str, display_name: str) -> bool:
+    """Whether the consent was signed with the customer's own name (else a representative signed it, or a typo):
+    the audit says which, instead of claiming the customer signed."""
+    def norm(name: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+    return norm(given_by) == norm(display_name)

@@ -28,6 +28,7 @@ from edge.service.devices import TerminalDevices
 from edge.service.enrolment import EnrolmentService
 from edge.service.lockouts import LockoutDesk
 from edge.service.metrics import ServiceMetrics
+from edge.service.operators import OperatorAccounts
 from edge.service.records import AuditRecords
 from edge.service.retention import purge_expired_evidence
 from edge.service.verification import VerificationService
@@ -129,6 +130,10 @@ class Runtime:
                 log.exception("background job crashed")
             self._stop.wait(1.0)
             waited += 1.0
+
+    def check_operator(self, name: str, role: str) -> None:
+        """The operator an API key's caller named is an active account of that key's role (edge.service.deps)."""
+        OperatorAccounts(self.store, self.cfg.console).check_named(name, role)
 
     def attach(self, component: Closable) -> None:
         """Close `component` with the runtime (before the devices and the store it may use)."""

@@ -44,7 +44,7 @@ from edge.config import Config
 from edge.decision import lockout
 from edge.decision.judgement import Verdict, judge
 from edge.decision.policy import FactorRequirement, TransactionContext, required_factors
-from edge.errors import ConflictError, NotFoundError, PolicyError, QualityError, StorageError
+from edge.errors import ConflictError, InputError, NotFoundError, PolicyError, QualityError, StorageError
 from edge.fleet.link import FleetLink
 from edge.fleet.outbox import NO_OUTBOX, Outbox
 from edge.service.auth import Caller
@@ -54,8 +54,23 @@ from edge.service.metrics import ServiceMetrics
 from edge.service.tokens import IssuedAuthorisation, TokenIssuer
 from edge.store.base import DecisionRecord, EvidenceMeta, StoredTemplate, Store, iso, new_id, utcnow
 from xfs4iot_bridge.authoriser import Authorisation
+from xfs4iot_bridge.token import minor_units
 
 log = logging.getLogger("biogate.verification")
+
+
+def check_amount_for_currency(ctx: TransactionContext, requirement: FactorRequirement) -> None:
+    """Refuse, before any capture, an amount the dispense token could not carry: more decimals than the
+    currency's minor units (100.001 EUR), or nothing to dispense (0 EUR) for an operation that dispenses.
+    Found later, it would fail after the match with no decision recorded: a silent match oracle."""
+    digits = minor_units(ctx.currency)
+    quantum = Decimal(1).scaleb(-digits)
+    if ctx.amount != ctx.amount.quantize(quantum):
+        raise InputError(f"amount {ctx.amount} has more decimals than {ctx.currency} allows ({digits})",
+                         code="input.amount", details={"currency": ctx.currency, "minor_units": digits})
+    if requirement.dispenses and ctx.amount < quantum:
+        raise InputError(f"{ctx.operation} dispenses: its amount must be at least {quantum} {ctx.currency}",
+                         code="input.amount", details={"currency": ctx.currency, "minimum": str(quantum)})
 
 
 class SessionStatus(enum.StrEnum):
@@ -177,6 +192,7 @@ class VerificationService:
     # -- sessions -------------------------------------------------------------------------------------
     def open(self, ctx: TransactionContext, caller: Caller, token_delivery: str = "response") -> Session:
         requirement = required_factors(ctx, self.cfg.policy)
+        check_amount_for_currency(ctx, requirement)
         now = self.clock()
         session = Session(new_id("ses"), ctx, requirement, self.cfg.terminal_id, caller.actor,
                           now + dt.timedelta(seconds=self.cfg.service.session_ttl_s), token_delivery,

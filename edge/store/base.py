@@ -53,6 +53,7 @@ class Consent:
     given_at: str
     recorded_by: str
     withdrawn_at: str | None = None
+    given_by: str = ""                 # the name the consent was signed with, as the signer wrote it
 
 
 @dataclass
@@ -418,6 +419,10 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def add_remote_evidence(self, terminal_id: str, meta: EvidenceMeta) -> bool:
         """Ingest the metadata of an evidence crop kept on a terminal; False when already there."""
+
+    @abc.abstractmethod
+    def remote_evidence(self, decision_id: str) -> list[tuple[str, EvidenceMeta]]:
+        """The evidence crops of an ingested decision, as (terminal holding the crop, its metadata)."""
 
     @abc.abstractmethod
     def count_decisions(self, terminal_id: str | None = None) -> int: ...

@@ -1,7 +1,7 @@
 """Deployment secrets: data keys, API keys per role, the dispense-token HMAC key, the template signing key.
 
-They live in one JSON file (0600) under the state directory, created with fresh random values on first
-use; any value given in configuration (`[keys]` or BIOGATE_KEYS__*) takes precedence. Writes are atomic
+They live in one JSON file (0600, in the 0700 state directory; a file others may read is refused:
+edge.store.files) created with fresh random values on first use; any value given in configuration (`[keys]` or BIOGATE_KEYS__*) takes precedence. Writes are atomic
 (temporary file, fsync, rename) so a crash never leaves a half-written key file.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from edge.errors import ConfigError
 from edge.store.config import StoreSettings
 from edge.store.crypto import KeyRing, decode_key, key_id_for, new_key
+from edge.store.files import FILE_MODE, check_private, private_dir
 
 ROLES = ("terminal", "teller", "auditor", "admin")
 
@@ -40,9 +41,13 @@ def state_path(cfg: StoreSettings, name: str) -> Path:
 
 
 def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A leftover temporary file (a crash mid-write, or planted) keeps its own mode under O_CREAT: start afresh,
+    # and O_EXCL so nothing can slip in between.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)   # whatever the umask
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.flush()
@@ -73,6 +78,7 @@ def read_secrets_file(path: Path, create: bool = True) -> dict:
         if not create:
             raise ConfigError(f"no secrets file at {path}")
         _write_atomic(path, _fresh_file_content())
+    check_private(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -271,12 +271,19 @@ def _schema_v3_operators(d: Dialect) -> list[str]:
     """)
 
 
-def _schema_v4_integrity(d: Dialect) -> list[str]:
-    """Integrity and dual control (issue 14): each customer's record is sealed (its status, cards and active
+# Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
+# schema_version. Add new ones at the end; never edit one that has shipped.
+def _schema_v4_security_b(d: Dialect) -> list[str]:
+    """Issue 14 (part B): the consent keeps the name it was signed with."""
+    return ["ALTER TABLE consents ADD COLUMN given_by TEXT NOT NULL DEFAULT ''"]
+
+
+def _schema_v5_integrity(d: Dialect) -> list[str]:
+    """Integrity and dual control (issue 14, part A): each customer's record is sealed (its status, cards and active
     templates, so an `UPDATE cards` or a deleted template row is detected), templates carry their state
     (active, or pending a second operator's approval), unreadable blobs are quarantined instead of stopping
-    everyone. After these statements `_after_v4` re-seals every template under the v2 associated data and seals
-    every customer's record (it needs the keys, so it is Python, in the same transaction)."""
+    everyone. After these statements `seal_existing_records` re-seals every template under the v2 associated data
+    and seals every customer's record (it needs the keys, so it is Python, in the same transaction)."""
     return statements(f"""
     ALTER TABLE customers ADD COLUMN binding_key_id TEXT;
     ALTER TABLE customers ADD COLUMN binding_nonce {d.blob};
@@ -300,13 +307,12 @@ def _schema_v4_integrity(d: Dialect) -> list[str]:
     """)
 
 
-# Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
-# schema_version. Add new ones at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (1, _schema_v1),
     (2, _schema_v2_fleet),
     (3, _schema_v3_operators),
-    (4, _schema_v4_integrity),
+    (4, _schema_v4_security_b),
+    (5, _schema_v5_integrity),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -326,7 +332,7 @@ def _template_aad(meta: TemplateMeta) -> bytes:
 
 
 def _template_aad_v1(meta: TemplateMeta) -> bytes:
-    """The associated data before schema 4 (read once, by the migration that re-seals under v2)."""
+    """The associated data before schema 5 (read once, by the migration that re-seals under v2)."""
     return aad_for("templates", meta.id, meta.customer_id,
                    f"{meta.modality}|{meta.position}|{meta.sample_index}|{meta.format}")
 
@@ -436,7 +442,7 @@ class SqlStore(Store):
                 continue
             for statement in build(self.dialect):
                 execute(statement)
-            if version == 4:
+            if version == 5:
                 tx_factory().seal_existing_records()
             execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, iso(utcnow())))
 
@@ -608,14 +614,15 @@ class SqlTransaction(Transaction):
 
     def add_consent(self, consent: Consent) -> None:
         self._c.execute("INSERT INTO consents (id, customer_id, purpose, modalities, given_at, recorded_by, "
-                        "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "withdrawn_at, given_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (consent.id, consent.customer_id, consent.purpose, json.dumps(consent.modalities),
-                         consent.given_at, consent.recorded_by, consent.withdrawn_at))
+                         consent.given_at, consent.recorded_by, consent.withdrawn_at, consent.given_by))
 
     def consents(self, customer_id: str) -> list[Consent]:
-        rows = self._c.execute("SELECT id, customer_id, purpose, modalities, given_at, recorded_by, withdrawn_at "
-                               "FROM consents WHERE customer_id = ? ORDER BY given_at", (customer_id,)).fetchall()
-        return [Consent(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+        rows = self._c.execute("SELECT id, customer_id, purpose, modalities, given_at, recorded_by, withdrawn_at, "
+                               "given_by FROM consents WHERE customer_id = ? ORDER BY given_at",
+                               (customer_id,)).fetchall()
+        return [Consent(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
     def withdraw_consents(self, customer_id: str, at: str) -> int:
         return self._c.execute("UPDATE consents SET withdrawn_at = ? WHERE customer_id = ? AND withdrawn_at IS NULL",
@@ -777,7 +784,7 @@ class SqlTransaction(Transaction):
             "changed": list(report.changed), "action": action})
 
     def seal_existing_records(self) -> None:
-        """Schema 4: re-seal every template under the v2 associated data, then seal every customer's record."""
+        """Schema 5: re-seal every template under the v2 associated data, then seal every customer's record."""
         for r in self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates").fetchall():
             t = self._open_template(r, aad=_template_aad_v1)
             sealed = self._s.seal(bytes(t.payload), _template_aad(t))
@@ -1026,6 +1033,12 @@ class SqlTransaction(Transaction):
                                "created_at, retain_until) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                                (m.id, terminal_id, m.decision_id, m.customer_id, m.media_type, m.created_at,
                                 m.retain_until)).rowcount == 1
+
+    def remote_evidence(self, decision_id: str) -> list[tuple[str, EvidenceMeta]]:
+        rows = self._c.execute("SELECT terminal_id, id, decision_id, customer_id, media_type, created_at, retain_until "
+                               "FROM remote_evidence WHERE decision_id = ? ORDER BY created_at, id",
+                               (decision_id,)).fetchall()
+        return [(r[0], EvidenceMeta(*r[1:])) for r in rows]
 
     def add_change(self, kind: str, subject: str, body: dict, origin: str) -> Change:
         # The head row is locked until COMMIT, so sequence numbers are handed out in commit order and a
