@@ -36,6 +36,8 @@ from edge.service.exchange import ANY_TERMINAL, TemplateRecord, make_bundle, ope
 from edge.service.metrics import ServiceMetrics
 from edge.fleet.link import FleetLink
 from edge.fleet.outbox import NO_OUTBOX, Outbox
+from edge.search.service import SearchService
+from edge.biometrics.face.template import decode_face_template
 from edge.store.base import (CacheEntry, Consent, Customer, Store, TemplateImport, TemplateMeta, iso, new_id,
                              utcnow)
 
@@ -45,8 +47,9 @@ log = logging.getLogger("biogate.enrolment")
 class EnrolmentService:
     def __init__(self, cfg: Config, store: Store, core: BiometricCore, devices: TerminalDevices,
                  metrics: ServiceMetrics, signing_key: bytes, *, outbox: Outbox = NO_OUTBOX,
-                 fleet: FleetLink | None = None):
+                 fleet: FleetLink | None = None, search: SearchService | None = None):
         self.cfg = cfg
+        self.search = search
         self.outbox = outbox
         self.fleet = fleet
         self.store = store
@@ -215,12 +218,21 @@ class EnrolmentService:
     def _duplicates(self, customer_id: str, records: list[TemplateRecord]) -> dict[str, float]:
         """Other customers whose templates match any new record above the duplicate LLR: id -> best LLR.
 
-        Each stored template is decoded once per modality, then every new record is scored against all of
-        them at once."""
+        Faces go through the 1:N index (edge.search: a shortlist, then exact calibrated scores); fingers, and faces
+        where no index runs, are scored against every stored template of the modality (each decoded once)."""
         found: dict[str, float] = {}
         for modality in ("face", "finger"):
             new = [r for r in records if r.modality == modality]
             if not new:
+                continue
+            if modality == "face" and self.search is not None:
+                probes = [decode_face_template(r.data) for r in new]
+                try:
+                    for other, llr in self.search.duplicates(customer_id, probes, self.cfg.service.duplicate_llr).items():
+                        found[other] = max(found.get(other, -np.inf), llr)
+                finally:
+                    for p in probes:
+                        p.fill(0)
                 continue
             with self.store.transaction() as tx:
                 others = tx.all_templates(modality, exclude_customer=customer_id)
@@ -275,6 +287,11 @@ class EnrolmentService:
                 reason = f"possible duplicate of {', '.join(ids[:5])}"
                 tx.set_customer_status(customer_id, "review", reason)
                 self.outbox.customer_status(tx, customer_id, "review", reason)
+                for other in ids:   # both sides of a duplicate identity wait for a person's review
+                    held = tx.get_customer(other)
+                    if held is not None and held.status == "active":
+                        tx.set_customer_status(other, "review", f"possible duplicate of {customer_id}")
+                        self.outbox.customer_status(tx, other, "review", f"possible duplicate of {customer_id}")
                 tx.audit("system:enrolment", "enrolment.duplicate_suspected", {
                     "customer_id": customer_id, "other_customers": ids[:20],
                     "best_llr": round(max(duplicates.values()), 2)})
@@ -295,6 +312,7 @@ class EnrolmentService:
                 counts = tx.erase_customer(customer_id)
                 tx.audit(caller.actor, "customer.erased", {"customer_id": customer_id, "reason": "review_rejected",
                                                            **{f"{k}_removed": v for k, v in counts.items()}})
+                self._forget_in_search(customer_id)
             tx.audit(caller.actor, "enrolment.review_resolved", {"customer_id": customer_id,
                                                                  "approved": approve, "note": note[:200]})
         self._wake_fleet()
@@ -416,8 +434,13 @@ class EnrolmentService:
             counts = tx.erase_customer(customer_id)
             tx.audit(caller.actor, "customer.erased", {"customer_id": customer_id, "reason": reason,
                                                        **{f"{k}_removed": v for k, v in counts.items()}})
+        self._forget_in_search(customer_id)
         self._wake_fleet()
         return counts
+
+    def _forget_in_search(self, customer_id: str) -> None:
+        if self.search is not None:
+            self.search.forget(customer_id)
 
 
 def _progress_reporter(progress: Callable[[dict], None] | None, modality: str, position: str, want: int):

@@ -117,6 +117,50 @@ class EvidenceMeta:
 
 
 @dataclass
+class ProbeMeta:
+    """The probe embedding of one verification attempt (sealed in the store; never the image)."""
+
+    id: str
+    decision_id: str
+    terminal_id: str
+    card_ref: str
+    customer_id: str | None            # the holder of the card presented
+    outcome: str                       # allow | deny
+    created_at: str
+    retain_until: str                  # purged with the evidence (storage.evidence_retention_days)
+    key_id: str = ""
+
+
+@dataclass
+class ScanMeta:
+    """A stored network scan (edge.search): who ran it, why, for which case; its findings are sealed."""
+
+    id: str
+    actor: str
+    purpose: str
+    case_ref: str
+    created_at: str
+    retain_until: str                  # no later than the earliest probe it rests on
+    key_id: str = ""
+
+
+@dataclass
+class RevealRequest:
+    """An investigator's request to see who is behind a pseudonym of a scan; shown only once an auditor approved."""
+
+    id: str
+    scan_id: str
+    pseudonym: str
+    what: str                          # identity | evidence
+    purpose: str
+    case_ref: str
+    requested_by: str
+    requested_at: str
+    approved_by: str | None = None
+    approved_at: str | None = None
+
+
+@dataclass
 class DecisionRecord:
     id: str
     session_id: str
@@ -150,7 +194,7 @@ class OperatorAccount:
     """A person who signs in to the console (edge.service.operators); the password only as its argon2id hash."""
 
     name: str
-    role: str                          # teller | auditor | admin
+    role: str                          # teller | auditor | admin | investigator
     password_hash: str
     created_at: str
     status: str = "active"             # active | disabled
@@ -300,6 +344,57 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     def delete_evidence_of(self, customer_id: str) -> int: ...
+
+    # 1:N search: probe embeddings and stored scans (edge.search) -----------------------------
+    @abc.abstractmethod
+    def add_probe(self, meta: ProbeMeta, embedding: bytes) -> bool:
+        """Keep an attempt's probe embedding sealed; False when its id was already there (idempotent)."""
+
+    @abc.abstractmethod
+    def probes(self, since: str, limit: int = 1_000_000) -> list[tuple[ProbeMeta, bytes]]: ...
+
+    @abc.abstractmethod
+    def get_probe(self, probe_id: str) -> tuple[ProbeMeta, bytes] | None: ...
+
+    @abc.abstractmethod
+    def count_probes(self) -> int: ...
+
+    @abc.abstractmethod
+    def delete_expired_probes(self, now: str) -> int: ...
+
+    @abc.abstractmethod
+    def add_scan(self, meta: ScanMeta, body: bytes, subjects: list[str]) -> None: ...
+
+    @abc.abstractmethod
+    def get_scan(self, scan_id: str) -> tuple[ScanMeta, bytes] | None: ...
+
+    @abc.abstractmethod
+    def add_scan_subjects(self, scan_id: str, customer_ids: list[str]) -> None: ...
+
+    @abc.abstractmethod
+    def scan_subjects(self, scan_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def delete_scans_naming(self, customer_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def delete_expired_scans(self, now: str) -> int: ...
+
+    @abc.abstractmethod
+    def add_reveal(self, request: RevealRequest) -> None: ...
+
+    @abc.abstractmethod
+    def get_reveal(self, reveal_id: str) -> RevealRequest | None: ...
+
+    @abc.abstractmethod
+    def approve_reveal(self, reveal_id: str, approved_by: str, at: str) -> bool:
+        """Record the auditor's approval once; False when it was approved already."""
+
+    @abc.abstractmethod
+    def face_template_owners(self) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
+    def face_templates_by_id(self, template_ids: list[str]) -> list[StoredTemplate]: ...
 
     # decisions and lockouts ----------------------------------------------------------------
     @abc.abstractmethod

@@ -18,7 +18,7 @@ from edge.store.config import StoreSettings
 from edge.store.crypto import KeyRing, decode_key, key_id_for, new_key
 from edge.store.files import FILE_MODE, check_private, private_dir
 
-ROLES = ("terminal", "teller", "auditor", "admin")
+ROLES = ("terminal", "teller", "auditor", "admin", "investigator")
 
 
 @dataclass

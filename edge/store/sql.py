@@ -30,6 +30,9 @@ from edge.store.base import (
     LockoutState,
     OperatorAccount,
     OutboxItem,
+    ProbeMeta,
+    RevealRequest,
+    ScanMeta,
     Store,
     StoredTemplate,
     TamperReport,
@@ -271,19 +274,17 @@ def _schema_v3_operators(d: Dialect) -> list[str]:
     """)
 
 
-# Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
-# schema_version. Add new ones at the end; never edit one that has shipped.
-def _schema_v4_security_b(d: Dialect) -> list[str]:
-    """Issue 14 (part B): the consent keeps the name it was signed with."""
+def _schema_v4_consent_signer(d: Dialect) -> list[str]:
+    """Issue 14: the consent keeps the name it was signed with."""
     return ["ALTER TABLE consents ADD COLUMN given_by TEXT NOT NULL DEFAULT ''"]
 
 
 def _schema_v5_integrity(d: Dialect) -> list[str]:
-    """Integrity and dual control (issue 14, part A): each customer's record is sealed (its status, cards and active
+    """Integrity and dual control (issue 14): each customer's record is sealed (its status, cards and active
     templates, so an `UPDATE cards` or a deleted template row is detected), templates carry their state
     (active, or pending a second operator's approval), unreadable blobs are quarantined instead of stopping
-    everyone. After these statements `seal_existing_records` re-seals every template under the v2 associated data
-    and seals every customer's record (it needs the keys, so it is Python, in the same transaction)."""
+    everyone. After these statements AFTER_MIGRATION[5] re-seals every template under the v2 associated data and seals
+    every customer's record (it needs the keys, so it is Python, in the same transaction)."""
     return statements(f"""
     ALTER TABLE customers ADD COLUMN binding_key_id TEXT;
     ALTER TABLE customers ADD COLUMN binding_nonce {d.blob};
@@ -307,14 +308,87 @@ def _schema_v5_integrity(d: Dialect) -> list[str]:
     """)
 
 
+def _schema_v6_search(d: Dialect) -> list[str]:
+    """1:N search (edge.search): the sealed probe embedding of every attempt, stored network scans and the customers
+    they name; the investigator role for operators (the role check is widened by rebuilding the table, the one way
+    both engines change a CHECK)."""
+    return statements(f"""
+    CREATE TABLE probes (
+        id TEXT PRIMARY KEY,
+        decision_id TEXT NOT NULL,
+        terminal_id TEXT NOT NULL,
+        card_ref TEXT NOT NULL,
+        customer_id TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('allow', 'deny')),
+        created_at TEXT NOT NULL,
+        retain_until TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce {d.blob} NOT NULL,
+        ciphertext {d.blob} NOT NULL
+    );
+    CREATE INDEX probes_by_time ON probes(created_at);
+    CREATE INDEX probes_by_retention ON probes(retain_until);
+    CREATE INDEX probes_by_customer ON probes(customer_id);
+    CREATE TABLE search_scans (
+        id TEXT PRIMARY KEY,
+        actor TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        case_ref TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        retain_until TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce {d.blob} NOT NULL,
+        ciphertext {d.blob} NOT NULL
+    );
+    CREATE TABLE search_subjects (
+        scan_id TEXT NOT NULL REFERENCES search_scans(id),
+        customer_id TEXT NOT NULL,
+        PRIMARY KEY (scan_id, customer_id)
+    );
+    CREATE INDEX search_subjects_by_customer ON search_subjects(customer_id);
+    CREATE TABLE search_reveals (
+        id TEXT PRIMARY KEY,
+        scan_id TEXT NOT NULL,
+        pseudonym TEXT NOT NULL,
+        what TEXT NOT NULL CHECK (what IN ('identity', 'evidence')),
+        purpose TEXT NOT NULL,
+        case_ref TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        approved_by TEXT,
+        approved_at TEXT
+    );
+    CREATE TABLE operators_v6 (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('teller', 'auditor', 'admin', 'investigator')),
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until TEXT,
+        password_changed_at TEXT NOT NULL,
+        last_login_at TEXT
+    );
+    INSERT INTO operators_v6 SELECT name, role, password_hash, created_at, status, failed_logins, locked_until,
+        password_changed_at, last_login_at FROM operators;
+    DROP TABLE operators;
+    ALTER TABLE operators_v6 RENAME TO operators
+    """)
+
+
+# Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
+# schema_version. Add new ones at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (1, _schema_v1),
     (2, _schema_v2_fleet),
     (3, _schema_v3_operators),
-    (4, _schema_v4_security_b),
+    (4, _schema_v4_consent_signer),
     (5, _schema_v5_integrity),
+    (6, _schema_v6_search),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+# Steps that need the keys (so are Python, not SQL), run after a migration's statements in its transaction.
+AFTER_MIGRATION: dict[int, Callable[[Any], None]] = {5: lambda tx: tx.seal_existing_records()}
 
 
 def statements(script: str) -> list[str]:
@@ -347,6 +421,15 @@ def binding_plaintext(status: str, review_reason: str | None, display_name: str,
     return json.dumps({"status": status, "review_reason": review_reason, "display_name": display_name,
                        "cards": sorted(cards), "templates": sorted(template_ids)},
                       sort_keys=True, separators=(",", ":")).encode()
+
+
+def _probe_aad(meta: ProbeMeta) -> bytes:
+    return aad_for("probes", meta.id, meta.decision_id,
+                   f"{meta.terminal_id}|{meta.card_ref}|{meta.customer_id or ''}|{meta.outcome}|{meta.created_at}")
+
+
+def _scan_aad(meta: ScanMeta) -> bytes:
+    return aad_for("search_scans", meta.id, meta.case_ref, f"{meta.actor}|{meta.created_at}|{meta.retain_until}")
 
 
 def _evidence_aad(meta: EvidenceMeta) -> bytes:
@@ -442,8 +525,8 @@ class SqlStore(Store):
                 continue
             for statement in build(self.dialect):
                 execute(statement)
-            if version == 5:
-                tx_factory().seal_existing_records()
+            if version in AFTER_MIGRATION:
+                AFTER_MIGRATION[version](tx_factory())
             execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, iso(utcnow())))
 
 
@@ -634,6 +717,8 @@ class SqlTransaction(Transaction):
             counts = {"templates": self._c.execute("DELETE FROM templates WHERE customer_id = ?",
                                                    (customer_id,)).rowcount,
                       "evidence": self.delete_evidence_of(customer_id),
+                      "probes": self._c.execute("DELETE FROM probes WHERE customer_id = ?", (customer_id,)).rowcount,
+                      "scans": self.delete_scans_naming(customer_id),
                       "cards": self._c.execute("DELETE FROM cards WHERE customer_id = ?", (customer_id,)).rowcount}
             self._c.execute("UPDATE template_imports SET status = 'rejected' WHERE customer_id = ? "
                             "AND status = 'pending'", (customer_id,))
@@ -831,6 +916,116 @@ class SqlTransaction(Transaction):
     def delete_evidence_of(self, customer_id: str) -> int:
         return self._c.execute("DELETE FROM evidence WHERE customer_id = ?", (customer_id,)).rowcount
 
+    # -- 1:N search: probes and stored scans ----------------------------------------------------
+    _PROBE_COLS = "id, decision_id, terminal_id, card_ref, customer_id, outcome, created_at, retain_until, key_id"
+
+    def add_probe(self, meta: ProbeMeta, embedding: bytes) -> bool:
+        sealed = self._s.seal(embedding, _probe_aad(meta))
+        meta.key_id = sealed.key_id
+        return self._c.execute(f"INSERT INTO probes ({self._PROBE_COLS}, nonce, ciphertext) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                               (meta.id, meta.decision_id, meta.terminal_id, meta.card_ref, meta.customer_id,
+                                meta.outcome, meta.created_at, meta.retain_until, sealed.key_id, sealed.nonce,
+                                sealed.ciphertext)).rowcount == 1
+
+    def probes(self, since: str, limit: int = 1_000_000) -> list[tuple[ProbeMeta, bytes]]:
+        rows = self._c.execute(f"SELECT {self._PROBE_COLS}, nonce, ciphertext FROM probes WHERE created_at >= ? "
+                               "ORDER BY created_at, id LIMIT ?", (since, limit)).fetchall()
+        out = []
+        for r in rows:
+            meta = ProbeMeta(*r[:9])
+            out.append((meta, self._s.open_blob(Sealed(r[8], bytes(r[9]), bytes(r[10])), _probe_aad(meta))))
+        return out
+
+    def get_probe(self, probe_id: str) -> tuple[ProbeMeta, bytes] | None:
+        r = self._c.execute(f"SELECT {self._PROBE_COLS}, nonce, ciphertext FROM probes WHERE id = ?",
+                            (probe_id,)).fetchone()
+        if not r:
+            return None
+        meta = ProbeMeta(*r[:9])
+        return meta, self._s.open_blob(Sealed(r[8], bytes(r[9]), bytes(r[10])), _probe_aad(meta))
+
+    def count_probes(self) -> int:
+        return int(self._c.execute("SELECT COUNT(*) FROM probes").fetchone()[0])
+
+    def delete_expired_probes(self, now: str) -> int:
+        return self._c.execute("DELETE FROM probes WHERE retain_until <= ?", (now,)).rowcount
+
+    def add_scan(self, meta: ScanMeta, body: bytes, subjects: list[str]) -> None:
+        sealed = self._s.seal(body, _scan_aad(meta))
+        meta.key_id = sealed.key_id
+        self._c.execute("INSERT INTO search_scans (id, actor, purpose, case_ref, created_at, retain_until, key_id, "
+                        "nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (meta.id, meta.actor, meta.purpose, meta.case_ref, meta.created_at, meta.retain_until,
+                         sealed.key_id, sealed.nonce, sealed.ciphertext))
+        for customer_id in sorted(set(subjects)):
+            self._c.execute("INSERT INTO search_subjects (scan_id, customer_id) VALUES (?, ?)", (meta.id, customer_id))
+
+    def get_scan(self, scan_id: str) -> tuple[ScanMeta, bytes] | None:
+        r = self._c.execute("SELECT id, actor, purpose, case_ref, created_at, retain_until, key_id, nonce, ciphertext "
+                            "FROM search_scans WHERE id = ?", (scan_id,)).fetchone()
+        if not r:
+            return None
+        meta = ScanMeta(*r[:7])
+        return meta, self._s.open_blob(Sealed(r[6], bytes(r[7]), bytes(r[8])), _scan_aad(meta))
+
+    def add_scan_subjects(self, scan_id: str, customer_ids: list[str]) -> None:
+        for customer_id in sorted(set(customer_ids)):
+            self._c.execute("INSERT INTO search_subjects (scan_id, customer_id) VALUES (?, ?) "
+                            "ON CONFLICT (scan_id, customer_id) DO NOTHING", (scan_id, customer_id))
+
+    def scan_subjects(self, scan_id: str) -> list[str]:
+        return [r[0] for r in self._c.execute("SELECT customer_id FROM search_subjects WHERE scan_id = ? "
+                                              "ORDER BY customer_id", (scan_id,))]
+
+    def delete_scans_naming(self, customer_id: str) -> int:
+        """Stored scans are removed whole when they name the customer (erasure, consent withdrawal)."""
+        ids = [r[0] for r in self._c.execute("SELECT scan_id FROM search_subjects WHERE customer_id = ?",
+                                             (customer_id,)).fetchall()]
+        self._delete_scans(ids)
+        return len(ids)
+
+    def _delete_scans(self, ids: list[str]) -> None:
+        for scan_id in ids:
+            for table, column in (("search_reveals", "scan_id"), ("search_subjects", "scan_id"), ("search_scans", "id")):
+                self._c.execute(f"DELETE FROM {table} WHERE {column} = ?", (scan_id,))
+
+    def add_reveal(self, r: RevealRequest) -> None:
+        self._c.execute("INSERT INTO search_reveals (id, scan_id, pseudonym, what, purpose, case_ref, requested_by, "
+                        "requested_at, approved_by, approved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (r.id, r.scan_id, r.pseudonym, r.what, r.purpose, r.case_ref, r.requested_by, r.requested_at,
+                         r.approved_by, r.approved_at))
+
+    def get_reveal(self, reveal_id: str) -> RevealRequest | None:
+        r = self._c.execute("SELECT id, scan_id, pseudonym, what, purpose, case_ref, requested_by, requested_at, "
+                            "approved_by, approved_at FROM search_reveals WHERE id = ?", (reveal_id,)).fetchone()
+        return RevealRequest(*r) if r else None
+
+    def approve_reveal(self, reveal_id: str, approved_by: str, at: str) -> bool:
+        return self._c.execute("UPDATE search_reveals SET approved_by = ?, approved_at = ? WHERE id = ? "
+                               "AND approved_by IS NULL", (approved_by, at, reveal_id)).rowcount == 1
+
+    def delete_expired_scans(self, now: str) -> int:
+        ids = [r[0] for r in self._c.execute("SELECT id FROM search_scans WHERE retain_until <= ?", (now,)).fetchall()]
+        self._delete_scans(ids)
+        return len(ids)
+
+    def face_template_owners(self) -> list[tuple[str, str]]:
+        """(template id, customer id) of every face template of a customer not erased (no payload opened)."""
+        return [(r[0], r[1]) for r in self._c.execute(
+            "SELECT t.id, t.customer_id FROM templates t JOIN customers c ON c.id = t.customer_id "
+            "WHERE t.modality = 'face' AND c.status != 'erased' ORDER BY t.id").fetchall()]
+
+    def face_templates_by_id(self, template_ids: list[str]) -> list[StoredTemplate]:
+        out = []
+        for start in range(0, len(template_ids), 500):
+            chunk = template_ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates WHERE id IN ({marks})",
+                                   tuple(chunk)).fetchall()
+            out += [self._open_template(r) for r in rows]
+        return out
+
     # -- decisions, lockouts ----------------------------------------------------------------
     _DECISION_INSERT = ("INSERT INTO decisions (id, session_id, customer_id, card_ref, operation, amount, currency, "
                         "outcome, factors, reasons, scores, terminal_id, created_at, offline) "
@@ -961,7 +1156,8 @@ class SqlTransaction(Transaction):
         self._c.execute("DELETE FROM cache_entries WHERE customer_id = ?", (customer_id,))
 
     def forget_customer(self, customer_id: str) -> None:
-        for table in ("templates", "evidence", "cards", "consents", "cache_entries", "template_imports"):
+        self.delete_scans_naming(customer_id)
+        for table in ("templates", "evidence", "probes", "cards", "consents", "cache_entries", "template_imports"):
             self._c.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
         self._c.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
 
@@ -1097,13 +1293,26 @@ class SqlTransaction(Transaction):
             self._c.execute("UPDATE terminals SET transport_key_id = ?, transport_nonce = ?, transport_ciphertext = ? "
                             "WHERE id = ?", (sealed.key_id, sealed.nonce, sealed.ciphertext, tid))
             counts["terminals"] = counts.get("terminals", 0) + 1
+        for r in self._c.execute(f"SELECT {self._PROBE_COLS}, nonce, ciphertext FROM probes").fetchall():
+            meta = ProbeMeta(*r[:9])
+            sealed = self._s.seal(self._s.open_blob(Sealed(r[8], bytes(r[9]), bytes(r[10])), _probe_aad(meta)),
+                                  _probe_aad(meta))
+            self._c.execute("UPDATE probes SET key_id = ?, nonce = ?, ciphertext = ? WHERE id = ?",
+                            (sealed.key_id, sealed.nonce, sealed.ciphertext, meta.id))
+            counts["probes"] = counts.get("probes", 0) + 1
+        for (scan_id,) in self._c.execute("SELECT id FROM search_scans").fetchall():
+            meta, body = self.get_scan(scan_id)  # type: ignore[misc]
+            sealed = self._s.seal(body, _scan_aad(meta))
+            self._c.execute("UPDATE search_scans SET key_id = ?, nonce = ?, ciphertext = ? WHERE id = ?",
+                            (sealed.key_id, sealed.nonce, sealed.ciphertext, scan_id))
+            counts["search_scans"] = counts.get("search_scans", 0) + 1
         return counts
 
     def key_usage(self) -> dict[str, int]:
         """How many blobs each key still seals, quarantined ones included (their key is kept)."""
         usage: dict[str, int] = {}
         for table, column in (("templates", "key_id"), ("evidence", "key_id"), ("terminals", "transport_key_id"),
-                              ("customers", "binding_key_id")):
+                              ("customers", "binding_key_id"), ("probes", "key_id"), ("search_scans", "key_id")):
             for kid, n in self._c.execute(f"SELECT {column}, COUNT(*) FROM {table} WHERE {column} IS NOT NULL "
                                           f"GROUP BY {column}").fetchall():
                 usage[kid] = usage.get(kid, 0) + int(n)
