@@ -185,6 +185,7 @@ class Runtime:
                 component.close()
             except Exception:
                 log.warning("could not stop an attached component", extra={"component": type(component).__name__})
+        self.verification.tokens.close()     # an unspent token is made useless, not left to outlive the daemon
         self.devices.close()
         try:
             with self.store.transaction() as tx:

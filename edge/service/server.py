@@ -85,7 +85,8 @@ class Daemon:
             return None
         engine = self.runtime.core.bridge_engine(self.cfg.policy.target_fmr)
         bridge = start_bridge(self.cfg.bridge, BridgeDevices(**shared_devices(self.runtime.devices)), engine,
-                              self.runtime.verification, self.runtime.secrets.dispense_hmac_key)
+                              self.runtime.verification, self.runtime.secrets.dispense_hmac_key,
+                              tokens=self.runtime.verification.tokens.dispense_tokens)
         self.runtime.attach(bridge)
         return bridge
 

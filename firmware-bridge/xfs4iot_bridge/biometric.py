@@ -73,7 +73,8 @@ from xfs4iot_bridge.engine import BiometricEngine, Modality
 from xfs4iot_bridge.envelope import CompletionCode
 from xfs4iot_bridge.sealed import SealedBox
 from xfs4iot_bridge.server import CommandContext, CommandError, XFS4IoTService, command_error, run_in_thread
-from xfs4iot_bridge.token import TokenError, format_amount, make_dispense_token
+from xfs4iot_bridge.dispense import DispenseTokens
+from xfs4iot_bridge.token import TokenError, format_amount
 
 log = logging.getLogger("xfs4iot_bridge.biometric")
 
@@ -113,13 +114,21 @@ class MatchCriteria:
 
 class BiometricService(XFS4IoTService):
     def __init__(self, cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEngine,
-                 authoriser: Authoriser | None = None, dispense_key: bytes | None = None):
+                 authoriser: Authoriser | None = None, dispense_key: bytes | None = None,
+                 tokens: DispenseTokens | None = None):
         super().__init__(cfg.service_name, interface="Biometric", max_requests=cfg.max_requests)
         self.cfg = cfg
         self.devices = devices
         self.engine = engine
         self.authoriser = authoriser
-        self._dispense_key = bytes(dispense_key) if dispense_key else None
+        # One dispense authorisation per transaction, over its own nonce, with its own deadline (the daemon
+        # hands in the instance its API shares; standalone, the bridge makes its own).
+        if tokens is None and dispense_key and devices.dispenser is not None:
+            tokens = DispenseTokens(devices.dispenser, bytes(dispense_key), cfg.token_ttl_s)
+            self._own_tokens = tokens
+        else:
+            self._own_tokens = None
+        self.tokens = tokens
         self.box = SealedBox()
         self.imported: dict[str, Held] = {}
         self.scanned: list[Held] = []
@@ -477,6 +486,8 @@ class BiometricService(XFS4IoTService):
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()
         await self.clear_data(None, notify=False)
+        if self._own_tokens is not None:
+            self._own_tokens.close()
 
     # --- the vendor command: dispense token for an authorised session ----------------------------
     async def _get_dispense_token(self, ctx: CommandContext) -> dict[str, Any]:
@@ -484,17 +495,18 @@ class BiometricService(XFS4IoTService):
         if not isinstance(session_id, str) or not SESSION_ID_RE.match(session_id):
             raise CommandError(CompletionCode.INVALID_DATA, description="sessionId must be 1..128 of [A-Za-z0-9._:-]")
         dispenser = self.devices.dispenser
-        if dispenser is None or self.authoriser is None or not self._dispense_key:
+        if dispenser is None or self.authoriser is None or self.tokens is None:
             raise CommandError(CompletionCode.DEVICE_NOT_READY,
                                description="no dispenser, authoriser or token key configured")
         # The nonce first: if the dispenser is unreachable the session's approval is not consumed.
-        nonce = await ctx.run_blocking(dispenser.get_command_nonce)
+        await ctx.run_blocking(dispenser.get_command_nonce)
         approval = await ctx.run_blocking(self.authoriser.authorise, session_id)
         try:
-            token = make_dispense_token(nonce, approval.amount, approval.currency, self._dispense_key)
             amount = format_amount(approval.amount, approval.currency)
+            issued = await ctx.run_blocking(self.tokens.issue, session_id, approval.amount, approval.currency)
         except TokenError as exc:
             raise CommandError(CompletionCode.INVALID_DATA,
                                description=f"approved amount cannot be put in a token: {exc.message}") from None
+        token = issued.token
         log.info("dispense token issued for one authorised session (%s)", approval.currency)
         return {"token": token, "amount": float(amount), "currency": approval.currency}

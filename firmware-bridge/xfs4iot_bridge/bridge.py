@@ -23,6 +23,7 @@ from edge.errors import ConfigError
 
 from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices
 from xfs4iot_bridge.biometric import BiometricService
+from xfs4iot_bridge.dispense import DispenseTokens
 from xfs4iot_bridge.engine import BiometricEngine
 from xfs4iot_bridge.host import RunningService, ServiceHost
 
@@ -36,11 +37,13 @@ class BridgeHandle(RunningService):
 
 
 def start_bridge(cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEngine,
-                 authoriser: Authoriser | None, dispense_key: bytes | None) -> BridgeHandle:
-    """Serve the Biometric service (and its publisher) until `.stop()`."""
+                 authoriser: Authoriser | None, dispense_key: bytes | None,
+                 tokens: DispenseTokens | None = None) -> BridgeHandle:
+    """Serve the Biometric service (and its publisher) until `.stop()`. `tokens`: the dispense authorisations
+    to share with the host (the daemon's API); without, the bridge makes its own from `dispense_key`."""
     if not cfg.enabled:
         raise ConfigError("the XFS4IoT bridge is disabled (bridge.enabled = false)")
-    service = BiometricService(cfg, devices, engine, authoriser, dispense_key)
+    service = BiometricService(cfg, devices, engine, authoriser, dispense_key, tokens)
     host = ServiceHost([service], host=cfg.host, ports=cfg.ports, vendor_name=cfg.vendor_name).start()
     warm_up = getattr(engine, "warm_up", None)
     if callable(warm_up):  # one-time compilation in the background, not in the first customer's Match

@@ -22,6 +22,8 @@ class BridgeConfig(Section):
     capture_timeout_s: float = Field(15.0, gt=0, description="Biometric.Read waits this long for a subject")
     max_captures: int = Field(10, ge=1, le=100, description="rejected captures before Read fails (numCaptures 0)")
     subject_removed_timeout_s: float = Field(30.0, gt=0, description="watch for the finger lifting this long")
+    token_ttl_s: float = Field(60.0, gt=0, description="a dispense token from GetDispenseToken is useless after "
+                                                       "this (the daemon uses service.token_ttl_s instead)")
     data_persistence: Literal["persist", "clear"] = Field(
         "clear", description="initial Biometric data persistence mode (clear: captured data is dropped once used)")
 
