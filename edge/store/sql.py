@@ -10,12 +10,15 @@ trigger syntax) and connections; `SqlTransaction` holds every query, written onc
 """
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from edge.audit.chain import GENESIS_HASH, AuditEntry, AuditVerification, make_entry
-from edge.audit.verify import AUDIT_HEAD_SQL, AUDIT_ROWS_SQL, verify_rows
+from edge.audit.chain import (GENESIS_HASH, HEAD_TAMPERED, AuditEntry, AuditVerification, details_text, head_mac,
+                              make_entry, parse_details, verify_rows)
+from edge.audit.verify import AUDIT_HEAD_SQL, AUDIT_ROWS_SQL
 from edge.errors import InputError, StorageError
 from edge.store.base import (
     CacheEntry,
@@ -36,6 +39,8 @@ from edge.store.base import (
     utcnow,
 )
 from edge.store.crypto import KeyRing, Sealed, aad_for
+
+log = logging.getLogger("biogate.store")
 
 
 @dataclass(frozen=True)
@@ -267,8 +272,11 @@ def _schema_v3_operators(d: Dialect) -> list[str]:
 # Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
 # schema_version. Add new ones at the end; never edit one that has shipped.
 def _schema_v4_security_b(d: Dialect) -> list[str]:
-    """Issue 14 (part B): the consent keeps the name it was signed with."""
-    return ["ALTER TABLE consents ADD COLUMN given_by TEXT NOT NULL DEFAULT ''"]
+    """Issue 14 (part B): the consent keeps the name it was signed with; the audit chain is keyed (entries
+    from now on carry an HMAC, `keyed` = 1; the head its own MAC; edge.audit.chain)."""
+    return ["ALTER TABLE consents ADD COLUMN given_by TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE audit_head ADD COLUMN mac TEXT NOT NULL DEFAULT ''"]
 
 
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
@@ -277,12 +285,20 @@ MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (3, _schema_v3_operators),
     (4, _schema_v4_security_b),
 ]
+AUDIT_KEYED_SCHEMA = 4      # the migration that keys the audit chain (its head is sealed right after it)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def statements(script: str) -> list[str]:
     """The statements of a DDL script without procedural bodies (they are given one by one)."""
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _readable(text: Any) -> dict:
+    try:
+        return parse_details(text)
+    except (ValueError, TypeError, RecursionError):
+        return {"unreadable": True}
 
 
 def _template_aad(meta: TemplateMeta) -> bytes:
@@ -300,9 +316,20 @@ class SqlStore(Store):
 
     dialect: Dialect
 
-    def __init__(self, keyring: KeyRing, keyring_loader: Callable[[], KeyRing] | None = None):
+    def __init__(self, keyring: KeyRing, keyring_loader: Callable[[], KeyRing] | None = None, *,
+                 audit_key: bytes):
         self.keyring = keyring
         self._keyring_loader = keyring_loader
+        self.audit_key = audit_key      # HMAC key of the audit chain, from secrets.json, never in the database
+
+    def _seal_audit_head(self, applied: list[int]) -> None:
+        """Right after the migration that keys the chain (a new database, or an older one's first open by this
+        version), the head it finds gets its MAC: from then on an emptied or truncated log fails verification.
+        Only then: a head whose MAC was blanked later is never sealed again."""
+        if AUDIT_KEYED_SCHEMA not in applied:
+            return
+        with self.transaction() as tx:
+            tx.seal_audit_head()
 
     def seal(self, plaintext: bytes, aad: bytes) -> Sealed:
         return self.keyring.seal(plaintext, aad)
@@ -317,19 +344,22 @@ class SqlStore(Store):
         with self.transaction() as tx:
             return tx.verify_audit()
 
-    def _apply_migrations(self, execute: Callable[..., Any]) -> None:
+    def _apply_migrations(self, execute: Callable[..., Any]) -> list[int]:
         """Run the migrations newer than the database, inside the caller's transaction."""
         execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
         current = execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
         if current > SCHEMA_VERSION:
             raise StorageError(f"database schema {current} is newer than this biogate ({SCHEMA_VERSION})",
                                code="storage.schema_too_new")
+        applied = []
         for version, build in MIGRATIONS:
             if version <= current:
                 continue
             for statement in build(self.dialect):
                 execute(statement)
             execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, iso(utcnow())))
+            applied.append(version)
+        return applied
 
 
 class _Cursorless:
@@ -352,23 +382,39 @@ class SqlTransaction(Transaction):
         self._c = _Cursorless(conn, store.dialect)
 
     # -- audit ------------------------------------------------------------------------------
+    def seal_audit_head(self) -> None:
+        seq, digest = self._c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        self._c.execute("UPDATE audit_head SET mac = ? WHERE id = 1", (head_mac(self._s.audit_key, int(seq), digest),))
+
     def audit(self, actor: str, event: str, details: dict) -> AuditEntry:
-        seq, prev = self._c.execute("SELECT seq, hash FROM audit_head WHERE id = 1" + self._d.lock_row).fetchone()
-        entry = make_entry(int(seq) + 1, str(prev), iso(utcnow()), actor, event, details)
-        self._c.execute("INSERT INTO audit (seq, prev_hash, timestamp, actor, event, details, hash) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        key = self._s.audit_key
+        seq, prev, mac = self._c.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1"
+                                         + self._d.lock_row).fetchone()
+        if not hmac.compare_digest(str(mac), head_mac(key, int(seq), str(prev))):
+            # Someone replaced the head (a truncated tail, a rolled-back file). The terminal keeps working, but
+            # the entry says so under the key, so the next append cannot make the cut invisible.
+            log.error("audit head does not verify: the log was truncated or its head replaced")
+            details = {**details, HEAD_TAMPERED: True}
+        entry = make_entry(int(seq) + 1, str(prev), iso(utcnow()), actor, event, details, key=key)
+        self._c.execute("INSERT INTO audit (seq, prev_hash, timestamp, actor, event, details, hash, keyed) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
                         (entry.seq, entry.prev_hash, entry.timestamp, entry.actor, entry.event,
-                         json.dumps(entry.details, sort_keys=True), entry.hash))
-        self._c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (entry.seq, entry.hash))
+                         details_text(entry), entry.hash))
+        self._c.execute("UPDATE audit_head SET seq = ?, hash = ?, mac = ? WHERE id = 1",
+                        (entry.seq, entry.hash, head_mac(key, entry.seq, entry.hash)))
         return entry
 
     def verify_audit(self) -> AuditVerification:
-        return verify_rows(self._c.execute(AUDIT_ROWS_SQL).fetchall(), self._c.execute(AUDIT_HEAD_SQL).fetchone())
+        return verify_rows(self._c.execute(AUDIT_ROWS_SQL).fetchall(), self._c.execute(AUDIT_HEAD_SQL).fetchone(),
+                           self._s.audit_key)
 
     def audit_entries(self, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+        """Entries for reading (the API, the fleet upload); a row too damaged to read is shown as such, the
+        verifier names it (edge.audit.chain.verify_rows)."""
         rows = self._c.execute("SELECT seq, prev_hash, timestamp, actor, event, details, hash FROM audit "
                                "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [AuditEntry(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), _readable(r[5]), str(r[6]))
+                for r in rows]
 
     # -- customers --------------------------------------------------------------------------
     def add_customer(self, customer: Customer) -> None:

@@ -30,8 +30,9 @@ class SQLiteStore(SqlStore):
     dialect = SQLITE
 
     def __init__(self, path: str | Path, keyring: KeyRing, *, synchronous: str = "FULL",
-                 busy_timeout_ms: int = 5000, keyring_loader: Callable[[], KeyRing] | None = None):
-        super().__init__(keyring, keyring_loader)
+                 busy_timeout_ms: int = 5000, keyring_loader: Callable[[], KeyRing] | None = None,
+                 audit_key: bytes):
+        super().__init__(keyring, keyring_loader, audit_key=audit_key)
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
@@ -47,17 +48,18 @@ class SQLiteStore(SqlStore):
                 raise StorageError(f"could not switch {self.path} to WAL (got {mode})", code="storage.unavailable")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            self._seal_audit_head(self._migrate())
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}", code="storage.unavailable") from None
 
     # -- lifecycle --------------------------------------------------------------------------
-    def _migrate(self) -> None:
+    def _migrate(self) -> list[int]:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._apply_migrations(self._conn.execute)
+                applied = self._apply_migrations(self._conn.execute)
                 self._conn.execute("COMMIT")
+                return applied
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
