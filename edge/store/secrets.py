@@ -30,6 +30,7 @@ class Secrets:
     dispense_hmac_key: bytes
     template_signing_key: bytes
     audit_key: bytes = b""             # HMAC key of the audit chain (edge.audit.chain)
+    bridge_client_token: str = ""      # what XFS4IoT clients present to the bridge (xfs4iot_bridge.host)
     retired: list[str] = field(default_factory=list)
 
     def keyring(self) -> KeyRing:
@@ -72,6 +73,7 @@ def _fresh_file_content() -> dict:
         "dispense_hmac_key": pysecrets.token_hex(32),
         "template_signing_key": pysecrets.token_hex(32),
         "audit_key": pysecrets.token_hex(32),
+        "bridge_client_token": pysecrets.token_urlsafe(32),
     }
 
 
@@ -88,7 +90,7 @@ def read_secrets_file(path: Path, create: bool = True) -> dict:
     # Fill roles or keys added by later versions without touching existing values.
     changed = False
     fresh = _fresh_file_content()
-    for name in ("dispense_hmac_key", "template_signing_key", "audit_key"):
+    for name in ("dispense_hmac_key", "template_signing_key", "audit_key", "bridge_client_token"):
         if name not in data:
             data[name], changed = fresh[name], True
     for role in ROLES:
@@ -123,7 +125,8 @@ def load_secrets(cfg: StoreSettings, create: bool = True) -> Secrets:
         audit_key = bytes.fromhex(data["audit_key"])
     except ValueError:
         raise ConfigError("dispense_hmac_key / template_signing_key / audit_key must be hex") from None
-    return Secrets(path, keys, active, api_keys, hmac_key, signing, audit_key, list(data.get("retired", [])))
+    return Secrets(path, keys, active, api_keys, hmac_key, signing, audit_key, data["bridge_client_token"],
+                   list(data.get("retired", [])))
 
 
 def add_data_key(path: Path) -> str:

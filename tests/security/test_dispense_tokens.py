@@ -39,7 +39,8 @@ def _session(t, amount: str, delivery: str = "response") -> dict:
 
 
 def _bridge_token(t, session_id: str) -> str:
-    with XfsClient(t.addresses()["xfs4iot"]["Biometric1"]) as atm:
+    token = t.daemon.runtime.secrets.bridge_client_token
+    with XfsClient(t.addresses()["xfs4iot"]["Biometric1"], token=token) as atm:
         done = atm.complete("BiogateAuthorisation.GetDispenseToken", {"sessionId": session_id}, version="1.0")
     assert code(done) == "success", done
     return done["payload"]["token"]
