@@ -4,6 +4,8 @@
     teller    cash-desk staff: enrols customers, assisted verification, sees and resets lockouts
     auditor   reads decisions, the audit log and evidence (and nothing else reads evidence)
     admin     operations: key rotation, retention, template export, customer erasure
+    investigator  cash-out network scans and 1:N face search, with purpose and case reference (edge.search);
+              identities behind its pseudonyms only with an auditor's approval
 
 A caller sends its key in `X-API-Key` (or `Authorization: Bearer <key>`). Keys are compared in constant
 time; the role is found by which key matched. Unknown or missing key: 401; known key, wrong role: 403.
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from edge.errors import AuthError, ForbiddenError, InputError
 
-ROLES = ("terminal", "teller", "auditor", "admin")
+ROLES = ("terminal", "teller", "auditor", "admin", "investigator")
 
 
 # Roles whose keys are used by desk applications acting for a person, who may name that person

@@ -38,7 +38,12 @@ def role(*allowed: str):
     return dependency
 
 
-ANY_ROLE = ("terminal", "teller", "auditor", "admin")
+def search_service(runtime: RuntimeDep):
+    """The runtime's SearchService (edge.search)."""
+    return runtime.search
+
+
+ANY_ROLE = ("terminal", "teller", "auditor", "admin", "investigator")
 Terminal = Annotated[Caller, Depends(role("terminal", "teller"))]
 Teller = Annotated[Caller, Depends(role("teller"))]
 TellerOrAdmin = Annotated[Caller, Depends(role("teller", "admin"))]

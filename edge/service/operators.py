@@ -27,7 +27,7 @@ from edge.errors import AuthError, ForbiddenError, InputError, NotFoundError
 from edge.store.base import OperatorAccount, Store, Transaction, iso, parse_iso, utcnow
 
 # Roles a person can hold (the terminal role is the ATM application's, never a person's).
-OPERATOR_ROLES = ("teller", "auditor", "admin")
+OPERATOR_ROLES = ("teller", "auditor", "admin", "investigator")
 NAME_RULE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256

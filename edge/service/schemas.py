@@ -213,6 +213,20 @@ class EnrolmentResult(BaseModel):
     captures: list[CaptureLog] = []
     duplicate_of: list[str] = Field(default_factory=list,
                                     description="other customers whose templates match: flagged for review")
+    pending_import: "ImportView | None" = Field(None, description="an import held until a second operator "
+                                                                  "approves it (its templates are not used before)")
+
+
+class ImportView(BaseModel):
+    id: str
+    customer_id: str
+    requested_by: str
+    requested_at: str
+    source: str
+    count: int
+    status: str
+    decided_by: str | None = None
+    decided_at: str | None = None
 
 
 class TemplateRecordIn(Request):
@@ -224,10 +238,11 @@ class TemplateRecordIn(Request):
 
 
 class ImportRequest(Request):
-    bundle: dict | None = Field(None, description="a signed biogate template bundle (from export)")
+    bundle: dict | None = Field(None, description="a signed biogate template bundle (from export), bound to this "
+                                                  "customer")
     records: list[TemplateRecordIn] | None = Field(None, max_length=40,
-                                                   description="bare records (ISO 19794-2 fingers) from central "
-                                                               "enrolment")
+                                                   description="bare records: refused (input.import_unsigned); "
+                                                               "imports must be signed bundles")
 
 
 class ErasureResult(BaseModel):

@@ -18,7 +18,7 @@ from edge.store.config import StoreSettings
 from edge.store.crypto import KeyRing, decode_key, key_id_for, new_key
 from edge.store.files import FILE_MODE, check_private, private_dir
 
-ROLES = ("terminal", "teller", "auditor", "admin")
+ROLES = ("terminal", "teller", "auditor", "admin", "investigator")
 
 
 @dataclass
@@ -129,6 +129,34 @@ def load_secrets(cfg: StoreSettings, create: bool = True) -> Secrets:
                    list(data.get("retired", [])))
 
 
+class KeyFileWatcher:
+    """The key ring as the key file says *now*: re-read only when the file changed (a `biogate keys rotate` in
+    another process), so the daemon seals under the new active key from the moment it is written.
+
+    The stat is cheap enough to make before every seal; a file caught unreadable keeps the last good ring."""
+
+    def __init__(self, cfg: StoreSettings):
+        self._cfg = cfg
+        self._path = state_path(cfg, cfg.keys.secrets_file)
+        self._seen: tuple | None = None
+        self._ring: KeyRing | None = None
+
+    def __call__(self) -> KeyRing:
+        try:
+            st = self._path.stat()
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        if self._ring is None or (seen is not None and seen != self._seen):
+            try:
+                self._ring = load_secrets(self._cfg, create=False).keyring()
+                self._seen = seen
+            except ConfigError:
+                if self._ring is None:
+                    raise
+        return self._ring
+
+
 def add_data_key(path: Path) -> str:
     """Step 1 of rotation: add a fresh key and make it active (old keys stay until re-encryption is done)."""
     data = read_secrets_file(path, create=True)
@@ -140,12 +168,13 @@ def add_data_key(path: Path) -> str:
     return kid
 
 
-def retire_data_keys(path: Path, keep: str) -> list[str]:
-    """Step 3 of rotation: drop every key but `keep` once no blob uses them any more."""
+def retire_data_keys(path: Path, drop: list[str]) -> list[str]:
+    """Step 3 of rotation: remove the keys in `drop` from the key file (never the active one). The caller makes
+    sure nothing is sealed with them any more (edge.store.sql.SqlStore.retire_unused_keys)."""
     data = read_secrets_file(path, create=False)
-    dropped = sorted(k for k in data["data_keys"] if k != keep)
-    data["data_keys"] = {keep: data["data_keys"][keep]}
-    data["active_data_key"] = keep
+    dropped = sorted(k for k in drop if k in data["data_keys"] and k != data["active_data_key"])
+    for kid in dropped:
+        del data["data_keys"][kid]
     data["retired"] = sorted(set(data.get("retired", [])) | set(dropped))
     _write_atomic(path, data)
     return dropped

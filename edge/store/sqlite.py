@@ -48,18 +48,17 @@ class SQLiteStore(SqlStore):
                 raise StorageError(f"could not switch {self.path} to WAL (got {mode})", code="storage.unavailable")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            self._seal_audit_head(self._migrate())
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}", code="storage.unavailable") from None
 
     # -- lifecycle --------------------------------------------------------------------------
-    def _migrate(self) -> list[int]:
+    def _migrate(self) -> None:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                applied = self._apply_migrations(self._conn.execute)
+                self._apply_migrations(self._conn.execute, lambda: SQLiteTransaction(self, self._conn))
                 self._conn.execute("COMMIT")
-                return applied
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -73,7 +72,7 @@ class SQLiteStore(SqlStore):
             self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator["SQLiteTransaction"]:
+    def _transaction(self) -> Iterator["SQLiteTransaction"]:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
