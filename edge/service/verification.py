@@ -626,7 +626,7 @@ class VerificationService:
     # -- tokens -----------------------------------------------------------------------------------------
     def _issue_token(self, session: Session, reasons: list[str]) -> IssuedAuthorisation | None:
         """A dispense token for exactly the session's amount (a reason is added when none could be made)."""
-        authorisation, problem = self.tokens.issue(session.ctx.amount, session.ctx.currency)
+        authorisation, problem = self.tokens.issue(session.id, session.ctx.amount, session.ctx.currency)
         if problem:
             reasons.append(problem)
         return authorisation
