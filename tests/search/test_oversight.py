@@ -156,3 +156,26 @@ def test_sync_drops_a_customer_erased_behind_its_back(world):
         tx.erase_customer(nominees[1])          # e.g. applied from the fleet's change feed
     assert search.sync()["removed"] == 2
     assert nominees[1] not in search.index.customers()
+
+
+def test_http_roles_on_a_live_daemon(tmp_path, world):
+    """/v1/search over real HTTP: investigators scan, tellers, terminals and admins are refused (403)."""
+    import httpx
+
+    from edge.service.server import DaemonThread
+    from tests.service.conftest import KEYS
+
+    keys = {**KEYS, "investigator": "investigator-key-0123456789"}
+    cfg = make_config(tmp_path / "daemon", {"keys": {"api_keys": keys}, "policy": {"liveness_required": False}})
+    store, *_ = world
+    why = {"purpose": "suspected cash-out network, AML referral", "case_ref": "CASE-2026-0042"}
+    with DaemonThread(cfg) as d:
+        for role in ("teller", "terminal", "admin", "auditor"):
+            r = httpx.post(f"{d.url}/v1/search/scans", json=why, headers={"X-API-Key": keys[role]}, timeout=30)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "auth.forbidden_role", (role, r.text)
+        inv = {"X-API-Key": keys["investigator"], "X-Operator-Id": "ivan"}
+        r = httpx.post(f"{d.url}/v1/search/scans", json={**why, "purpose": "short"}, headers=inv, timeout=30)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "search.purpose_required"
+        r = httpx.post(f"{d.url}/v1/search/scans", json=why, headers=inv, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["networks"] == [] and r.json()["case_ref"] == "CASE-2026-0042"   # this daemon's own store
