@@ -27,7 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from edge.fleet.protocol import Anchor, CardHolder, ChangesResponse, IngestRequest, IngestResult
 from edge.registry.service import RegistryService
-from edge.service.auth import Caller, KeyChecker, check_role
+from edge.service.auth import Caller, KeyChecker, check_role, named_operator
 from edge.service.routes.search import make_router as make_search_router
 from edge.service.errors import ERROR_RESPONSES, install_error_handlers
 from edge.service.schemas import CARD_REF_PATTERN, DecisionView
@@ -68,8 +68,7 @@ def _role(*allowed: str):
         keys: KeyChecker = request.app.state.keys
         who = keys.role_for(x_api_key)
         check_role(who, allowed)
-        operator = "".join(ch for ch in (x_operator_id or "") if ch.isalnum() or ch in "-_.")[:64] or None
-        return Caller(who, operator)
+        return Caller(who, named_operator(who, x_operator_id), via_key=True)
     return dependency
 
 
@@ -200,7 +199,9 @@ def _search(request: Request):
 
 
 def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, max_wait_s: float = 25.0,
-                        search=None) -> FastAPI:
+                        search=None, console=None) -> FastAPI:
+    """The registry's API; with `search` (edge.search) the investigators' routes, with `console` (an
+    edge.registry.console.RegistryDesk) the web console."""
     app = FastAPI(title="biogate registry", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   description="The fleet registry: system of record for customers, templates, decisions and every "
                               "terminal's audit chain.")
@@ -214,4 +215,7 @@ def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, m
         app.include_router(router)
     if app.state.search is not None:   # fleet-wide network scans and 1:N search (edge.search), investigators only
         app.include_router(make_search_router(_search, _role("investigator"), _role("auditor"), _role("admin")))
+    if console is not None:
+        from edge.service.console import mount_console
+        mount_console(app, console)
     return app

@@ -28,6 +28,7 @@ from edge.service.devices import TerminalDevices
 from edge.service.enrolment import EnrolmentService
 from edge.service.lockouts import LockoutDesk
 from edge.service.metrics import ServiceMetrics
+from edge.service.operators import OperatorAccounts
 from edge.service.records import AuditRecords
 from edge.service.retention import purge_expired_evidence
 from edge.service.verification import VerificationService
@@ -72,6 +73,8 @@ class Runtime:
             core = BiometricCore(cfg, calibration)
             devices = TerminalDevices(cfg.devices)
             metrics = ServiceMetrics()
+            store.tamper_listeners.append(lambda report: metrics.storage_tampered.labels(report.table,
+                                                                                        report.code).inc())
             search = SearchService(store, core.calibration, cfg.search,
                                    retention_days=cfg.storage.evidence_retention_days)
             search.sync()   # built from the sealed face templates at start
@@ -132,6 +135,10 @@ class Runtime:
                 log.exception("background job crashed")
             self._stop.wait(1.0)
             waited += 1.0
+
+    def check_operator(self, name: str, role: str) -> None:
+        """The operator an API key's caller named is an active account of that key's role (edge.service.deps)."""
+        OperatorAccounts(self.store, self.cfg.console).check_named(name, role)
 
     def attach(self, component: Closable) -> None:
         """Close `component` with the runtime (before the devices and the store it may use)."""

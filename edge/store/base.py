@@ -53,6 +53,7 @@ class Consent:
     given_at: str
     recorded_by: str
     withdrawn_at: str | None = None
+    given_by: str = ""                 # the name the consent was signed with, as the signer wrote it
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TemplateMeta:
     quality: float
     created_at: str
     key_id: str = ""
+    state: str = "active"              # active | pending (an import awaiting its second operator's approval)
 
 
 @dataclass
@@ -75,6 +77,32 @@ class StoredTemplate(TemplateMeta):
     def zeroise(self) -> None:
         self.payload[:] = b"\0" * len(self.payload)
         self.payload.clear()
+
+
+@dataclass
+class TemplateImport:
+    """Imported templates held back until a second operator approves them (dual control)."""
+
+    id: str
+    customer_id: str
+    requested_by: str
+    requested_at: str
+    source: str                        # who signed and exported the bundle (terminal and actor)
+    count: int
+    status: str = "pending"            # pending | approved | rejected
+    decided_by: str | None = None
+    decided_at: str | None = None
+
+
+@dataclass(frozen=True)
+class TamperReport:
+    """A stored record that failed its integrity check: which row, whose, and what was wrong."""
+
+    table: str                         # templates | evidence | customers | terminals
+    row_id: str
+    customer_id: str | None
+    code: str                          # storage.tampered | storage.unknown_key
+    changed: tuple[str, ...] = ()      # customers: the bound fields that differ (cards, status, templates, ...)
 
 
 @dataclass
@@ -286,6 +314,21 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def delete_templates(self, customer_id: str) -> int: ...
 
+    # imports under dual control -----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_import(self, imp: TemplateImport) -> None: ...
+
+    @abc.abstractmethod
+    def get_import(self, import_id: str) -> TemplateImport | None: ...
+
+    @abc.abstractmethod
+    def imports(self, customer_id: str) -> list[TemplateImport]: ...
+
+    @abc.abstractmethod
+    def decide_import(self, import_id: str, approve: bool, by: str, at: str) -> list[str]:
+        """Approve (its templates become active, re-sealed as such) or reject (its templates are deleted);
+        the ids of the templates concerned."""
+
     # evidence ------------------------------------------------------------------------------
     @abc.abstractmethod
     def add_evidence(self, meta: EvidenceMeta, payload: bytes) -> None: ...
@@ -471,6 +514,10 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def add_remote_evidence(self, terminal_id: str, meta: EvidenceMeta) -> bool:
         """Ingest the metadata of an evidence crop kept on a terminal; False when already there."""
+
+    @abc.abstractmethod
+    def remote_evidence(self, decision_id: str) -> list[tuple[str, EvidenceMeta]]:
+        """The evidence crops of an ingested decision, as (terminal holding the crop, its metadata)."""
 
     @abc.abstractmethod
     def count_decisions(self, terminal_id: str | None = None) -> int: ...

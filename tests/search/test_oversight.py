@@ -169,13 +169,16 @@ def test_http_roles_on_a_live_daemon(tmp_path, world):
     cfg = make_config(tmp_path / "daemon", {"keys": {"api_keys": keys}, "policy": {"liveness_required": False}})
     store, *_ = world
     why = {"purpose": "suspected cash-out network, AML referral", "case_ref": "CASE-2026-0042"}
+    from edge.service.operators import OperatorAccounts
+    with open_store(cfg) as own:   # the operator an investigator key names must be an investigator's account
+        OperatorAccounts(own, cfg.console).add("ivan", "investigator", "correct horse battery 9", actor="admin:test")
     with DaemonThread(cfg) as d:
         for role in ("teller", "terminal", "admin", "auditor"):
             r = httpx.post(f"{d.url}/v1/search/scans", json=why, headers={"X-API-Key": keys[role]}, timeout=30)
             assert r.status_code == 403 and r.json()["error"]["code"] == "auth.forbidden_role", (role, r.text)
         inv = {"X-API-Key": keys["investigator"], "X-Operator-Id": "ivan"}
         r = httpx.post(f"{d.url}/v1/search/scans", json={**why, "purpose": "short"}, headers=inv, timeout=30)
-        assert r.status_code == 422 and r.json()["error"]["code"] == "search.purpose_required"
+        assert r.status_code == 422 and r.json()["error"]["code"] == "search.purpose_required", r.text
         r = httpx.post(f"{d.url}/v1/search/scans", json=why, headers=inv, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["networks"] == [] and r.json()["case_ref"] == "CASE-2026-0042"   # this daemon's own store
