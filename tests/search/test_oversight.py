@@ -189,3 +189,15 @@ def test_http_roles_on_a_live_daemon(tmp_path, world):
             r = browser.post("/console/login", data={"name": "ivan", "password": "correct horse battery 9",
                                                      "csrf_token": csrf or ""})
             assert r.status_code == 403 and "biogate_console" not in r.cookies, r.text[:300]
+
+
+def test_face_search_from_an_attempt_names_the_linked_holder_by_pseudonym(world):
+    store, search, nominees, owner, genuine = world
+    view = search.scan(*INV, WHY)
+    (network,) = view["networks"]
+    shared = next(f for f in network["findings"] if f["kind"] == "one_card_many_people")
+    found = {a: search.search_attempt(*INV, view["scan_id"], a, WHY, k=3) for a in shared["attempts"]}
+    linked = [c for r in found.values() for c in r["candidates"] if c["linked"]]
+    assert linked and all(c["holder"].startswith("H-") for c in linked)   # the holder's own attempt finds them
+    assert owner not in str(found)
+    assert len([e for e in _audit(store, "search.face_search")]) == len(shared["attempts"])
