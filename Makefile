@@ -71,6 +71,7 @@ bench: models setup-postgres
 	$(BIOGATE) bench face
 	$(BIOGATE) bench finger
 	$(BIOGATE) bench registry --terminals 50 --customers 100000
+	nice -n 10 $(BIOGATE) bench search --templates 1000000 --json
 
 # The test-suite switches of the long runs (BIOGATE_TEST_*: never read as configuration). One variable, so the
 # CI test that runs the CLI under this environment (tests/cli/test_environment.py) sees what soak really sets.
