@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -367,7 +368,7 @@ def lockouts(request: Request, desk: DeskDep, session: TellerOrAuditor, reset: s
 
 
 @router.post("/lockouts/{card_ref}/reset")
-def lockout_reset(desk: DeskDep, session: Teller, card_ref: str,
+def lockout_reset(desk: DeskDep, session: Teller, card_ref: Annotated[str, FastPath(pattern=CARD_REF_PATTERN)],
                   identity_checked: Annotated[str, Form()] = "", document: Annotated[str, Form()] = ""):
     checked = identity_checked == "yes" and document in DOCUMENT_KINDS
     desk.lockouts.reset(card_ref, checked, session.caller)       # policy.id_check_required unless checked
