@@ -70,6 +70,7 @@ test: models setup-postgres console-assets browser
 bench: models setup-postgres
 	$(BIOGATE) bench face
 	$(BIOGATE) bench finger
+	$(BIOGATE) bench pad --images ../shared/data/pad/nuaa/live.txt
 	$(BIOGATE) bench registry --terminals 50 --customers 100000
 
 # The test-suite switches of the long runs (BIOGATE_TEST_*: never read as configuration). One variable, so the
