@@ -71,7 +71,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        code = {404: "input.no_such_endpoint", 405: "input.method_not_allowed"}.get(exc.status_code, "input.http")
+        code = {404: "input.no_such_endpoint", 405: "input.method_not_allowed",
+                413: "input.body_too_large"}.get(exc.status_code, "input.http")
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

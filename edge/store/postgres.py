@@ -48,7 +48,8 @@ class PostgresStore(SqlStore):
         with self._unit() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             self._apply_migrations(lambda sql, args=(): conn.execute(self.dialect.sql(sql) if args else sql,
-                                                                     tuple(args) or None))
+                                                                     tuple(args) or None),
+                                   lambda: PostgresTransaction(self, conn))
 
     def bulk_copy(self, table: str, columns: list[str], rows: Iterable[tuple]) -> None:
         """Load many rows at once with COPY in one transaction (benchmark and migration seeding; the rows must
@@ -84,7 +85,7 @@ class PostgresStore(SqlStore):
             raise StorageError(f"database error: {str(exc).splitlines()[0][:200]}", code="storage.error") from None
 
     @contextmanager
-    def transaction(self) -> Iterator["PostgresTransaction"]:
+    def _transaction(self) -> Iterator["PostgresTransaction"]:
         with self._unit() as conn:
             yield PostgresTransaction(self, conn)
 

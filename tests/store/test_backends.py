@@ -53,7 +53,8 @@ def test_round_trip_templates_evidence_decisions_lockouts(backend):
         assert tx.decisions(card_ref="card-1")[0].scores == {"fused_llr": -1.5}
         assert tx.get_lockout("card-1").disabled is True
         assert tx.delete_expired_evidence(iso(now)) == ["ev_old"]
-        assert tx.erase_customer("cus_1") == {"templates": 1, "evidence": 0, "cards": 1}
+        assert tx.erase_customer("cus_1") == {"templates": 1, "evidence": 0, "probes": 0, "scans": 0,
+                                                "cards": 1}
 
 
 def test_a_failed_unit_of_work_leaves_nothing(backend):
