@@ -51,7 +51,7 @@ def eval_pad(
     live: Path = typer.Option(..., "--live", help="list of live (bona fide) images"),
     attack: Path = typer.Option(..., "--attack", help="list of attack (presentation attack) images"),
     subjects: Optional[str] = typer.Option(None, "--subjects", help="only these subjects (comma-separated ids, "
-                                                                    "e.g. held-out NUAA subjects 0007,0008,0009)"),
+                                                                    "e.g. NUAA subjects 0007,0008,0009)"),
     exclude_subjects: Optional[str] = typer.Option(None, "--exclude-subjects", help="leave these subjects out"),
     cross_validate: bool = typer.Option(False, "--loso", help="leave-one-subject-out cross-validation of the "
                                                               "training procedure instead of the shipped model"),
