@@ -33,10 +33,17 @@ class BlazeFaceModel:
     input_size: int
     strides: tuple[int, ...]
     anchors_per_layer: int
+    # As the close-up re-reader of a DetectorChain: faces at least this share of the frame's longer side are
+    # re-read by this model (short range's documented range: a face filling a fifth of the frame or more).
+    min_face_fraction: float = 0.0
 
 
-SHORT_RANGE = BlazeFaceModel("face_detector", 128, (8, 16, 16, 16), 2)
+SHORT_RANGE = BlazeFaceModel("face_detector", 128, (8, 16, 16, 16), 2, min_face_fraction=0.2)
 FULL_RANGE = BlazeFaceModel("face_detector_full_range", 192, (4,), 1)
+# Re-detection when the whole frame shows no face: four overlapping tiles of this share of each side (each face
+# twice as large on the network's input), which finds the 50 px faces the whole-frame pass misses.
+TILE_FRACTION = 0.6
+REREAD_IOU = 0.3  # a close-up detection stands for the primary face it overlaps this much (MediaPipe's NMS IoU)
 MODELS = {"short_range": SHORT_RANGE, "full_range": FULL_RANGE}
 
 
@@ -147,33 +154,72 @@ class FaceDetector:
         return np.ascontiguousarray(tensor), scale, pad_x, pad_y
 
 
-class DetectorChain:
-    """BlazeFace models tried in order until one finds a face: short range first keeps photos and close faces on
-    the model (and keypoints) the alignment was fitted on; full range then finds the small faces of a wide camera
-    frame. Same interface as one FaceDetector."""
+def redetect_in_tiles(detector: FaceDetector, image: np.ndarray, bgr: bool) -> list[Detection]:
+    """Faces found in four overlapping tiles (TILE_FRACTION of each side, one per corner), in frame pixels, merged
+    by the same weighted NMS. A face cut by one tile's edge lies whole in another (the tiles overlap by a fifth
+    of the frame, more than the faces this pass is for)."""
+    h, w = image.shape[:2]
+    tw, th = max(1, round(TILE_FRACTION * w)), max(1, round(TILE_FRACTION * h))
+    boxes, kps, scores = [], [], []
+    for x0 in sorted({0, w - tw}):
+        for y0 in sorted({0, h - th}):
+            tile = np.ascontiguousarray(image[y0:y0 + th, x0:x0 + tw])
+            for d in (detector.detect_bgr(tile) if bgr else detector.detect(tile)):
+                boxes.append(np.array(d.box) + [x0, y0, x0, y0])
+                kps.append(d.keypoints + [x0, y0])
+                scores.append(d.score)
+    if not boxes:
+        return []
+    return _weighted_nms(np.array(boxes), np.array(kps), np.array(scores))
 
-    def __init__(self, detectors: list[FaceDetector]):
-        if not detectors:
-            raise ValueError("a detector chain needs at least one detector")
-        self.detectors = detectors
+
+class DetectorChain:
+    """The face finder of the pipeline, one interface like a FaceDetector:
+    1. `primary` (full range) looks at the whole frame: it finds faces at every distance and, unlike short range,
+       does not take a textured background for a large face (short range did in 8 % of the degraded LFW frames
+       of face75, models/MODEL_CARD.md "Capture conditions");
+    2. a face it finds large enough for `close_up` (short range, BlazeFaceModel.min_face_fraction) is re-read by
+       that model, whose keypoints the alignment was fitted on, so a photo or a face close to the camera keeps the
+       detection it had before full range came in; only close-up detections that overlap a primary face count;
+    3. when the primary finds nothing in the whole frame it looks again in four tiles (`tiles`)."""
+
+    def __init__(self, primary: FaceDetector, close_up: FaceDetector | None = None, tiles: bool = True):
+        self.primary = primary
+        self.close_up = close_up
+        self.tiles = tiles
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        return self._first(lambda d: d.detect(image_rgb))
+        return self._find(image_rgb, bgr=False)
 
     def detect_bgr(self, image_bgr: np.ndarray) -> list[Detection]:
-        return self._first(lambda d: d.detect_bgr(image_bgr))
+        return self._find(image_bgr, bgr=True)
 
-    def _first(self, run) -> list[Detection]:
-        for detector in self.detectors:
-            faces = run(detector)
-            if faces:
-                return faces
-        return []
+    @staticmethod
+    def _run(detector: FaceDetector, image: np.ndarray, bgr: bool) -> list[Detection]:
+        return detector.detect_bgr(image) if bgr else detector.detect(image)
+
+    def _find(self, image: np.ndarray, bgr: bool) -> list[Detection]:
+        faces = self._run(self.primary, image, bgr)
+        if not faces:
+            return redetect_in_tiles(self.primary, image, bgr) if self.tiles else []
+        if self.close_up is None:
+            return faces
+        reach = self.close_up.model.min_face_fraction * max(image.shape[:2])
+        if not any(f.width >= reach for f in faces):
+            return faces
+        reread = self._run(self.close_up, image, bgr)
+        out = []
+        for face in faces:
+            match = [d for d in reread if _iou(np.array(face.box), np.array([d.box]))[0] >= REREAD_IOU]
+            out.append(max(match, key=lambda d: d.score) if face.width >= reach and match else face)
+        return sorted(out, key=lambda d: -d.score)
 
 
-def build_detector(models_dir: Path, threads: int, min_score: float, models: list[str]) -> DetectorChain:
-    """The configured chain (`[face] detectors`), e.g. ["short_range", "full_range"]."""
-    return DetectorChain([FaceDetector(models_dir, threads, min_score, name) for name in models])
+def build_detector(models_dir: Path, threads: int, min_score: float, primary: str = "full_range",
+                   close_up: str | None = "short_range", tiles: bool = True) -> DetectorChain:
+    """The configured finder (`[face] detector`, `close_up_detector`, `redetect_tiles`)."""
+    return DetectorChain(FaceDetector(models_dir, threads, min_score, primary),
+                         FaceDetector(models_dir, threads, min_score, close_up) if close_up else None, tiles)
 
 
 class HogFaceDetector:

@@ -82,7 +82,8 @@ def _prominence(det: Detection, width: int, height: int) -> float:
 class FacePipeline:
     def __init__(self, cfg: FaceConfig, models_dir: Path):
         self.cfg = cfg
-        self.detector = build_detector(models_dir, cfg.threads, cfg.detector_score, cfg.detectors)
+        self.detector = build_detector(models_dir, cfg.threads, cfg.detector_score, cfg.detector,
+                                       cfg.close_up_detector, cfg.redetect_tiles)
         self.fallback = HogFaceDetector() if cfg.hog_fallback else None
         self.aligner = Aligner(models_dir)
         self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment)
