@@ -426,7 +426,7 @@ def _template_aad(meta: TemplateMeta) -> bytes:
 
 
 def _template_aad_v1(meta: TemplateMeta) -> bytes:
-    """The associated data before schema 4 (read once, by the migration that re-seals under v2)."""
+    """The associated data before schema 5 (read once, by the migration that re-seals under v2)."""
     return aad_for("templates", meta.id, meta.customer_id,
                    f"{meta.modality}|{meta.position}|{meta.sample_index}|{meta.format}")
 
@@ -907,7 +907,7 @@ class SqlTransaction(Transaction):
             "changed": list(report.changed), "action": action})
 
     def seal_existing_records(self) -> None:
-        """Schema 4: re-seal every template under the v2 associated data, then seal every customer's record."""
+        """Schema 5: re-seal every template under the v2 associated data, then seal every customer's record."""
         for r in self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates").fetchall():
             t = self._open_template(r, aad=_template_aad_v1)
             sealed = self._s.seal(bytes(t.payload), _template_aad(t))
