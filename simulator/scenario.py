@@ -31,6 +31,7 @@ photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "s
     face = "lfw:Colin_Powell/2"  # who stands at the machine: a face spec, or {script = "printed_photo", ...}
     finger = "fvc:DB1_B/101/6"   # which finger touches the scanner
     second_finger = "fvc:DB1_B/102/6"   # what the customer puts on the scanner when asked for another finger
+                                        # (or {finger = spec, press = "dry"}: pressed wet, dry or partially)
     amount = "200"
     currency = "EUR"
     attempts = 3                 # attempts the ATM allows before giving up (default: the session's limit)
@@ -39,6 +40,11 @@ photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "s
     expect_dispensed = "200.00EUR"   # or "none"
     expect_error = "device."     # for outcome error: a prefix of the API error code
     expect_prompt = "place_another_finger:"   # a prefix of a prompt the ATM screen must have shown
+
+    [[steps]]
+    do = "mules_scan"            # fleet only: an investigator scans the registry (edge.search); every holder of a
+    expect_networks = 1          #   reported network is revealed (investigator asks, auditor approves) and compared
+    expect_holders = ["n1"]      #   with exactly these customers; `expect_people`, `expect_terminals` optional
 
     [[steps]]
     do = "fault"
@@ -70,7 +76,8 @@ from simulator.terminal import SimulatedTerminal
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 STEP_KINDS = ("enrol", "withdraw", "card_load", "deposit", "fault", "clear_faults", "replay_token", "present",
               # fleet scenarios ([fleet] terminals = [...]; a step's `at` names its terminal):
-              "sync", "registry_erase", "registry_stop", "registry_start", "wait_offline", "expect_registry_counts")
+              "sync", "registry_erase", "registry_stop", "registry_start", "wait_offline", "expect_registry_counts",
+              "mules_scan")
 
 
 @dataclass
@@ -332,9 +339,12 @@ class ScenarioRunner:
 
         def react(prompt: str) -> None:
             if prompt.startswith("place_another_finger:"):
-                self.rig.present(finger="none")
+                self.sim.finger.lift()
                 time.sleep(0.5)
-                self.present(finger=second)
+                if isinstance(second, dict):      # {finger = spec, press = "dry"}: how the finger lands
+                    self.sim.finger.place(second["finger"], second.get("press", "normal"))
+                else:
+                    self.present(finger=second)
         return react
 
     def _do_withdraw(self, i: int, step: dict) -> None:
@@ -428,6 +438,49 @@ class ScenarioRunner:
         offline = fleet.status()["registry"] == "offline"
         self.event("fleet", "sees the registry offline" if offline else "still online")
         self.check(i, f"{self.site.name} notices it is offline", offline)
+
+    def _do_mules_scan(self, i: int, step: dict) -> None:
+        """An investigator's network scan at the registry; each reported holder revealed the two-person way."""
+        why = {"purpose": step.get("purpose", "suspected cash-out network (simulated AML referral)"),
+               "case_ref": step.get("case_ref", "CASE-SIM-0001")}
+        with self._registry("teller") as teller:
+            refused = teller.post("/v1/search/scans", json=why)
+        self.check(i, "a teller may not scan", refused.status_code == 403, str(refused.status_code))
+        with self._registry("investigator") as inv, self._registry("auditor") as auditor:
+            inv.headers["X-Operator-Id"], auditor.headers["X-Operator-Id"] = "ivan", "anna"
+            r = inv.post("/v1/search/scans", json=why)
+            if r.status_code != 200:
+                self.check(i, "network scan", False, r.text[:300])
+                return
+            view = r.json()
+            networks = view["networks"]
+            for n in networks:
+                self.event("registry", f"investigator:ivan finds {n['id']} (score {n['score']}): {n['explanation']}")
+            revealed: set[str] = set()
+            for n in networks:
+                for holder in n["holders"]:
+                    asked = inv.post("/v1/search/reveals", json={**why, "scan_id": view["scan_id"], "pseudonym": holder,
+                                                                 "what": "identity"}).json()
+                    auditor.post(f"/v1/search/reveals/{asked['reveal_id']}/approve")
+                    shown = inv.get(f"/v1/search/reveals/{asked['reveal_id']}").json()
+                    revealed.add(next((name for name, c in self.customers.items()
+                                       if c.get("_id") == shown.get("customer_id")), str(shown.get("customer_id"))))
+        if revealed:
+            self.event("registry", f"auditor:anna approves; the holders are {', '.join(sorted(revealed))}")
+        if "expect_networks" in step:
+            self.check(i, f"{step['expect_networks']} network(s) reported", len(networks) == step["expect_networks"],
+                       f"got {len(networks)}")
+        if "expect_holders" in step:
+            self.check(i, "the network's holders are exactly " + ", ".join(step["expect_holders"]),
+                       revealed == set(step["expect_holders"]), f"got {sorted(revealed)}")
+        if "expect_people" in step:
+            people = sum(len(n["people"]) for n in networks)
+            self.check(i, f"{step['expect_people']} people in the network", people == step["expect_people"],
+                       f"got {people}")
+        if "expect_terminals" in step:
+            seen = sorted({t for n in networks for t in n["terminals"]})
+            self.check(i, "across " + ", ".join(step["expect_terminals"]), seen == sorted(step["expect_terminals"]),
+                       f"got {seen}")
 
     def _do_expect_registry_counts(self, i: int, step: dict) -> None:
         """The registry's decision count equals the sum of the terminals' (nothing lost, nothing twice)."""

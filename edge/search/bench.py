@@ -5,6 +5,7 @@
     build_s     training the IVF lists on a sample, adding every template
     p50_ms, p99_ms   one query at a time (a new sample of an enrolled person), faiss on one thread
     recall_at_10     against exact float32 search (faiss.knn) over the same vectors
+    own_person_in_top_10   share of probes whose own person's templates are among the 10 found (a duplicate check)
 
 Flat SQ8 below `ivf_from` templates (a scan is quick there), IVF-SQ8 above, as SearchService builds.
 """
@@ -36,7 +37,8 @@ def run(templates: int, *, queries: int = 1000, k: int = 10, nprobe: int = 48, i
     index = FaceIndex.build(ids, vecs, kind=kind, nprobe=nprobe, seed=seed)
     build_s = time.perf_counter() - t0
     rng = np.random.default_rng(seed + 1)
-    probes = gen.samples(centres[rng.integers(0, persons, queries)])
+    person_of_probe = rng.integers(0, persons, queries)
+    probes = gen.samples(centres[person_of_probe])
     latencies, found = [], []
     for q in probes:
         t = time.perf_counter()
@@ -45,11 +47,13 @@ def run(templates: int, *, queries: int = 1000, k: int = 10, nprobe: int = 48, i
         found.append(labels[0])
     _, exact = faiss.knn(probes, vecs, k)
     recall = float(np.mean([len(set(f.tolist()) & set(e.tolist())) / k for f, e in zip(found, exact)]))
+    # What a duplicate check needs: the probe's own person (their two templates) among the k found.
+    own = float(np.mean([np.isin(np.asarray(f) // 2, [p]).any() for f, p in zip(found, person_of_probe)]))
     profile_rows = min(templates, 3811)
     return {
         "templates": templates, "index_mb": round(index.nbytes() / 2 ** 20, 1), "build_s": round(build_s, 2),
         "p50_ms": round(float(np.percentile(latencies, 50)), 3), "p99_ms": round(float(np.percentile(latencies, 99)), 3),
-        "recall_at_10": round(recall, 4), "queries": queries, "index": kind, "nprobe": nprobe if kind == "ivf" else None,
+        "recall_at_10": round(recall, 4), "own_person_in_top_10": round(own, 4), "queries": queries, "index": kind, "nprobe": nprobe if kind == "ivf" else None,
         "threads": 1,
         "embeddings": "synthetic: Gaussian person centres and samples with the spectra measured on LFW development "
                       "faces (edge/search/spectra.json), length 1.42",

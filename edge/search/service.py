@@ -272,10 +272,19 @@ class SearchService:
             self.sync()
             face = self.calibration.modality("face")
             radius = self.thresholds.different_distance
-            hits = self.index.search(probe, k=max(1, min(k, 50)) * 4, max_distance=radius)
+            hits = self.index.search(probe, k=max(1, min(k, 50)) * 4, max_distance=radius + SHORTLIST_MARGIN)
+            with self.store.transaction() as tx:     # the shortlist re-scored exactly on the decrypted templates
+                stored = tx.face_templates_by_id(sorted({h.template_id for h in hits}))
             best: dict[str, float] = {}
-            for h in hits:
-                best[h.customer_id] = max(best.get(h.customer_id, -np.inf), face.llr(-h.distance))
+            try:
+                for t in stored:
+                    ref = decode_face_template(t.payload).astype(np.float64)
+                    llr = face.llr(-float(np.linalg.norm(ref - probe.astype(np.float64))))
+                    best[t.customer_id] = max(best.get(t.customer_id, -np.inf), llr)
+                    ref.fill(0)
+            finally:
+                for t in stored:
+                    t.zeroise()
         finally:
             probe.fill(0)
         ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]

@@ -23,7 +23,7 @@ ROLES = ("terminal", "teller", "auditor", "admin", "investigator")
 
 # Roles whose keys are used by desk applications acting for a person, who may name that person
 # (X-Operator-Id). The terminal role is the ATM application's own and names nobody.
-NAMING_ROLES = ("teller", "auditor", "admin")
+NAMING_ROLES = ("teller", "auditor", "admin", "investigator")
 OPERATOR_ID_RULE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")    # edge.service.operators.NAME_RULE
 
 

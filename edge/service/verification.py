@@ -472,14 +472,9 @@ class VerificationService:
         return [last], None, None
 
     def _wait_for_lift(self, scanner) -> None:
-        """Until no finger is on the sensor (at most the capture timeout; then the capture goes ahead)."""
-        deadline = time.monotonic() + self.cfg.devices.capture_timeout_s
-        while scanner.finger_present() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def _wait_for_lift(self, scanner) -> None:
-        """Capture again only once the finger has left the sensor: imaging the same placement again would fail
-        the same way (a finger still there after capture_timeout_s is captured as it is)."""
+        """Until no finger is on the sensor (at most the capture timeout; then the capture goes ahead): before
+        another finger, and before capturing again after a print the quality gate refused (imaging the same
+        placement again would fail the same way)."""
         deadline = time.monotonic() + self.cfg.devices.capture_timeout_s
         while scanner.finger_present() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -631,7 +626,7 @@ class VerificationService:
     # -- tokens -----------------------------------------------------------------------------------------
     def _issue_token(self, session: Session, reasons: list[str]) -> IssuedAuthorisation | None:
         """A dispense token for exactly the session's amount (a reason is added when none could be made)."""
-        authorisation, problem = self.tokens.issue(session.ctx.amount, session.ctx.currency)
+        authorisation, problem = self.tokens.issue(session.id, session.ctx.amount, session.ctx.currency)
         if problem:
             reasons.append(problem)
         return authorisation

@@ -156,3 +156,48 @@ def test_sync_drops_a_customer_erased_behind_its_back(world):
         tx.erase_customer(nominees[1])          # e.g. applied from the fleet's change feed
     assert search.sync()["removed"] == 2
     assert nominees[1] not in search.index.customers()
+
+
+def test_http_roles_on_a_live_daemon(tmp_path, world):
+    """/v1/search over real HTTP: investigators scan, tellers, terminals and admins are refused (403)."""
+    import httpx
+
+    from edge.service.server import DaemonThread
+    from tests.service.conftest import KEYS
+
+    keys = {**KEYS, "investigator": "investigator-key-0123456789"}
+    cfg = make_config(tmp_path / "daemon", {"keys": {"api_keys": keys}, "policy": {"liveness_required": False}})
+    store, *_ = world
+    why = {"purpose": "suspected cash-out network, AML referral", "case_ref": "CASE-2026-0042"}
+    from edge.service.operators import OperatorAccounts
+    with open_store(cfg) as own:   # the operator an investigator key names must be an investigator's account
+        OperatorAccounts(own, cfg.console).add("ivan", "investigator", "correct horse battery 9", actor="admin:test")
+    with DaemonThread(cfg) as d:
+        for role in ("teller", "terminal", "admin", "auditor"):
+            r = httpx.post(f"{d.url}/v1/search/scans", json=why, headers={"X-API-Key": keys[role]}, timeout=30)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "auth.forbidden_role", (role, r.text)
+        inv = {"X-API-Key": keys["investigator"], "X-Operator-Id": "ivan"}
+        r = httpx.post(f"{d.url}/v1/search/scans", json={**why, "purpose": "short"}, headers=inv, timeout=30)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "search.purpose_required", r.text
+        r = httpx.post(f"{d.url}/v1/search/scans", json=why, headers=inv, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["networks"] == [] and r.json()["case_ref"] == "CASE-2026-0042"   # this daemon's own store
+        # the console has no investigator pages: the sign-in is refused and leaves no session
+        with httpx.Client(base_url=d.url, timeout=30) as browser:
+            browser.get("/console/login")
+            csrf = browser.cookies.get("biogate_login_csrf")
+            r = browser.post("/console/login", data={"name": "ivan", "password": "correct horse battery 9",
+                                                     "csrf_token": csrf or ""})
+            assert r.status_code == 403 and "biogate_console" not in r.cookies, r.text[:300]
+
+
+def test_face_search_from_an_attempt_names_the_linked_holder_by_pseudonym(world):
+    store, search, nominees, owner, genuine = world
+    view = search.scan(*INV, WHY)
+    (network,) = view["networks"]
+    shared = next(f for f in network["findings"] if f["kind"] == "one_card_many_people")
+    found = {a: search.search_attempt(*INV, view["scan_id"], a, WHY, k=3) for a in shared["attempts"]}
+    linked = [c for r in found.values() for c in r["candidates"] if c["linked"]]
+    assert linked and all(c["holder"].startswith("H-") for c in linked)   # the holder's own attempt finds them
+    assert owner not in str(found)
+    assert len([e for e in _audit(store, "search.face_search")]) == len(shared["attempts"])

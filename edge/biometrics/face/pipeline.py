@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from edge.biometrics.face.align import AlignedFace, Aligner
-from edge.biometrics.face.detector import Detection, FaceDetector, HogFaceDetector
+from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import QualityFinding, QualityMeasures, findings, measure
 from edge.biometrics.config import FaceConfig
@@ -82,7 +82,8 @@ def _prominence(det: Detection, width: int, height: int) -> float:
 class FacePipeline:
     def __init__(self, cfg: FaceConfig, models_dir: Path):
         self.cfg = cfg
-        self.detector = FaceDetector(models_dir, cfg.threads, cfg.detector_score)
+        self.detector = build_detector(models_dir, cfg.threads, cfg.detector_score, cfg.detector,
+                                       cfg.close_up_detector, cfg.redetect_tiles)
         self.fallback = HogFaceDetector() if cfg.hog_fallback else None
         self.aligner = Aligner(models_dir)
         self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment)
@@ -102,7 +103,7 @@ class FacePipeline:
         return results
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Every face in the frame: BlazeFace, else (when configured) dlib's HOG detector."""
+        """Every face in the frame: the BlazeFace chain, else (when configured) dlib's HOG detector."""
         faces = self.detector.detect_bgr(image_bgr)
         if not faces and self.fallback is not None:
             faces = self.fallback.detect_bgr(image_bgr)

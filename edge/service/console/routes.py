@@ -173,6 +173,9 @@ def login(request: Request, desk: DeskDep, name: Annotated[str, Form(max_length=
         response.set_cookie(LOGIN_CSRF_COOKIE, fresh, max_age=600, httponly=True, samesite="strict",
                             secure=desk.cfg.console.secure_cookie, path="/console/login")
         return response
+    if session.role not in HOME:   # investigators work through /v1/search and `biogate mules` (edge.search)
+        desk.sign_out(token)
+        raise ForbiddenError(f"the console has no pages for the {session.role} role", code="auth.forbidden_role")
     response = redirect(HOME[session.role])
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=desk.cfg.console.secure_cookie,
                         path="/console")

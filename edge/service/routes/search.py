@@ -5,8 +5,8 @@ finding the SearchService and of checking a caller's role. Investigators scan an
 case reference), auditors approve reveals, admins may rebuild the index (no result comes with it); everyone
 else is refused, here by the route and again inside edge.search.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the routes' annotations name dependencies made inside
+# make_router, which FastAPI must see as objects, not as strings to look up in this module.
 from typing import Annotated, Any, Callable, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
