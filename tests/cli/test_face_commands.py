@@ -41,7 +41,8 @@ def test_compare_same_and_different_people():
     same = one_json_line(run("face", "compare", str(EXAMPLES / "obama.jpg"), str(EXAMPLES / "obama2.jpg"), "--json").stdout)
     assert same["decision"] == "same" and same["same"] is True and same["distance"] < same["threshold"]
     assert [i["faces"] for i in same["images"]] == [1, 1] and same["images"][0]["findings"] == []
-    assert set(same["images"][0]["quality"]) == {"face_px", "brightness", "sharpness", "yaw_deg", "roll_deg"}
+    assert set(same["images"][0]["quality"]) == {"face_px", "brightness", "sharpness", "yaw_deg", "roll_deg",
+                                                 "motion_blur"}
     text = run("face", "compare", str(EXAMPLES / "obama.jpg"), str(EXAMPLES / "biden.jpg"))
     assert text.exit_code == 0 and "DIFFERENT person" in text.stdout and "no quality findings" in text.stdout
 
