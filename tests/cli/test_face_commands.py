@@ -151,3 +151,12 @@ def test_the_console_script_prints_one_json_line():
                           "--json"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert one_json_line(out.stdout)["decision"] == "same"
+
+
+def test_bench_detector_reports_both_frame_sizes():
+    report = one_json_line(run("bench", "detector", "--json", "--repeats", "1").stdout)
+    assert set(report["frames"]) == {"640x480", "1280x720"}
+    for row in report["frames"].values():
+        assert {"finder_face_100px_ms", "finder_face_close_ms", "finder_empty_ms", "short_range_ms",
+                "full_range_ms"} <= set(row)
+        assert all(v > 0 for v in row.values())
