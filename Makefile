@@ -29,7 +29,7 @@ setup-postgres:
 
 models: $(MODELS_STAMP)
 
-$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py)
+$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py) models/pad/weights.json
 	$(PY) -m models.build
 	touch $@
 
@@ -71,7 +71,9 @@ bench: models setup-postgres
 	$(BIOGATE) bench face
 	$(BIOGATE) bench detector
 	$(BIOGATE) bench finger
+	$(BIOGATE) bench pad --images ../shared/data/pad/nuaa/live.txt
 	$(BIOGATE) bench registry --terminals 50 --customers 100000
+	nice -n 10 $(BIOGATE) bench search --templates 1000000 --json
 
 # The test-suite switches of the long runs (BIOGATE_TEST_*: never read as configuration). One variable, so the
 # CI test that runs the CLI under this environment (tests/cli/test_environment.py) sees what soak really sets.

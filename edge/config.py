@@ -31,6 +31,7 @@ from edge.decision.config import OperationPolicy, PolicyConfig
 from edge.errors import ConfigError
 from edge.fleet.config import FleetConfig, RegistryConfig
 from edge.models import DEFAULT_MODELS_DIR
+from edge.search.config import SearchConfig
 from edge.sections import Section
 from edge.store.config import KeysConfig, StorageConfig
 from xfs4iot_bridge.config import BridgeConfig
@@ -109,6 +110,7 @@ class Config(Section):
     bridge: BridgeConfig = BridgeConfig()
     fleet: FleetConfig = FleetConfig()
     registry: RegistryConfig = RegistryConfig()
+    search: SearchConfig = SearchConfig()
 
 
 def _deep_merge(base: dict, override: Mapping[str, Any]) -> dict:
@@ -165,5 +167,5 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 __all__ = [
     "Config", "load_config", "REPO_ROOT", "ENV_PREFIX", "TEST_ENV_PREFIX", "Section", "PathsConfig", "DeviceSpec",
     "DevicesConfig", "ServiceConfig", "FaceConfig", "LivenessConfig", "OperationPolicy", "PolicyConfig",
-    "StorageConfig", "KeysConfig", "BridgeConfig", "FleetConfig", "RegistryConfig",
+    "StorageConfig", "KeysConfig", "BridgeConfig", "FleetConfig", "RegistryConfig", "SearchConfig",
 ]

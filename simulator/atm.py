@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Callable
 
 import httpx
 
@@ -61,7 +62,9 @@ class VirtualAtm:
         tx.events.append((self.clock() - self.t0, who, text))
 
     def withdraw(self, card: str, amount: str, currency: str, *, max_attempts: int = 3, finger: str | None = None,
-                 operation: str = "cash_withdrawal") -> AtmTransaction:
+                 operation: str = "cash_withdrawal", on_prompt: Callable[[str], None] | None = None) -> AtmTransaction:
+        """One transaction as the ATM application runs it; `on_prompt(code)` is the customer reading each new
+        prompt on the screen (e.g. putting another finger on the scanner when asked)."""
         tx = AtmTransaction(card, operation, str(amount), currency)
         r = self.api.post("/v1/sessions", json={"operation": operation, "amount": str(amount),
                                                 "currency": currency, "card_ref": card})
@@ -80,7 +83,7 @@ class VirtualAtm:
                 self._dispense(tx, s["authorisation"])
             return tx
         for _ in range(max_attempts):
-            result = self._attempt(tx, s["session_id"], finger)
+            result = self._attempt(tx, s["session_id"], finger, on_prompt)
             if result is None:
                 return tx
             if result["outcome"] == "allow":
@@ -94,9 +97,10 @@ class VirtualAtm:
         tx.outcome = "deny"
         return tx
 
-    def _attempt(self, tx: AtmTransaction, session_id: str, finger: str | None) -> dict | None:
+    def _attempt(self, tx: AtmTransaction, session_id: str, finger: str | None,
+                 on_prompt: Callable[[str], None] | None = None) -> dict | None:
         stop = threading.Event()
-        watcher = threading.Thread(target=self._show_prompts, args=(tx, session_id, stop), daemon=True)
+        watcher = threading.Thread(target=self._show_prompts, args=(tx, session_id, stop, on_prompt), daemon=True)
         watcher.start()
         try:
             r = self.api.post(f"/v1/sessions/{session_id}/attempts", json={"finger": finger} if finger else {})
@@ -120,7 +124,8 @@ class VirtualAtm:
             self._event(tx, "biogate", f"card locked for {body['retry_after_s']:.0f} s")
         return body
 
-    def _show_prompts(self, tx: AtmTransaction, session_id: str, stop: threading.Event) -> None:
+    def _show_prompts(self, tx: AtmTransaction, session_id: str, stop: threading.Event,
+                      on_prompt: Callable[[str], None] | None = None) -> None:
         """The ATM screen: poll the session and show each new prompt (the customer reads it there)."""
         last = None
         while not stop.wait(0.2):
@@ -132,6 +137,8 @@ class VirtualAtm:
                 tx.prompts.append(prompt)
                 self._event(tx, "screen", prompt.replace("_", " "))
                 last = prompt
+                if on_prompt is not None:
+                    on_prompt(prompt)
 
     def _dispense(self, tx: AtmTransaction, authorisation: dict) -> None:
         tx.token = authorisation["token"]

@@ -38,7 +38,7 @@ from edge.config import Config, _deep_merge
 from edge.registry.server import open_registry_store
 from edge.registry.service import RegistryService
 from edge.store.base import TemplateMeta, iso, utcnow
-from edge.store.sql import _template_aad
+from edge.store.sql import _binding_aad, _template_aad, binding_plaintext
 from simulator.pgserver import ThrowawayPostgres
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,9 +66,12 @@ def seed(store, customers: int, seed_value: int = 0) -> None:
     faces = [encode_face_template((v / np.linalg.norm(v) * 1.42).astype(np.float32))
              for v in rng.normal(0, 1, (64, 128))]
     fingers = [_finger_record(rng) for _ in range(64)]
-    def customer_rows():
+    def customer_rows():   # each with its sealed record (status, card, templates), as SqlTransaction writes it
         for i in range(customers):
-            yield f"cus_bench{i:07d}", f"Customer {i}", now, "active"
+            cid = f"cus_bench{i:07d}"
+            sealed = store.seal(binding_plaintext("active", None, f"Customer {i}", [f"card-bench{i:07d}"],
+                                                  [f"tpl_b{i:07d}_{k}" for k in range(6)]), _binding_aad(cid))
+            yield cid, f"Customer {i}", now, "active", sealed.key_id, sealed.nonce, sealed.ciphertext
 
     def card_rows():
         for i in range(customers):
@@ -85,7 +88,8 @@ def seed(store, customers: int, seed_value: int = 0) -> None:
                 yield (meta.id, meta.customer_id, meta.modality, meta.position, meta.sample_index, meta.format,
                        meta.quality, now, sealed.key_id, sealed.nonce, sealed.ciphertext)
 
-    store.bulk_copy("customers", ["id", "display_name", "created_at", "status"], customer_rows())
+    store.bulk_copy("customers", ["id", "display_name", "created_at", "status", "binding_key_id", "binding_nonce",
+                                  "binding_ciphertext"], customer_rows())
     store.bulk_copy("cards", ["card_ref", "customer_id"], card_rows())
     store.bulk_copy("templates", ["id", "customer_id", "modality", "position", "sample_index", "format", "quality",
                                   "created_at", "key_id", "nonce", "ciphertext"], template_rows())

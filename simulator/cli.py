@@ -1,10 +1,11 @@
-"""The simulator's commands: `biogate sim run|serve|list` and `biogate demo` (what `make run` plays).
+"""The simulator's commands: `biogate sim run|serve|list|control` and `biogate demo` (what `make run` plays).
 
 The product's CLI does not import this module: `register(app)` is the `biogate.commands` entry point
 (pyproject.toml) that edge.cli.main calls, so the simulator stays above the product in the layers.
 """
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from pathlib import Path
@@ -61,6 +62,8 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
                                                                        "'default' (FVC2000 DB1_B, cycling), a "
                                                                        "folder, 'synthetic' or 'none'"),
               face: str = typer.Option("example:obama", "--face", help="who stands in front of the camera"),
+              control_port: int = typer.Option(0, "--control-port", help="the control service's port (0: any free "
+                                                                         "port; printed as control_url)"),
               config: Optional[Path] = ConfigOpt) -> None:
     """Start the simulated devices (fingerprint module on a pty, MJPEG camera, XFS4IoT dispenser), print
     their addresses and run until interrupted."""
@@ -68,8 +71,13 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
 
     try:
         cfg = load_config(config)
-        rig = start_rig(cfg, fingerprint_profile=profile, fingerprint_source=fingers, camera_script="live")
-        rig.camera.present("live", subject=face)
+        rig = start_rig(cfg, fingerprint_profile=profile, fingerprint_source=fingers, camera_script="live",
+                        control_port=control_port)
+        try:
+            rig.control.camera_present(face)
+        except BiogateError:
+            rig.close()
+            raise
     except BiogateError as exc:
         fail(exc, as_json)
     addresses = rig.addresses()
@@ -87,6 +95,84 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
             pass
     finally:
         rig.close()
+
+
+@sim_app.command("record")
+def sim_record(file: Path = typer.Argument(..., help="the recording to write"),
+               scenario: Optional[str] = typer.Option(None, "--scenario", help="play this scenario while recording "
+                                                                                "(default: serve the devices until "
+                                                                                "Ctrl-C, as `sim serve`)"),
+               seconds: Optional[float] = typer.Option(None, "--seconds", help="without --scenario: stop after this"),
+               as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+               config: Optional[Path] = ConfigOpt) -> None:
+    """Record the devices' traffic (serial frames both ways, camera frames as JPEG, dispenser messages, with
+    timing; never a template) into FILE, sealed with this deployment's data key when it holds a sample."""
+    from edge.store import load_secrets
+    from simulator.recording import Recorder, save_recording
+
+    try:
+        cfg = load_config(config)
+        keyring = load_secrets(cfg).keyring()
+        if scenario:
+            from simulator.scenario import run_scenario
+
+            result = run_scenario(scenario, base=cfg, record=True)
+            recording, extra = result.recording, {"scenario": result.name, "scenario_ok": result.ok}
+        else:
+            from simulator.rig import start_rig
+
+            rig = start_rig(cfg, fingerprint_source="none", camera_script="no_face")
+            try:
+                recorder = Recorder(rig).start()
+                addresses = rig.addresses()
+                typer.echo(json.dumps(addresses) if as_json else
+                           "\n".join(f"{k:17s} {v}" for k, v in addresses.items()) + "\nrecording; Ctrl-C stops",
+                           err=True)
+                stop = threading.Event()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, lambda *_: stop.set())
+                stop.wait(seconds)
+                recording, extra = recorder.stop(), {}
+            finally:
+                rig.close()
+        summary = save_recording(recording, file, keyring, cfg.terminal_id)
+    except BiogateError as exc:
+        fail(exc, as_json)
+    summary = {"file": str(file), **summary, **extra}
+    if as_json:
+        print_json(summary)
+    else:
+        for k, v in summary.items():
+            typer.echo(f"{k:17s} {v}")
+
+
+@sim_app.command("replay")
+def sim_replay(file: Path = typer.Argument(..., help="a recording made by `biogate sim record`"),
+               as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+               config: Optional[Path] = ConfigOpt) -> None:
+    """Play a recording back to the real drivers (zfm over a pseudo-terminal, opencv over MJPEG, xfs4iot over
+    WebSocket) and report what each driver made of it. Exit 1 when a driver sent something else than what
+    was recorded."""
+    from edge.store import load_secrets
+    from simulator.recording import load_recording
+    from simulator.replay import replay
+
+    try:
+        cfg = load_config(config)
+        report = replay(load_recording(file, load_secrets(cfg, create=False).keyring()))
+    except BiogateError as exc:
+        fail(exc, as_json)
+    diverged = [d for part in ("serial", "dispenser") for d in report.get(part, {}).get("diverged", [])]
+    failed = [part for part in ("serial", "camera", "dispenser") if "error" in report.get(part, {})]
+    if as_json:
+        print_json(report)
+    else:
+        for part in ("serial", "camera", "dispenser"):
+            if part in report:
+                info = report[part]
+                brief = {k: v for k, v in info.items() if k != "commands"}
+                typer.echo(f"{part:10s} {brief}")
+    raise typer.Exit(1 if diverged or failed else 0)
 
 
 def demo(scenarios: list[str] = typer.Argument(None, help=f"scenarios to play (default: {', '.join(DEMO_SCENARIOS)})"),
@@ -141,6 +227,15 @@ def bench_registry(
     else:
         for k, v in result.items():
             typer.echo(f"{k:28s} {v}")
+
+
+def _add_control(app: typer.Typer) -> None:
+    from simulator.control.cli import control_app
+
+    app.add_typer(control_app, name="control")
+
+
+_add_control(sim_app)
 
 
 def register(app: typer.Typer) -> None:

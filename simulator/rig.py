@@ -5,6 +5,9 @@
     rig.addresses()  # {"fingerprint_port", "camera_url", "dispenser_url", "control_url"}
     rig.close()
 
+`control_url` is the control service (simulator.control): every device driven at run time over HTTP,
+what the terminal showed, an event stream; `rig.control` is the same in-process (unit tests only).
+
 Transports (the product's real drivers are what talks to them):
 - fingerprint: a virtual ZFM/R307 module on a pseudo-terminal -> driver `zfm` (pyserial);
 - camera: the virtual camera's frames as MJPEG over HTTP -> driver `opencv` (stream URL), with the
@@ -90,12 +93,14 @@ class Rig:
     camera_server: Any = None           # simulator.camera.mjpeg.MjpegServer (mjpeg transport)
     data_dir: Path = field(default_factory=Path)
     rig_id: str = ""
+    control: Any = None                 # simulator.control.SimulatorControl
+    control_server: Any = None          # simulator.control.ControlServer
 
     def addresses(self) -> dict:
         return {"fingerprint_port": self.fingerprint.port,
                 "camera_url": self.camera_server.url if self.camera_server else "inprocess:simulated",
                 "dispenser_url": self.dispenser.url,
-                "control_url": self.camera_server.base_url if self.camera_server else None}
+                "control_url": self.control_server.url if self.control_server else None}
 
     def present(self, face: str | dict | None = None, finger: Any = None) -> None:
         """Who (or what) is in front of the camera, and which finger lands on the scanner next.
@@ -119,7 +124,8 @@ class Rig:
 
     def close(self) -> None:
         _SHARED_CAMERAS.pop(self.rig_id, None)
-        for stop in (getattr(self.camera_server, "stop", None), self.dispenser.stop, self.fingerprint.close,
+        for stop in (getattr(self.control_server, "stop", None), getattr(self.camera_server, "stop", None),
+                     self.dispenser.stop, self.fingerprint.close,
                      self.camera.close):
             if stop is None:
                 continue
@@ -131,10 +137,12 @@ class Rig:
 
 def start_rig(cfg: Config, *, camera_transport: str = "mjpeg", fingerprint_profile: str = "zfm",
               fingerprint_source: Any = "none", camera_script: str = "no_face", realtime: bool = True,
-              fps: float = 15.0, seed: int = 0, fingerprint_faults: Any = None) -> Rig:
-    """Start the three simulated devices and return the rig, with `rig.config` wired to them."""
+              fps: float = 15.0, seed: int = 0, fingerprint_faults: Any = None, control_port: int = 0) -> Rig:
+    """Start the three simulated devices and their control service (`control_port`, 0: any free port) and
+    return the rig, with `rig.config` wired to the devices."""
     from edge.store import load_secrets
     from simulator.camera.virtual import VirtualCamera
+    from simulator.control import ControlServer, SimulatorControl
     from simulator.dispenser import start_dispenser
     from simulator.fingerprint import start_module
 
@@ -170,6 +178,9 @@ def start_rig(cfg: Config, *, camera_transport: str = "mjpeg", fingerprint_profi
             "dispenser": DeviceSpec(backend="xfs4iot", options={"url": dispenser.url}),
         })
         wired = cfg.model_copy(update={"devices": devices})
+        rig = Rig(wired, camera, module, dispenser, server, data_dir, rig_id)
+        rig.control = SimulatorControl(rig)
+        rig.control_server = ControlServer(rig.control, port=control_port).start()
     except BaseException:
         for stop in reversed(started):
             try:
@@ -177,7 +188,7 @@ def start_rig(cfg: Config, *, camera_transport: str = "mjpeg", fingerprint_profi
             except Exception:
                 pass
         raise
-    return Rig(wired, camera, module, dispenser, server, data_dir, rig_id)
+    return rig
 
 
 # The in-process camera transport: the daemon borrows the rig's own VirtualCamera (unit tests, where

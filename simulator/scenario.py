@@ -30,6 +30,8 @@ photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "s
     customer = "alice"           # whose card is used
     face = "lfw:Colin_Powell/2"  # who stands at the machine: a face spec, or {script = "printed_photo", ...}
     finger = "fvc:DB1_B/101/6"   # which finger touches the scanner
+    second_finger = "fvc:DB1_B/102/6"   # what the customer puts on the scanner when asked for another finger
+                                        # (or {finger = spec, press = "dry"}: pressed wet, dry or partially)
     amount = "200"
     currency = "EUR"
     attempts = 3                 # attempts the ATM allows before giving up (default: the session's limit)
@@ -37,6 +39,12 @@ photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "s
     expect_reason = "liveness."  # a prefix that must appear among the reasons (optional)
     expect_dispensed = "200.00EUR"   # or "none"
     expect_error = "device."     # for outcome error: a prefix of the API error code
+    expect_prompt = "place_another_finger:"   # a prefix of a prompt the ATM screen must have shown
+
+    [[steps]]
+    do = "mules_scan"            # fleet only: an investigator scans the registry (edge.search); every holder of a
+    expect_networks = 1          #   reported network is revealed (investigator asks, auditor approves) and compared
+    expect_holders = ["n1"]      #   with exactly these customers; `expect_people`, `expect_terminals` optional
 
     [[steps]]
     do = "fault"
@@ -62,12 +70,14 @@ import httpx
 from edge.config import Config, _deep_merge, load_config
 from edge.errors import InputError
 from simulator.atm import VirtualAtm
+from simulator.control.client import SimClient
 from simulator.terminal import SimulatedTerminal
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 STEP_KINDS = ("enrol", "withdraw", "card_load", "deposit", "fault", "clear_faults", "replay_token", "present",
               # fleet scenarios ([fleet] terminals = [...]; a step's `at` names its terminal):
-              "sync", "registry_erase", "registry_stop", "registry_start", "wait_offline", "expect_registry_counts")
+              "sync", "registry_erase", "registry_stop", "registry_start", "wait_offline", "expect_registry_counts",
+              "mules_scan")
 
 
 @dataclass
@@ -85,6 +95,7 @@ class ScenarioResult:
     checks: list[Check] = field(default_factory=list)
     dispensed: list[str] = field(default_factory=list)     # what the ATM was told it dispensed
     ledger: list[str] = field(default_factory=list)        # what the dispenser itself recorded
+    recording: Any = None                                   # simulator.recording.Recording (record=True)
 
     @property
     def ok(self) -> bool:
@@ -147,6 +158,7 @@ class Site:
     terminal: SimulatedTerminal
     teller: httpx.Client
     atm: VirtualAtm
+    sim: SimClient                  # the simulator's control service: every device change goes through it
 
 
 class ScenarioRunner:
@@ -166,14 +178,14 @@ class ScenarioRunner:
             atm.t0 = self.t0
             self.sites[name] = Site(name, terminal, httpx.Client(base_url=terminal.url,
                                                                  headers={"X-API-Key": keys["teller"]}, timeout=120),
-                                    atm)
+                                    atm, SimClient(terminal.rig.addresses()["control_url"]))
         self.site = next(iter(self.sites.values()))
         self.customers = {c["name"]: c for c in scenario.get("customers", [])}
 
     # the current step's terminal
     @property
-    def rig(self):
-        return self.site.terminal.rig
+    def sim(self) -> SimClient:
+        return self.site.sim
 
     @property
     def teller(self) -> httpx.Client:
@@ -196,9 +208,29 @@ class ScenarioRunner:
     def present(self, face: Any = None, finger: Any = None) -> None:
         """Put the first available alternative of each spec in front of the devices."""
         if face is not None:
-            self._first(face, lambda f: self.rig.present(face=f))
+            self._first(face, self._show_face)
         if finger is not None:
-            self._first(finger, lambda f: self.rig.present(finger=f))
+            self._first(finger, lambda f: self.sim.finger.lift() if f == "none" else self.sim.finger.place(f))
+
+    # scenario scripts that are presentation attacks, by the control API's names
+    ATTACK_SCRIPTS = {"printed_photo": "printed_photo", "screen_replay": "screen_replay",
+                      "static_replay": "static_image"}
+    LIGHT_SCRIPTS = {"live": "normal", "dark": "dark", "overexposed": "overexposed"}
+
+    def _show_face(self, face: Any) -> None:
+        """A face spec, "nobody", or {script, subject?, photo?} in front of the camera, through the control API."""
+        if not isinstance(face, dict):
+            self.sim.camera.present(face)
+            return
+        script = face.get("script", "live")
+        if script in self.ATTACK_SCRIPTS:
+            self.sim.camera.attack(self.ATTACK_SCRIPTS[script], face.get("subject"), face.get("photo"))
+        elif script in self.LIGHT_SCRIPTS:
+            self.sim.camera.light(self.LIGHT_SCRIPTS[script])
+            self.sim.camera.present(face["subject"])
+        else:
+            raise InputError(f"camera script {script!r} has no control API equivalent; scripts: "
+                             f"{', '.join([*self.ATTACK_SCRIPTS, *self.LIGHT_SCRIPTS])}", code="input.scenario")
 
     @staticmethod
     def _first(spec: Any, apply) -> None:
@@ -224,10 +256,14 @@ class ScenarioRunner:
             for i, step in enumerate(self.s["steps"], 1):
                 self.at(step.get("at"))
                 getattr(self, f"_do_{step['do']}")(i, step)
+            # what the dispensers themselves recorded, as their ledgers say
+            self.result.ledger = [f"{d['amount']:.2f}{d['currency']}" for site in self.sites.values()
+                                  for d in site.sim.dispenser.ledger()["dispensed"]]
         finally:
             for site in self.sites.values():
                 site.teller.close()
                 site.atm.close()
+                site.sim.close()
 
     # -- steps --------------------------------------------------------------------------------------------
     def _do_enrol(self, i: int, step: dict) -> None:
@@ -254,7 +290,7 @@ class ScenarioRunner:
             ok = ok and r2.status_code == 200
             self.event("teller", f"enrols {c['name']}'s {position.replace('_', ' ')}: "
                                  + (f"{r2.json()['added']} impressions" if r2.status_code == 200 else r2.text[:200]))
-        self.rig.present(face="nobody", finger="none")
+        self.present(face="nobody", finger="none")
         self.check(i, f"enrol {c['name']}", ok)
 
     def _transaction(self, i: int, step: dict, operation: str) -> None:
@@ -262,9 +298,10 @@ class ScenarioRunner:
         card = step.get("card") or c.get("card")
         self.present(face=step.get("face", "nobody"), finger=step.get("finger", "none"))
         tx = self.atm.withdraw(card, str(step.get("amount", "100")), step.get("currency", "EUR"),
-                               max_attempts=int(step.get("attempts", 3)), operation=operation)
+                               max_attempts=int(step.get("attempts", 3)), operation=operation,
+                               on_prompt=self._customer_reads(step))
         self.result.events += [(t, self.who(who), text) for t, who, text in tx.events]
-        self.rig.present(face="nobody", finger="none")
+        self.present(face="nobody", finger="none")
         if tx.dispensed:
             self.result.dispensed.append(tx.dispensed)
         label = f"{operation} {step.get('amount', '100')} {step.get('currency', 'EUR')}"
@@ -287,9 +324,28 @@ class ScenarioRunner:
             self.check(i, f"{label}: no reason starting {step['expect_reason_not']!r}",
                        not any(r.startswith(step["expect_reason_not"]) for a in tx.attempts for r in a["reasons"]),
                        f"reasons {[r for a in tx.attempts for r in a['reasons']]}")
+        if "expect_prompt" in step:
+            self.check(i, f"{label}: the screen showed {step['expect_prompt']!r}",
+                       any(p.startswith(step["expect_prompt"]) for p in tx.prompts), f"prompts {tx.prompts}")
         if "expect_attempts" in step:
             self.check(i, f"{label}: {step['expect_attempts']} attempts", len(tx.attempts) == step["expect_attempts"],
                        f"got {len(tx.attempts)}")
+
+    def _customer_reads(self, step: dict):
+        """The customer at the ATM: asked for another finger, they lift the first and put `second_finger` on."""
+        second = step.get("second_finger")
+        if second is None:
+            return None
+
+        def react(prompt: str) -> None:
+            if prompt.startswith("place_another_finger:"):
+                self.sim.finger.lift()
+                time.sleep(0.5)
+                if isinstance(second, dict):      # {finger = spec, press = "dry"}: how the finger lands
+                    self.sim.finger.place(second["finger"], second.get("press", "normal"))
+                else:
+                    self.present(finger=second)
+        return react
 
     def _do_withdraw(self, i: int, step: dict) -> None:
         self._transaction(i, step, "cash_withdrawal")
@@ -306,20 +362,23 @@ class ScenarioRunner:
     def _do_fault(self, i: int, step: dict) -> None:
         device, fault = step.get("device"), step.get("fault")
         if device == "fingerprint":
-            self.rig.fingerprint.inject(fault)
+            for one in fault if isinstance(fault, list) else [fault]:
+                self.sim.finger.fault(**one)
         elif device == "camera":
-            getattr(self.rig.camera, str(fault))()
+            getattr(self.sim.camera, str(fault))()
+        elif device == "dispenser":
+            getattr(self.sim.dispenser, str(fault))()
         else:
-            raise InputError(f"step {i}: fault device must be fingerprint or camera", code="input.scenario")
+            raise InputError(f"step {i}: fault device must be fingerprint, camera or dispenser", code="input.scenario")
         self.event("simulator", f"fault armed on the {device}: {fault}")
 
     def _do_clear_faults(self, i: int, step: dict) -> None:
         """Faults disarmed and every cable back in (the field engineer's visit)."""
-        self.rig.fingerprint.clear_faults()
-        if not self.rig.fingerprint.plugged:
-            self.rig.fingerprint.replug()
-            self.rig.fingerprint.wait_ready(5.0)
-        self.rig.camera.replug()
+        self.sim.finger.clear_faults()
+        if not self.sim.finger.state()["plugged"]:
+            self.sim.finger.replug()
+        self.sim.camera.replug()
+        self.sim.dispenser.clear()
         self.event("simulator", "faults cleared, devices plugged in")
 
     def _do_replay_token(self, i: int, step: dict) -> None:
@@ -380,6 +439,49 @@ class ScenarioRunner:
         self.event("fleet", "sees the registry offline" if offline else "still online")
         self.check(i, f"{self.site.name} notices it is offline", offline)
 
+    def _do_mules_scan(self, i: int, step: dict) -> None:
+        """An investigator's network scan at the registry; each reported holder revealed the two-person way."""
+        why = {"purpose": step.get("purpose", "suspected cash-out network (simulated AML referral)"),
+               "case_ref": step.get("case_ref", "CASE-SIM-0001")}
+        with self._registry("teller") as teller:
+            refused = teller.post("/v1/search/scans", json=why)
+        self.check(i, "a teller may not scan", refused.status_code == 403, str(refused.status_code))
+        with self._registry("investigator") as inv, self._registry("auditor") as auditor:
+            inv.headers["X-Operator-Id"], auditor.headers["X-Operator-Id"] = "ivan", "anna"
+            r = inv.post("/v1/search/scans", json=why)
+            if r.status_code != 200:
+                self.check(i, "network scan", False, r.text[:300])
+                return
+            view = r.json()
+            networks = view["networks"]
+            for n in networks:
+                self.event("registry", f"investigator:ivan finds {n['id']} (score {n['score']}): {n['explanation']}")
+            revealed: set[str] = set()
+            for n in networks:
+                for holder in n["holders"]:
+                    asked = inv.post("/v1/search/reveals", json={**why, "scan_id": view["scan_id"], "pseudonym": holder,
+                                                                 "what": "identity"}).json()
+                    auditor.post(f"/v1/search/reveals/{asked['reveal_id']}/approve")
+                    shown = inv.get(f"/v1/search/reveals/{asked['reveal_id']}").json()
+                    revealed.add(next((name for name, c in self.customers.items()
+                                       if c.get("_id") == shown.get("customer_id")), str(shown.get("customer_id"))))
+        if revealed:
+            self.event("registry", f"auditor:anna approves; the holders are {', '.join(sorted(revealed))}")
+        if "expect_networks" in step:
+            self.check(i, f"{step['expect_networks']} network(s) reported", len(networks) == step["expect_networks"],
+                       f"got {len(networks)}")
+        if "expect_holders" in step:
+            self.check(i, "the network's holders are exactly " + ", ".join(step["expect_holders"]),
+                       revealed == set(step["expect_holders"]), f"got {sorted(revealed)}")
+        if "expect_people" in step:
+            people = sum(len(n["people"]) for n in networks)
+            self.check(i, f"{step['expect_people']} people in the network", people == step["expect_people"],
+                       f"got {people}")
+        if "expect_terminals" in step:
+            seen = sorted({t for n in networks for t in n["terminals"]})
+            self.check(i, "across " + ", ".join(step["expect_terminals"]), seen == sorted(step["expect_terminals"]),
+                       f"got {seen}")
+
     def _do_expect_registry_counts(self, i: int, step: dict) -> None:
         """The registry's decision count equals the sum of the terminals' (nothing lost, nothing twice)."""
         with self._registry("auditor") as registry:
@@ -395,8 +497,9 @@ class ScenarioRunner:
 
 
 def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Path | None = None,
-                 rig_options: dict | None = None) -> ScenarioResult:
-    """Start a fresh daemon on the simulator (its own state directory), play the scenario, stop."""
+                 rig_options: dict | None = None, record: bool = False) -> ScenarioResult:
+    """Start a fresh daemon on the simulator (its own state directory), play the scenario, stop.
+    `record`: capture the devices' traffic into `result.recording` (one terminal only)."""
     scenario = load_scenario(path)
     base = base or load_config()
     tmp = None
@@ -411,14 +514,23 @@ def run_scenario(path: str | Path, *, base: Config | None = None, state_dir: Pat
         if fleet:
             from simulator.fleet import FleetWorld
 
+            if record:
+                raise InputError("recording plays one terminal; a fleet scenario has several", code="input.scenario")
+
             with FleetWorld(cfg, state_dir / "fleet", list(fleet["terminals"]), rig_options=options) as world:
                 ScenarioRunner(scenario, world.terminals, result, world).run()
-                result.ledger = [f"{r.amount:.2f}{r.currency}" for t in world.terminals.values()
-                                 for r in t.rig.dispenser.dispensed]
         else:
             with SimulatedTerminal(cfg, **options) as terminal:
-                ScenarioRunner(scenario, {cfg.terminal_id: terminal}, result).run()
-                result.ledger = [f"{r.amount:.2f}{r.currency}" for r in terminal.rig.dispenser.dispensed]
+                recorder = None
+                if record:
+                    from simulator.recording import Recorder
+
+                    recorder = Recorder(terminal.rig).start()
+                try:
+                    ScenarioRunner(scenario, {cfg.terminal_id: terminal}, result).run()
+                finally:
+                    if recorder is not None:
+                        result.recording = recorder.stop()
         return result
     finally:
         if tmp is not None:

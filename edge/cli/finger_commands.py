@@ -72,16 +72,10 @@ def finger_compare(
 
 
 def _rates(genuine: np.ndarray, impostor: np.ndarray, failures: int) -> dict:
-    from edge.evaluation.metrics import equal_error_rate, fnmr_at_fmr
+    from edge.evaluation.fvc import rates
 
-    return {
-        "genuine": int(genuine.size),
-        "impostor": int(impostor.size),
-        "eer": round(equal_error_rate(genuine, impostor), 6),
-        "fmr100": round(fnmr_at_fmr(genuine, impostor, 0.01), 6),
-        "fmr1000": round(fnmr_at_fmr(genuine, impostor, 0.001), 6),
-        "failures_to_extract": int(failures),
-    }
+    return {"genuine": int(genuine.size), "impostor": int(impostor.size), **rates(genuine, impostor),
+            "failures_to_extract": int(failures)}
 
 
 def _score_with_progress(db: Path, matcher, label: str):
@@ -98,8 +92,14 @@ def eval_fingers(
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     det_plot: Optional[Path] = typer.Option(None, "--det-plot", help="write a DET plot (PNG) here"),
     peer: Optional[str] = typer.Option(None, "--peer", help="also run a reference system on the same pairs: nbis"),
+    fit_on: Optional[list[Path]] = typer.Option(
+        None, "--fit-on", help="refit the score calibration on these databases first (repeatable) and score "
+                               "--db with it: cross-validated figures when --db is not among them"),
 ) -> None:
-    """FVC protocol on one database: EER, FMR100, FMR1000 (FNMR at FMR 1% and 0.1%), failures to extract."""
+    """FVC protocol on one database: EER, FMR100, FMR1000 (FNMR at FMR 1% and 0.1%), failures to extract.
+
+    The shipped calibration was fitted on FVC2000 DB1_B-DB4_B pooled, so on those databases its figures
+    are in-sample; `--fit-on` the other three gives the leave-one-database-out figure."""
     from edge.evaluation import fvc
     from edge.evaluation.metrics import det_plot as write_det_plot
 
@@ -107,8 +107,20 @@ def eval_fingers(
         if peer not in (None, "nbis"):
             raise InputError(f"unknown peer {peer!r}; available: nbis", code="input.bad_option")
         n_fingers = len({finger for finger, _ in fvc.read_db(db)})
-        genuine, impostor, failures = _score_with_progress(db, fvc.biogate_matcher(), f"biogate {db.name}")
+        if fit_on:
+            if any(d.resolve() == db.resolve() for d in fit_on):
+                err_console.print(f"note: {db.name} is among --fit-on: its figures are not cross-validated")
+            with _progress() as bar:
+                task = bar.add_task("refitting the calibration", total=sum(fvc.work_units(d) for d in fit_on))
+                matcher, fitted_on = fvc.refitted_matcher(fit_on, progress=lambda n: bar.advance(task, n))
+            cross_validated = all(d.resolve() != db.resolve() for d in fit_on)
+            calibration = {"fitted_on": fitted_on, "cross_validated": cross_validated}
+        else:
+            matcher = fvc.biogate_matcher()
+            calibration = {"fitted_on": ["shipped: FVC2000 DB1_B-DB4_B pooled"], "cross_validated": False}
+        genuine, impostor, failures = _score_with_progress(db, matcher, f"biogate {db.name}")
         report = _rates(genuine, impostor, failures)
+        report["calibration"] = calibration
         curves = {"biogate": (genuine, impostor)}
         if peer == "nbis":
             from edge.evaluation.peers.nbis import nbis_matcher
@@ -125,7 +137,9 @@ def eval_fingers(
         return
     n_imp = report["impostor"]
     rows = [("biogate", report)] + ([("NBIS", report["peer"])] if "peer" in report else [])
-    typer.echo(f"{db}: {report['genuine']} genuine and {n_imp} impostor comparisons")
+    typer.echo(f"{db}: {report['genuine']} genuine and {n_imp} impostor comparisons; calibration "
+               f"{', '.join(report['calibration']['fitted_on'])}"
+               f"{' (cross-validated)' if report['calibration']['cross_validated'] else ''}")
     for name, r in rows:
         typer.echo(f"  {name:8s} EER {100 * r['eer']:6.2f}%   FMR100 {100 * r['fmr100']:6.2f}%   "
                    f"FMR1000 {100 * r['fmr1000']:6.2f}%   failures to extract {r['failures_to_extract']}")

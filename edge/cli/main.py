@@ -11,6 +11,7 @@ from edge.cli import decision_commands  # noqa: F401,E402
 from edge.cli import pad_commands  # noqa: F401,E402
 from edge.cli import operator_commands  # noqa: F401,E402
 from edge.cli import registry_commands  # noqa: F401,E402
+from edge.cli import search_commands  # noqa: F401,E402
 from edge.cli.plugins import register_commands  # noqa: E402
 
 register_commands(app)   # installed plugins: the simulator's `sim` group and `demo`

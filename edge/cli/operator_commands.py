@@ -3,6 +3,7 @@
     biogate operators add alice --role teller          # asks for the password twice
     echo "$PW" | biogate operators add alice --role teller --password-stdin
     biogate operators list | disable NAME | enable NAME | reset NAME
+    biogate operators add alma --role auditor --registry    # an account of the fleet registry's console
 
 Every change is audited (actor `admin:cli`); passwords are argon2id-hashed (edge.service.operators).
 """
@@ -27,16 +28,23 @@ app.add_typer(operators_app, name="operators")
 ConfigOpt = typer.Option(None, "--config", help="TOML configuration file (default: $BIOGATE_CONFIG)")
 JsonOpt = typer.Option(False, "--json", help="one JSON object on stdout")
 StdinOpt = typer.Option(False, "--password-stdin", help="read the password from the first line of stdin")
+RegistryOpt = typer.Option(False, "--registry", help="the fleet registry's accounts (registry.dsn), not this "
+                                                   "terminal's")
 CLI_ACTOR = "admin:cli"
 
 
 @contextmanager
-def _accounts(config: Optional[Path]):
+def _accounts(config: Optional[Path], registry: bool = False):
     from edge.service.operators import OperatorAccounts
-    from edge.store import load_secrets, open_store
 
     cfg = load_config(config)
-    with open_store(cfg, load_secrets(cfg)) as store:
+    if registry:
+        from edge.registry.server import open_registry_store
+        store = open_registry_store(cfg)
+    else:
+        from edge.store import load_secrets, open_store
+        store = open_store(cfg, load_secrets(cfg))
+    with store:
         yield OperatorAccounts(store, cfg.console)
 
 
@@ -48,10 +56,11 @@ def _password(from_stdin: bool) -> str:
 
 @operators_app.command("add")
 def add(name: str, role: str = typer.Option(..., "--role", help="teller | auditor | admin"),
-        password_stdin: bool = StdinOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+        password_stdin: bool = StdinOpt, config: Optional[Path] = ConfigOpt, registry: bool = RegistryOpt,
+        as_json: bool = JsonOpt) -> None:
     """Create an operator account."""
     try:
-        with _accounts(config) as accounts:
+        with _accounts(config, registry) as accounts:
             operator = accounts.add(name, role, _password(password_stdin), actor=CLI_ACTOR)
     except BiogateError as exc:
         fail(exc, as_json)
@@ -59,10 +68,11 @@ def add(name: str, role: str = typer.Option(..., "--role", help="teller | audito
 
 
 @operators_app.command("list")
-def list_(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def list_(config: Optional[Path] = ConfigOpt, registry: bool = RegistryOpt,
+        as_json: bool = JsonOpt) -> None:
     """Every operator account (never the password hashes)."""
     try:
-        with _accounts(config) as accounts:
+        with _accounts(config, registry) as accounts:
             operators = accounts.list()
     except BiogateError as exc:
         fail(exc, as_json)
@@ -74,9 +84,9 @@ def list_(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
         typer.echo(f"{o.name:24} {o.role:8} {o.status}{locked}  last sign-in {o.last_login_at or '-'}")
 
 
-def _set_status(name: str, status: str, config: Optional[Path], as_json: bool) -> None:
+def _set_status(name: str, status: str, config: Optional[Path], registry: bool, as_json: bool) -> None:
     try:
-        with _accounts(config) as accounts:
+        with _accounts(config, registry) as accounts:
             operator = accounts.set_status(name, status, actor=CLI_ACTOR)
     except BiogateError as exc:
         fail(exc, as_json)
@@ -84,23 +94,25 @@ def _set_status(name: str, status: str, config: Optional[Path], as_json: bool) -
 
 
 @operators_app.command("disable")
-def disable(name: str, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def disable(name: str, config: Optional[Path] = ConfigOpt, registry: bool = RegistryOpt,
+        as_json: bool = JsonOpt) -> None:
     """Disable an account (it can no longer sign in)."""
-    _set_status(name, "disabled", config, as_json)
+    _set_status(name, "disabled", config, registry, as_json)
 
 
 @operators_app.command("enable")
-def enable(name: str, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def enable(name: str, config: Optional[Path] = ConfigOpt, registry: bool = RegistryOpt,
+        as_json: bool = JsonOpt) -> None:
     """Enable a disabled account again."""
-    _set_status(name, "active", config, as_json)
+    _set_status(name, "active", config, registry, as_json)
 
 
 @operators_app.command("reset")
 def reset(name: str, password_stdin: bool = StdinOpt, config: Optional[Path] = ConfigOpt,
-          as_json: bool = JsonOpt) -> None:
+          registry: bool = RegistryOpt, as_json: bool = JsonOpt) -> None:
     """Set a new password (this also lifts a lock after wrong passwords)."""
     try:
-        with _accounts(config) as accounts:
+        with _accounts(config, registry) as accounts:
             operator = accounts.reset_password(name, _password(password_stdin), actor=CLI_ACTOR)
     except BiogateError as exc:
         fail(exc, as_json)

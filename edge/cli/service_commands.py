@@ -25,13 +25,15 @@ def audit_verify(db: Optional[Path] = typer.Option(None, "--db", help="database 
     """Check the hash chain; exit 1 naming the first bad seq if any entry was edited, deleted or moved. In a
     fleet, also check that the chain holds the head the registry anchored (a rewritten chain does not)."""
     from edge.audit import verify_database
-    from edge.store import db_path
+    from edge.store import db_path, load_secrets
 
     anchor = None
     try:
         cfg = load_config(config)
+        if db is not None:      # a terminal's state folder: the database and, beside it, the secrets with the key
+            cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"state_dir": db.resolve().parent})})
         path = db or db_path(cfg)
-        result = verify_database(path)
+        result = verify_database(path, load_secrets(cfg, create=False).audit_key)   # the key is not in the file
         if result.ok and cfg.fleet.registry_url:
             anchor = _check_anchor(cfg, path)
     except BiogateError as exc:
@@ -74,9 +76,10 @@ def _check_anchor(cfg, path: Path) -> dict:
 
 @keys_app.command("rotate")
 def keys_rotate(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Make a new data key active, re-encrypt every template and evidence blob, retire the old keys."""
+    """Make a new data key active, re-encrypt every blob, retire the old keys that seal nothing any more (safe
+    while the daemon runs: edge.store.rotation)."""
     from edge.store import load_secrets, open_store
-    from edge.store.secrets import add_data_key, retire_data_keys
+    from edge.store.rotation import rotate_data_key
 
     try:
         cfg = load_config(config)
@@ -84,25 +87,17 @@ def keys_rotate(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> 
             raise BiogateError("the data key comes from configuration (keys.data_key); rotate it there",
                                code="config.invalid")
         secrets = load_secrets(cfg)
-        new_id = add_data_key(secrets.path)          # 1: new key written (old ones kept)
-        secrets = load_secrets(cfg)
         with open_store(cfg, secrets) as store:
-            with store.transaction() as tx:          # 2: re-seal everything in one transaction
-                counts = tx.reencrypt_all()
-                tx.audit("admin:cli", "keys.rotated", {"new_key_id": new_id, "template_blobs": counts["templates"], "evidence_blobs": counts["evidence"]})
-            with store.transaction() as tx:
-                still_old = {k: n for k, n in tx.key_usage().items() if k != new_id}
-        if still_old:
-            raise BiogateError(f"blobs still sealed with old keys: {still_old}", code="storage.error")
-        dropped = retire_data_keys(secrets.path, keep=new_id)   # 3: old keys leave the key file
+            out = rotate_data_key(store, secrets.path, actor="admin:cli")
     except BiogateError as exc:
         fail(exc, as_json)
-    out = {"active_key_id": new_id, "reencrypted": counts, "retired_key_ids": dropped}
     if as_json:
         print_json(out)
     else:
-        typer.echo(f"active key {new_id}; re-encrypted {counts['templates']} templates and "
-                   f"{counts['evidence']} evidence blobs; retired {len(dropped)} key(s)")
+        counts = out["reencrypted"]
+        kept = f"; kept {len(out['kept_key_ids'])} key(s) still sealing quarantined blobs" if out["kept_key_ids"] else ""
+        typer.echo(f"active key {out['active_key_id']}; re-encrypted {counts['templates']} templates and "
+                   f"{counts['evidence']} evidence blobs; retired {len(out['retired_key_ids'])} key(s){kept}")
 
 
 @evidence_app.command("purge")

@@ -86,14 +86,21 @@ def _sum_of(dists: Sequence[Histogram]) -> Histogram:
     return out
 
 
-def _exceedance_threshold(h: Histogram, target: float) -> float:
+def _exceedance_threshold(h: Histogram, target: float, *, normalise: bool = True) -> float:
     """Smallest grid value t such that P(X >= t) <= target (X's mass sits at its bin's lower edge,
-    so the estimate errs on the safe side by at most one bin)."""
-    p = h.counts / max(h.total, 1e-300)
+    so the estimate errs on the safe side by at most one bin). `normalise=False`: the counts already are
+    probabilities of a sub-event (they need not sum to one)."""
+    p = h.counts / max(h.total, 1e-300) if normalise else h.counts
     tail = np.cumsum(p[::-1])[::-1]          # tail[i] = P(X in bin i or above)
     ok = np.nonzero(tail <= target)[0]
     i = int(ok[0]) if ok.size else len(p)
     return h.start + i * h.width
+
+
+def _exceedance(h: Histogram, threshold: float) -> float:
+    """P(X >= threshold) for a histogram of probabilities (mass at each bin's lower edge)."""
+    edges = h.start + h.width * np.arange(h.counts.size)
+    return float(h.counts[edges >= threshold - 1e-9].sum())
 
 
 @dataclass(frozen=True)
@@ -159,9 +166,42 @@ class Calibration:
         except KeyError:
             raise ConfigError(f"no calibration for modality {name!r} (have: {sorted(self.modalities)})") from None
 
-    def impostor_distribution(self, factors: Sequence[str]) -> Histogram:
-        """Distribution of the fused impostor LLR, each modality's tail made conservative first."""
-        return _sum_of([self.modality(f).impostor_with_unseen_tail() for f in factors])
+    def impostor_distribution(self, factors: Sequence[str], *, unseen_tail: bool = True) -> Histogram:
+        """Distribution of the fused impostor LLR, each modality's tail made conservative first
+        (`unseen_tail=False`: the measured comparisons alone, to show how much of a rate they carry)."""
+        return _sum_of([self.modality(f).impostor_with_unseen_tail() if unseen_tail else self.modality(f).impostor
+                        for f in factors])
+
+    def band_then_sum_threshold(self, first: Sequence[str], second: str, band: tuple[float, float],
+                                target: float) -> float:
+        """Smallest grid t with P(S in band AND S + Y >= t) <= target, for a zero-effort impostor: S the fused
+        impostor LLR of `first`, Y an independent impostor LLR of `second` (each with its unseen tail).
+
+        The rate a sequential decision spends on its second stage (edge.decision.fusion): only impostors whose
+        first stage fell in the close band get there. A bin of S that only partly overlaps the band counts
+        whole, so the estimate errs on the safe side.
+        """
+        return _exceedance_threshold(self._band_then_sum(first, second, band), target, normalise=False)
+
+    def band_then_sum_exceedance(self, first: Sequence[str], second: str, band: tuple[float, float],
+                                 threshold: float, *, unseen_tail: bool = True) -> float:
+        """P(S in band AND S + Y >= threshold) for a zero-effort impostor (see `band_then_sum_threshold`)."""
+        return _exceedance(self._band_then_sum(first, second, band, unseen_tail=unseen_tail), threshold)
+
+    def _band_then_sum(self, first: Sequence[str], second: str, band: tuple[float, float], *,
+                       unseen_tail: bool = True) -> Histogram:
+        s = self.impostor_distribution(first, unseen_tail=unseen_tail)
+        lo, hi = band
+        edges = s.start + s.width * np.arange(s.counts.size)
+        in_band = (edges + s.width > lo + 1e-12) & (edges < hi - 1e-12)
+        banded = Histogram(s.start, s.width, np.where(in_band, s.counts, 0.0))
+        m = self.modality(second)
+        y = m.impostor_with_unseen_tail() if unseen_tail else m.impostor
+        return Histogram(s.start + y.start, s.width, np.convolve(banded.counts, y.counts / max(y.total, 1.0)))
+
+    def impostor_exceedance(self, factors: Sequence[str], threshold: float, *, unseen_tail: bool = True) -> float:
+        """P(fused impostor LLR >= threshold) on the development data (the FMR a threshold gives)."""
+        return _exceedance(self.impostor_distribution(factors, unseen_tail=unseen_tail), threshold)
 
     def genuine_distribution(self, factors: Sequence[str]) -> Histogram:
         return _sum_of([self.modality(f).genuine for f in factors])

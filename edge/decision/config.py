@@ -29,6 +29,14 @@ def _default_operations() -> dict[str, "OperationPolicy"]:
     }
 
 
+class SecondFingerPolicy(Section):
+    """Sequential fusion (edge.decision.fusion): a close call asks the customer for a second enrolled finger."""
+
+    enabled: bool = True
+    margin_llr: float = Field(3.0, ge=0, le=20, description="a fused LLR at most this far below the threshold "
+                                                            "(every factor favouring the claim) asks for a second finger")
+
+
 class PolicyConfig(Section):
     """edge.decision: which factors each operation needs, attempt limits, fusion threshold."""
 
@@ -44,5 +52,6 @@ class PolicyConfig(Section):
     target_fmr: float = Field(1e-5, gt=0, lt=1, description="combined false-match rate the fused threshold targets")
     calibration_file: str | None = Field(None, description="fitted LR calibration JSON (default: edge/decision/calibration.json)")
     liveness_required: bool = True
+    second_finger: SecondFingerPolicy = Field(default_factory=SecondFingerPolicy)
     min_factor_llr: float = Field(0.0, description="each required factor must on its own reach this log-LR "
                                                      "(0 = its evidence favours the claim)")

@@ -11,6 +11,7 @@ a terminal cannot invent an operation to escape a rule.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -51,10 +52,25 @@ class FactorRequirement:
         return bool(self.factors)
 
 
-def parse_amount(value: str | int | float | Decimal) -> Decimal:
+# An amount is plain ASCII decimal text: no Unicode digits ("١٠٠"), no "1_000", no exponent, no sign, at most
+# 4 decimals. Whether its decimals suit the currency is the session's check (the currency's minor units).
+AMOUNT_PATTERN = r"^[0-9]{1,13}(\.[0-9]{1,4})?$"
+
+
+def parse_amount(value: str | int | Decimal) -> Decimal:
+    """The one amount rule (API, console, CLI): ASCII decimal text, an int or a Decimal; never a binary float."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InputError("send the amount as decimal text (\"100.50\"): binary floats are not exact",
+                         code="input.amount")
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, str):
+        if not re.fullmatch(AMOUNT_PATTERN, value, flags=re.ASCII):
+            raise InputError(f"amount {value[:40]!r} is not ASCII digits with an optional '.' and at most 4 decimals",
+                             code="input.amount")
     try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
+        amount = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
         raise InputError(f"amount {value!r} is not a number", code="input.amount") from None
     if not amount.is_finite() or amount < 0:
         raise InputError("amount must be a finite, non-negative number", code="input.amount")

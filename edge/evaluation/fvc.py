@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -71,6 +71,25 @@ def biogate_matcher(dpi: int = 500) -> Matcher:
     return Matcher("biogate", extract, finger.compare)
 
 
+def refitted_matcher(fit_on: Iterable[str | Path], dpi: int = 500,
+                     progress: Callable[[int], None] | None = None) -> tuple[Matcher, list[str]]:
+    """biogate's matcher with the score calibration refitted on other databases only (for
+    cross-validated figures: the evaluated database never touches the weights). Returns the matcher
+    and the names of the databases it was fitted on."""
+    from edge.biometrics import finger
+
+    dirs = [Path(d) for d in fit_on]
+    scored = [score_parts_db(d, progress) for d in dirs]
+    weights, bias = fit_calibration(np.concatenate([g for g, _, _ in scored]),
+                                    np.concatenate([i for _, i, _ in scored]))
+    base = biogate_matcher(dpi)
+
+    def compare(a: Any, b: Any) -> float:
+        return float(calibrated(np.asarray([finger.score_parts(a, b)], np.float64), weights, bias)[0])
+
+    return Matcher("biogate (refitted)", base.extract, compare), [d.name for d in dirs]
+
+
 def extract_all(files: Mapping[Key, Path], matcher: Matcher,
                 progress: Callable[[int], None] | None = None) -> tuple[dict[Key, Any], dict[Key, str]]:
     """Templates of every file, and the error code of every file that failed."""
@@ -124,8 +143,8 @@ def work_units(db_dir: str | Path) -> int:
 
 def score_parts_db(db_dir: str | Path, progress: Callable[[int], None] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Like `score_db` for biogate, but each comparison gives the matcher's raw parts
-    (mcc, paired minutiae) instead of the calibrated score: the input of `fit_calibration`.
+    """Like `score_db` for biogate, but each comparison gives the matcher's raw parts (an (n, 5)
+    array of `finger.ScoreParts` rows) instead of the calibrated score: the input of `fit_calibration`.
     Pairs with a failure to extract are left out here (they are counted in the third value).
     """
     from edge.biometrics import finger
@@ -134,6 +153,7 @@ def score_parts_db(db_dir: str | Path, progress: Callable[[int], None] | None = 
     files = read_db(db_dir)
     templates, failed = extract_all(files, matcher, progress)
     genuine_pairs, impostor_pairs = protocol_pairs(files)
+    width = len(finger.ScoreParts._fields)
 
     def parts(pairs: list[tuple[Key, Key]]) -> np.ndarray:
         rows = []
@@ -142,64 +162,94 @@ def score_parts_db(db_dir: str | Path, progress: Callable[[int], None] | None = 
                 rows.append(finger.score_parts(templates[a], templates[b]))
             if progress:
                 progress(1)
-        return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+        return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
     return parts(genuine_pairs), parts(impostor_pairs), len(failed)
 
 
-def fit_calibration(genuine_parts: np.ndarray, impostor_parts: np.ndarray) -> tuple[float, float, float]:
+def fit_calibration(genuine_parts: np.ndarray, impostor_parts: np.ndarray) -> tuple[tuple[float, ...], float]:
     """Logistic regression of mated/non-mated on the matcher's features, as a log10 likelihood ratio.
 
-    Returns (w_mcc, w_paired, bias) of `edge.biometrics.finger.matcher.calibrated_score`; the bias
-    has the training set's prior log-odds taken out, so the output is log10 LR (0 = equally likely).
-    A small L2 penalty keeps the weights finite when the development data are nearly separable.
+    Returns (weights, bias) of `edge.biometrics.finger.matcher.calibrated_score`; the bias has the
+    training set's prior log-odds taken out, so the output is log10 LR (0 = equally likely). A small
+    L2 penalty keeps the weights finite when the development data are nearly separable.
     """
     from scipy.optimize import minimize
 
     from edge.biometrics.finger.matcher import features
 
-    x = np.concatenate([features(genuine_parts[:, 0], genuine_parts[:, 1]),
-                        features(impostor_parts[:, 0], impostor_parts[:, 1])])
+    x = np.concatenate([features(genuine_parts), features(impostor_parts)])
     y = np.concatenate([np.ones(len(genuine_parts)), np.zeros(len(impostor_parts))])
     design = np.column_stack([x, np.ones(len(x))])
+    n_w = x.shape[1]
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = design @ w
         p = 1 / (1 + np.exp(-z))
-        nll = np.sum(np.logaddexp(0, z) - y * z) + 0.005 * float(w[:2] @ w[:2])
+        nll = np.sum(np.logaddexp(0, z) - y * z) + 0.005 * float(w[:n_w] @ w[:n_w])
         grad = design.T @ (p - y)
-        grad[:2] += 0.01 * w[:2]
+        grad[:n_w] += 0.01 * w[:n_w]
         return nll, grad
 
-    w = minimize(loss, np.zeros(3), jac=True, method="L-BFGS-B").x
+    w = minimize(loss, np.zeros(n_w + 1), jac=True, method="L-BFGS-B").x
     prior_log_odds = np.log(y.mean() / (1 - y.mean()))
     ln10 = np.log(10)
-    return float(w[0] / ln10), float(w[1] / ln10), float((w[2] - prior_log_odds) / ln10)
+    return tuple(float(v / ln10) for v in w[:n_w]), float((w[n_w] - prior_log_odds) / ln10)
+
+
+def calibrated(parts: np.ndarray, weights: Sequence[float], bias: float) -> np.ndarray:
+    """Scores of raw parts under the given calibration (the vector form of `calibrated_score`)."""
+    from edge.biometrics.finger.matcher import features
+
+    return features(parts) @ np.asarray(weights, dtype=np.float64) + bias
+
+
+def rates(genuine: np.ndarray, impostor: np.ndarray) -> dict:
+    """EER, FMR100 and FMR1000 (FNMR at FMR 1 % and 0.1 %) of one set of scores."""
+    from edge.evaluation.metrics import equal_error_rate, fnmr_at_fmr
+
+    return {"eer": round(equal_error_rate(genuine, impostor), 6),
+            "fmr100": round(fnmr_at_fmr(genuine, impostor, 0.01), 6),
+            "fmr1000": round(fnmr_at_fmr(genuine, impostor, 0.001), 6)}
+
+
+def leave_one_db_out(parts: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict]:
+    """Cross-validated figures: each database scored by a calibration fitted on the others only."""
+    out = {}
+    for held in parts:
+        rest = [parts[d] for d in parts if d != held]
+        weights, bias = fit_calibration(np.concatenate([g for g, _ in rest]), np.concatenate([i for _, i in rest]))
+        genuine, impostor = parts[held]
+        out[held] = rates(calibrated(genuine, weights, bias), calibrated(impostor, weights, bias))
+    return out
 
 
 def fit_development(db_dirs: Iterable[str | Path], target_fmr: float = 1e-3) -> dict:
-    """Fit the calibration on the pooled databases and choose the threshold at `target_fmr` there.
+    """Fit the calibration on the pooled databases and choose the threshold at `target_fmr` there;
+    with several databases, also each one's leave-one-database-out figures.
 
-    What `edge.biometrics.finger.matcher` (W_MCC, W_PAIRED, BIAS, DEFAULT_THRESHOLD) holds is this
+    What `edge.biometrics.finger.matcher` (WEIGHTS, BIAS, DEFAULT_THRESHOLD) holds is this
     function's output on FVC2000 DB1_B..DB4_B: `python -m edge.evaluation.fvc DIR [DIR ...]`.
     """
-    from edge.biometrics.finger.matcher import features
-    from edge.evaluation.metrics import equal_error_rate, threshold_at_fmr
+    from edge.evaluation.metrics import threshold_at_fmr
 
-    parts = [score_parts_db(d) for d in db_dirs]
-    genuine = np.concatenate([g for g, _, _ in parts])
-    impostor = np.concatenate([i for _, i, _ in parts])
-    w_mcc, w_paired, bias = fit_calibration(genuine, impostor)
-
-    def score(rows: np.ndarray) -> np.ndarray:
-        return features(rows[:, 0], rows[:, 1]) @ np.array([w_mcc, w_paired]) + bias
-
-    return {
-        "w_mcc": round(w_mcc, 3), "w_paired": round(w_paired, 3), "bias": round(bias, 3),
-        "threshold": round(threshold_at_fmr(score(genuine), score(impostor), target_fmr), 2),
-        "eer_per_db": [round(equal_error_rate(score(g), score(i)), 4) for g, i, _ in parts],
-        "failures_to_extract": [f for _, _, f in parts],
+    dirs = [Path(d) for d in db_dirs]
+    scored = {d.name: score_parts_db(d) for d in dirs}
+    genuine = np.concatenate([g for g, _, _ in scored.values()])
+    impostor = np.concatenate([i for _, i, _ in scored.values()])
+    weights, bias = fit_calibration(genuine, impostor)
+    pooled_threshold = threshold_at_fmr(calibrated(genuine, weights, bias), calibrated(impostor, weights, bias),
+                                        target_fmr)
+    report = {
+        "weights": [round(w, 3) for w in weights], "bias": round(bias, 3),
+        "threshold": round(pooled_threshold, 2),
+        "fitted_per_db": {name: rates(calibrated(g, weights, bias), calibrated(i, weights, bias))
+                          for name, (g, i, _) in scored.items()},
+        "failures_to_extract": {name: f for name, (_, _, f) in scored.items()},
     }
+    if len(scored) > 1:
+        report["leave_one_db_out"] = leave_one_db_out({name: (g, i) for name, (g, i, _) in scored.items()})
+    return report
 
 
 if __name__ == "__main__":

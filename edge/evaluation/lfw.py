@@ -281,7 +281,7 @@ def cross_validate(scores: PairScores) -> CrossValidation:
 _memory: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 
 
-def _cache_key(pairs: list[Pair], pairs_path: Path, cfg) -> str:
+def cache_key(pairs: list[Pair], pairs_path: Path, cfg) -> str:
     """Everything the distances depend on: the pairs and image files, the face configuration, the model
     files' manifest hashes and the face pipeline's source code."""
     from edge.models import manifest_entry
@@ -316,7 +316,7 @@ def pair_distances(pairs_path: Path, images_dir: Path | None = None, cfg=None, *
 
     cfg = cfg or load_config()
     pairs = read_pairs(pairs_path, images_dir)
-    key = _cache_key(pairs, pairs_path, cfg)
+    key = cache_key(pairs, pairs_path, cfg)
     cache_file = Path(cfg.paths.state_dir) / "cache" / f"lfw-{key}.npz"
     if use_cache and key in _memory:
         g, i, f = _memory[key]

@@ -34,7 +34,8 @@ from edge.audit.chain import AuditEntry
 from edge.errors import BiogateError, ConfigError, StorageError
 from edge.fleet.config import FleetConfig
 from edge.fleet.protocol import MAX_AUDIT, MAX_ITEMS
-from edge.fleet.transport import DOWN, UP, TerminalCredentials, open_template, seal_template
+from edge.fleet.transport import DOWN, UP, TerminalCredentials, open_template, seal_probe, seal_template
+from edge.store.files import check_private
 from edge.store.base import (CacheEntry, Customer, LockoutState, Store, TemplateMeta, Transaction, iso, parse_iso,
                              utcnow)
 
@@ -56,6 +57,7 @@ class RegistryRefused(BiogateError):
 
 def load_credentials(path: Path) -> TerminalCredentials:
     try:
+        check_private(path)      # a bearer token others can read is refused (edge.store.files)
         return TerminalCredentials.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise ConfigError(f"no fleet credentials at {path}: save what `biogate registry add-terminal` printed "
@@ -203,6 +205,13 @@ class FleetLink:
                 for t in stored:
                     t.zeroise()
             body = {"customer_id": body["customer_id"], "templates": sealed}
+        elif kind == "probe":     # likewise: the outbox holds the probe's id, the trip carries it sealed
+            found = tx.get_probe(body["probe_id"])
+            if found is None:
+                body = {"probe": None}   # purged or erased before it was sent: nothing to carry
+            else:
+                meta, embedding = found
+                body = {"probe": seal_probe(self.creds.transport_key, UP, self.creds.terminal_id, meta, embedding)}
         return {"kind": kind, "key": key, "body": body}
 
     # -- the change feed ----------------------------------------------------------------------------------
@@ -336,12 +345,16 @@ def apply_change(tx: Transaction, change: dict) -> None:
     if kind == "erasure":
         for ref in body.get("card_refs", []):
             tx.remove_card(ref)
-        if tx.get_customer(body["customer_id"]) is not None:
-            tx.erase_customer(body["customer_id"])
+        tx.erase_customer(body["customer_id"])   # a no-op for a customer never held here; works on a tampered one
         tx.cache_drop(body["customer_id"])
     elif kind == "customer_status":
-        if tx.get_customer(body["customer_id"]) is not None:
-            tx.set_customer_status(body["customer_id"], body["status"], body.get("reason"))
+        try:
+            if tx.get_customer(body["customer_id"]) is not None:
+                tx.set_customer_status(body["customer_id"], body["status"], body.get("reason"))
+        except StorageError as exc:
+            if exc.code != "storage.tampered":
+                raise
+            # the local copy failed its integrity check (reported, unusable): the feed goes on for everyone else
     elif kind == "lockout":
         state = LockoutState(**body["state"])
         held = tx.get_lockout(state.card_ref)

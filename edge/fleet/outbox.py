@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from edge.store.base import Consent, Customer, DecisionRecord, EvidenceMeta, LockoutState, Transaction
+from edge.store.base import Consent, Customer, DecisionRecord, EvidenceMeta, LockoutState, ProbeMeta, Transaction
 
 
 class Outbox:
@@ -46,6 +46,10 @@ class Outbox:
         body.pop("key_id", None)
         tx.outbox_put("evidence", f"evidence:{meta.id}", body)
 
+    def probe(self, tx: Transaction, meta: ProbeMeta) -> None:
+        # The id only: the embedding is read and sealed for the trip when sent (edge.fleet.link), as templates are.
+        tx.outbox_put("probe", f"probe:{meta.id}", {"probe_id": meta.id})
+
 
 class _NoOutbox(Outbox):
     enabled = False
@@ -53,7 +57,7 @@ class _NoOutbox(Outbox):
     def customer(self, *a, **k) -> None:
         pass
 
-    templates = customer_status = erasure = lockout = decision = evidence = customer
+    templates = customer_status = erasure = lockout = decision = evidence = probe = customer
 
 
 NO_OUTBOX: Outbox = _NoOutbox()

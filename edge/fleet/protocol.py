@@ -14,6 +14,8 @@ Item kinds (each ingested once per key; the newest body of a key wins on the ter
     lockout          a LockoutState                                     key lockout:<card>:<updated_at>
     decision         a DecisionRecord                                   key decision:<id>
     evidence         an EvidenceMeta (the crop stays on the terminal)   key evidence:<id>
+    probe            {probe: an attempt's probe embedding sealed UP (edge.fleet.transport.seal_probe), or None
+                     when purged before it left}                         key probe:<id>
 
 Change kinds (the feed every terminal applies in seq order): erasure {customer_id, card_refs},
 customer_status {customer_id, status, reason}, lockout {state}, card_revoked {card_ref, customer_id},
@@ -25,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ITEM_KINDS = ("customer", "templates", "customer_status", "erasure", "lockout", "decision", "evidence")
+ITEM_KINDS = ("customer", "templates", "customer_status", "erasure", "lockout", "decision", "evidence", "probe")
 CHANGE_KINDS = ("erasure", "customer_status", "lockout", "card_revoked", "customer_updated")
 MAX_ITEMS = 500
 MAX_AUDIT = 2000

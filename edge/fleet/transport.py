@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edge.errors import AuthError, InputError
-from edge.store.base import TemplateMeta
+from edge.store.base import ProbeMeta, TemplateMeta
 from edge.store.crypto import aad_for
 
 TOKEN_PREFIX = "bgt_"
@@ -90,5 +90,37 @@ def open_template(key: bytes, direction: str, terminal_id: str, wire: dict) -> t
         plain = AESGCM(key).decrypt(nonce, ciphertext, _aad(direction, terminal_id, meta))
     except InvalidTag:
         raise AuthError("a sealed template failed authentication (wrong terminal, edited or replayed)",
+                        code="auth.fleet_template") from None
+    return meta, bytearray(plain)
+
+
+# -- probe embeddings (edge.search): the same sealing, the probe's own fields in the associated data ------------
+_PROBE_FIELDS = ("id", "decision_id", "terminal_id", "card_ref", "customer_id", "outcome", "created_at", "retain_until")
+
+
+def _probe_aad(direction: str, terminal_id: str, m: ProbeMeta) -> bytes:
+    return aad_for("transport-probe", m.id, m.decision_id, f"{direction}|{terminal_id}|{m.terminal_id}|{m.card_ref}|"
+                                                            f"{m.customer_id or ''}|{m.outcome}|{m.created_at}|"
+                                                            f"{m.retain_until}")
+
+
+def seal_probe(key: bytes, direction: str, terminal_id: str, meta: ProbeMeta, embedding: bytes) -> dict:
+    nonce = os.urandom(12)
+    ciphertext = AESGCM(key).encrypt(nonce, bytes(embedding), _probe_aad(direction, terminal_id, meta))
+    return {**{f: getattr(meta, f) for f in _PROBE_FIELDS}, "nonce": base64.b64encode(nonce).decode(),
+            "ciphertext": base64.b64encode(ciphertext).decode()}
+
+
+def open_probe(key: bytes, direction: str, terminal_id: str, wire: dict) -> tuple[ProbeMeta, bytearray]:
+    try:
+        meta = ProbeMeta(*(None if f == "customer_id" and wire.get(f) is None else str(wire[f]) for f in _PROBE_FIELDS))
+        nonce = base64.b64decode(wire["nonce"], validate=True)
+        ciphertext = base64.b64decode(wire["ciphertext"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise InputError("malformed sealed probe", code="input.fleet_template") from None
+    try:
+        plain = AESGCM(key).decrypt(nonce, ciphertext, _probe_aad(direction, terminal_id, meta))
+    except InvalidTag:
+        raise AuthError("a sealed probe failed authentication (wrong terminal, edited or replayed)",
                         code="auth.fleet_template") from None
     return meta, bytearray(plain)

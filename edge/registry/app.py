@@ -10,6 +10,7 @@ The bank's people (X-API-Key of a role, from the registry's secrets file):
     POST /v1/lockouts/{card_ref}/lock (teller, admin)   POST /v1/lockouts/{card_ref}/reset (teller)
     GET  /v1/decisions, GET /v1/fleet/stats, GET /v1/audit/verify (auditor)
     GET  /v1/terminals (admin)
+    /v1/search/... (investigator; reveals approved by an auditor)   network scans across the fleet, 1:N search
 /healthz and /metrics need any role's key.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from edge.fleet.protocol import Anchor, CardHolder, ChangesResponse, IngestRequest, IngestResult
 from edge.registry.service import RegistryService
-from edge.service.auth import Caller, KeyChecker, check_role
+from edge.service.auth import Caller, KeyChecker, check_role, named_operator
+from edge.service.routes.search import make_router as make_search_router
 from edge.service.errors import ERROR_RESPONSES, install_error_handlers
 from edge.service.schemas import CARD_REF_PATTERN, DecisionView
 
@@ -66,8 +68,7 @@ def _role(*allowed: str):
         keys: KeyChecker = request.app.state.keys
         who = keys.role_for(x_api_key)
         check_role(who, allowed)
-        operator = "".join(ch for ch in (x_operator_id or "") if ch.isalnum() or ch in "-_.")[:64] or None
-        return Caller(who, operator)
+        return Caller(who, named_operator(who, x_operator_id), via_key=True)
     return dependency
 
 
@@ -76,7 +77,7 @@ Teller = Annotated[Caller, Depends(_role("teller"))]
 TellerOrAdmin = Annotated[Caller, Depends(_role("teller", "admin"))]
 Auditor = Annotated[Caller, Depends(_role("auditor"))]
 Admin = Annotated[Caller, Depends(_role("admin"))]
-Anyone = Annotated[Caller, Depends(_role("teller", "auditor", "admin"))]
+Anyone = Annotated[Caller, Depends(_role("teller", "auditor", "admin", "investigator"))]
 
 fleet = APIRouter(prefix="/v1/fleet", tags=["fleet"], responses=ERROR_RESPONSES)
 bank = APIRouter(prefix="/v1", tags=["registry"], responses=ERROR_RESPONSES)
@@ -193,7 +194,14 @@ def metrics(request: Request, caller: Anyone):
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, max_wait_s: float = 25.0) -> FastAPI:
+def _search(request: Request):
+    return request.app.state.search
+
+
+def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, max_wait_s: float = 25.0,
+                        search=None, console=None) -> FastAPI:
+    """The registry's API; with `search` (edge.search) the investigators' routes, with `console` (an
+    edge.registry.console.RegistryDesk) the web console."""
     app = FastAPI(title="biogate registry", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   description="The fleet registry: system of record for customers, templates, decisions and every "
                               "terminal's audit chain.")
@@ -201,7 +209,13 @@ def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, m
     app.state.keys = KeyChecker(api_keys)
     app.state.metrics = RegistryMetrics(service)
     app.state.max_wait_s = max_wait_s
+    app.state.search = search or service.search
     install_error_handlers(app)
     for router in (system, fleet, bank):
         app.include_router(router)
+    if app.state.search is not None:   # fleet-wide network scans and 1:N search (edge.search), investigators only
+        app.include_router(make_search_router(_search, _role("investigator"), _role("auditor"), _role("admin")))
+    if console is not None:
+        from edge.service.console import mount_console
+        mount_console(app, console)
     return app

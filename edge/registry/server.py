@@ -15,12 +15,15 @@ import uvicorn
 from edge.config import Config
 from edge.errors import BiogateError
 from edge.registry.app import create_registry_app
+from edge.registry.console import RegistryDesk
 from edge.registry.service import RegistryService
+from edge.decision.calibration import load_calibration
+from edge.search.service import SearchService
 from edge.service.logs import configure_logging
 from edge.service.notify import Notifier
 from edge.service.server import BackgroundServer, GracefulServer, bind_socket
 from edge.store.postgres import PostgresStore
-from edge.store.secrets import Secrets, load_secrets
+from edge.store.secrets import KeyFileWatcher, Secrets, load_secrets
 
 log = logging.getLogger("biogate.registry")
 
@@ -36,8 +39,9 @@ def registry_secrets(cfg: Config) -> Secrets:
 
 def open_registry_store(cfg: Config, *, migrate: bool = False) -> PostgresStore:
     settings = registry_settings(cfg)
-    return PostgresStore(cfg.registry.dsn, load_secrets(settings).keyring(), max_connections=cfg.registry.pool_max,
-                         keyring_loader=lambda: load_secrets(settings).keyring(), migrate=migrate)
+    secrets = load_secrets(settings)
+    return PostgresStore(cfg.registry.dsn, secrets.keyring(), max_connections=cfg.registry.pool_max,
+                         keyring_loader=KeyFileWatcher(settings), migrate=migrate, audit_key=secrets.audit_key)
 
 
 def init_registry(cfg: Config) -> int:
@@ -55,8 +59,13 @@ class Registry:
         secrets = registry_secrets(cfg)
         self.store = open_registry_store(cfg, migrate=True)
         try:
-            self.service = RegistryService(self.store)
-            self.app = create_registry_app(self.service, secrets.api_keys, max_wait_s=cfg.registry.max_change_wait_s)
+            self.search = SearchService(self.store, load_calibration(cfg.policy.calibration_file), cfg.search,
+                                        retention_days=cfg.storage.evidence_retention_days)
+            self.search.sync()   # the bank's face index, built from the sealed templates at start
+            self.service = RegistryService(self.store, search=self.search, duplicate_llr=cfg.service.duplicate_llr)
+            console = RegistryDesk(cfg, self.service, secrets.active_data_key) if cfg.console.enabled else None
+            self.app = create_registry_app(self.service, secrets.api_keys, max_wait_s=cfg.registry.max_change_wait_s,
+                                           search=self.search, console=console)
             self.sock = bind_socket(host or cfg.registry.host, cfg.registry.port if port is None else port)
         except BaseException:
             self.store.close()

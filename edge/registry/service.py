@@ -11,12 +11,14 @@ import threading
 import time
 from typing import Any
 
-from edge.audit.chain import GENESIS_HASH, AuditEntry, entry_hash
+from edge.audit.chain import GENESIS_HASH, AuditEntry
 from edge.decision import lockout as lockout_rules
 from edge.errors import AuthError, ConflictError, ForbiddenError, InputError, NotFoundError, PolicyError
 from edge.fleet.protocol import IngestRequest, IngestResult
-from edge.fleet.transport import DOWN, UP, TerminalCredentials, new_credentials, open_template, seal_template
+from edge.fleet.transport import DOWN, UP, TerminalCredentials, new_credentials, open_probe, open_template, seal_template
 from edge.fleet.transport import token_hash, token_matches
+from edge.biometrics.face.template import decode_face_template
+from edge.search.service import SearchService
 from edge.service.auth import Caller
 from edge.store.base import (Change, Consent, Customer, DecisionRecord, EvidenceMeta, LockoutState, Store,
                              TerminalRecord, Transaction, iso, utcnow)
@@ -29,8 +31,10 @@ class TerminalRevoked(AuthError):
 
 
 class RegistryService:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, search: SearchService | None = None, duplicate_llr: float = 6.9):
         self.store = store
+        self.search = search                    # the bank's 1:N face index (edge.search), None: no duplicate search
+        self.duplicate_llr = duplicate_llr
         self._seen: dict[str, float] = {}          # terminal -> last time last_seen_at was written
         self._seen_lock = threading.Lock()
 
@@ -130,8 +134,8 @@ class RegistryService:
                 continue
             if e.seq != seq + 1 or e.prev_hash != prev:
                 raise mismatch(f"entry {e.seq} does not continue the anchored head at seq {seq}")
-            if entry_hash(e.seq, e.prev_hash, e.timestamp, e.actor, e.event, e.details) != e.hash:
-                raise mismatch(f"entry {e.seq} does not match its hash")
+            # The entry's MAC is under the terminal's own audit key, which the registry does not hold: it keeps
+            # the links, and the anchor it holds is what the terminal's `audit verify` checks its chain against.
             fresh.append(e)
             seq, prev = e.seq, e.hash
         tx.add_terminal_audit(record.id, fresh)
@@ -147,21 +151,25 @@ class RegistryService:
             customer = tx.get_customer(body["customer_id"])
             if customer is None or customer.status == "erased":
                 return   # erased (or never known) here: the templates are not kept
-            added = 0
+            added, faces = 0, []
             for wire in body["templates"]:
                 meta, payload = open_template(key, UP, terminal_id, wire)
                 try:
                     if meta.customer_id == customer.id and meta.id not in have:
                         tx.add_template(meta, bytes(payload))
                         added += 1
+                        if meta.modality == "face":
+                            faces.append(decode_face_template(payload))
                 finally:
                     payload[:] = bytes(len(payload))
             if added:
                 tx.add_change("customer_updated", customer.id, {"customer_id": customer.id}, origin)
+            self._bank_wide_duplicates(tx, customer.id, faces, origin)
         elif kind == "customer_status":
             self._set_status(tx, body["customer_id"], body["status"], body.get("reason"), origin)
         elif kind == "erasure":
             self._erase(tx, body["customer_id"], body.get("reason", "customer_request"), origin)
+            self._forget_in_search(body["customer_id"])
         elif kind == "lockout":
             self._merge_lockout(tx, LockoutState(**body), origin)
         elif kind == "decision":
@@ -172,6 +180,37 @@ class RegistryService:
             tx.add_decision_once(d)
         elif kind == "evidence":
             tx.add_remote_evidence(terminal_id, EvidenceMeta(**body))
+        elif kind == "probe" and body.get("probe") is not None:   # an attempt's embedding, for the network scan
+            meta, embedding = open_probe(tx.terminal_transport_key(terminal_id), UP, terminal_id, body["probe"])
+            try:
+                if meta.terminal_id != terminal_id:
+                    raise ForbiddenError(f"a probe of {meta.terminal_id} sent by {terminal_id}",
+                                         code="auth.wrong_terminal")
+                held = tx.get_customer(meta.customer_id) if meta.customer_id else None
+                if held is None or held.status != "erased":   # never keep a probe on an erased holder's card
+                    tx.add_probe(meta, bytes(embedding))
+            finally:
+                embedding[:] = bytes(len(embedding))
+
+    def _bank_wide_duplicates(self, tx: Transaction, customer_id: str, faces: list, origin: str) -> None:
+        """A new enrolment searched against every enrolled customer of the bank (a terminal only sees its own):
+        a match at `service.duplicate_llr` puts both customers under review, fleet-wide through the feed."""
+        if self.search is None or not faces:
+            return
+        try:
+            found = self.search.duplicates(customer_id, faces, self.duplicate_llr)
+        finally:
+            for f in faces:
+                f.fill(0)
+        if not found:
+            return
+        ids = sorted(found)
+        self._set_status(tx, customer_id, "review", f"possible duplicate of {', '.join(ids[:5])}", origin)
+        for other in ids:
+            self._set_status(tx, other, "review", f"possible duplicate of {customer_id}", origin)
+        tx.audit("system:registry", "enrolment.duplicate_suspected", {
+            "customer_id": customer_id, "other_customers": ids[:20], "best_llr": round(max(found.values()), 2),
+            "origin": origin})
 
     def _upsert_customer(self, tx: Transaction, c: dict, consents: list[dict], origin: str) -> None:
         held = tx.get_customer(c["id"])
@@ -259,7 +298,13 @@ class RegistryService:
         with self.store.transaction() as tx:
             if tx.get_customer(customer_id) is None:
                 raise NotFoundError("no such customer", code="input.unknown_customer")
-            return self._erase(tx, customer_id, reason, f"registry:{caller.actor}")
+            counts = self._erase(tx, customer_id, reason, f"registry:{caller.actor}")
+        self._forget_in_search(customer_id)
+        return counts
+
+    def _forget_in_search(self, customer_id: str) -> None:
+        if self.search is not None:   # at once here; the other registry processes drop it at their next sync
+            self.search.forget(customer_id)
 
     def set_review(self, customer_id: str, under_review: bool, reason: str, caller: Caller) -> None:
         with self.store.transaction() as tx:
@@ -307,7 +352,7 @@ class RegistryService:
 
     def verify(self) -> dict:
         """The registry's own audit chain, and every terminal's chain as the registry holds it."""
-        from edge.audit.chain import verify_entries
+        from edge.audit.chain import verify_links
 
         out = {"registry": self.store.verify_audit().to_dict(), "terminals": {}}
         for t in self.terminals():
@@ -320,7 +365,7 @@ class RegistryService:
                     entries += batch
                     after = batch[-1].seq
             head = (t.anchor_seq, t.anchor_hash if t.anchor_seq else GENESIS_HASH)
-            out["terminals"][t.id] = verify_entries(entries, head=head).to_dict()
+            out["terminals"][t.id] = verify_links(entries, head=head).to_dict()
         return out
 
 

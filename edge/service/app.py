@@ -2,8 +2,8 @@
 
     app = create_app(runtime)          # runtime: edge.service.runtime.Runtime
 
-Every endpoint, the OpenAPI document and /metrics included, requires an API key; the role that key
-belongs to decides what it may call (edge.service.deps). Errors are always
+Every endpoint, the OpenAPI document and /metrics included, requires an API key, checked before the body is
+read (edge.service.gate); the role that key belongs to decides what it may call (edge.service.deps). Errors are always
 `{"error": {"code", "message", "details"?}}` with the HTTP status of their code (edge.service.errors).
 
 Blocking work (captures, matching, SQLite) runs in FastAPI's thread pool: routes are plain `def`.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from edge.service.errors import install_error_handlers
+from edge.service.gate import install_gate
 from edge.service.routes import ROUTERS
 from edge.service.runtime import Runtime
 
@@ -25,6 +26,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                               "an API key (header X-API-Key) of a role allowed to call it.")
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_gate(app, runtime.keys, runtime.cfg.service.max_upload_bytes)
     for router in ROUTERS:
         app.include_router(router)
     if runtime.cfg.console.enabled:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from edge.service.auth import Caller, check_role
+from edge.service.auth import Caller, check_role, named_operator, presented_key
 from edge.service.runtime import Runtime
 
 
@@ -29,17 +29,21 @@ def role(*allowed: str):
                    x_api_key: Annotated[str | None, Header()] = None,
                    authorization: Annotated[str | None, Header()] = None,
                    x_operator_id: Annotated[str | None, Header(max_length=64)] = None) -> Caller:
-        presented = x_api_key
-        if presented is None and authorization and authorization.lower().startswith("bearer "):
-            presented = authorization[7:].strip()
-        who = runtime.keys.role_for(presented)
+        who = runtime.keys.role_for(presented_key(x_api_key, authorization))
         check_role(who, allowed)
-        operator = "".join(ch for ch in (x_operator_id or "") if ch.isalnum() or ch in "-_.")[:64] or None
-        return Caller(who, operator)
+        operator = named_operator(who, x_operator_id)
+        if operator is not None:
+            runtime.check_operator(operator, who)
+        return Caller(who, operator, via_key=True)
     return dependency
 
 
-ANY_ROLE = ("terminal", "teller", "auditor", "admin")
+def search_service(runtime: RuntimeDep):
+    """The runtime's SearchService (edge.search)."""
+    return runtime.search
+
+
+ANY_ROLE = ("terminal", "teller", "auditor", "admin", "investigator")
 Terminal = Annotated[Caller, Depends(role("terminal", "teller"))]
 Teller = Annotated[Caller, Depends(role("teller"))]
 TellerOrAdmin = Annotated[Caller, Depends(role("teller", "admin"))]

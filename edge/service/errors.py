@@ -31,6 +31,7 @@ HTTP_STATUS: dict[str, int] = {
     "model.invalid": 503,
     "device.error": 503,
     "storage.error": 500,
+    "storage.tampered": 409,          # a record failed its integrity check: reported, quarantined; retrying won't help
     "config.invalid": 500,
     "internal.error": 500,
 }
@@ -71,7 +72,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        code = {404: "input.no_such_endpoint", 405: "input.method_not_allowed"}.get(exc.status_code, "input.http")
+        code = {404: "input.no_such_endpoint", 405: "input.method_not_allowed",
+                413: "input.body_too_large"}.get(exc.status_code, "input.http")
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

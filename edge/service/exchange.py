@@ -1,13 +1,19 @@
-"""Template exchange with a bank's central enrolment: a signed bundle per customer.
+"""Template exchange with a bank's central enrolment: a signed bundle per customer, bound to where it goes.
 
-    bundle = sign_bundle(make_bundle(customer, templates, terminal_id, actor), key)   # export
-    records = open_bundle(bundle, key)                                               # import: verified
+    bundle = sign_bundle(make_bundle(customer, templates, terminal_id, actor, for_customer, for_terminal), key)
+    opened = open_bundle(bundle, key, customer_id=target, terminal_id=here)     # import: verified and bound
 
 Bundle (JSON):
-    {"format": "biogate-templates/1", "customer": {"id", "display_name", "card_refs"},
+    {"format": "biogate-templates/2", "customer": {"id", "display_name", "card_refs"},
      "exported_at", "exported_by", "terminal_id",
+     "for": {"customer_id": the customer it may be imported into, "terminal_id": a terminal id or "*"},
      "templates": [{"modality", "position", "sample_index", "format", "quality", "data": base64}, ...],
      "signature": {"alg": "HMAC-SHA256", "key_id", "value": hex}}
+
+The signing key is the deployment's template signing key (`keys.template_signing_key`, the same on every
+terminal of a bank that exchanges templates): the one key a daemon trusts for imports. A bundle signed for one
+customer is refused for another (`input.bundle_wrong_customer`), one for another terminal likewise; version 1
+bundles (no binding) and bare unsigned records are refused.
 
 Face records are biogate face templates (`biogate-face-v1`, edge.biometrics.face.template); finger
 records are ISO/IEC 19794-2:2005 minutiae records (`iso19794-2:2005`). The signature covers the
@@ -28,7 +34,8 @@ from edge.errors import InputError
 from edge.service.biometrics import TEMPLATE_FORMATS
 from edge.store.base import Customer, StoredTemplate, iso, utcnow
 
-BUNDLE_FORMAT = "biogate-templates/1"
+BUNDLE_FORMAT = "biogate-templates/2"
+ANY_TERMINAL = "*"
 FORMATS = TEMPLATE_FORMATS
 
 
@@ -46,11 +53,19 @@ def key_id(key: bytes) -> str:
     return "ts-" + hashlib.sha256(b"biogate-template-signing\0" + key).hexdigest()[:12]
 
 
-def make_bundle(customer: Customer, templates: list[StoredTemplate], terminal_id: str, actor: str) -> dict:
+@dataclass
+class OpenedBundle:
+    records: list[TemplateRecord]
+    source: str                        # "<terminal_id>/<exported_by>" of the export
+
+
+def make_bundle(customer: Customer, templates: list[StoredTemplate], terminal_id: str, actor: str,
+                for_customer: str | None = None, for_terminal: str = ANY_TERMINAL) -> dict:
     return {
         "format": BUNDLE_FORMAT,
         "customer": {"id": customer.id, "display_name": customer.display_name, "card_refs": customer.card_refs},
         "exported_at": iso(utcnow()), "exported_by": actor, "terminal_id": terminal_id,
+        "for": {"customer_id": for_customer or customer.id, "terminal_id": for_terminal},
         "templates": [{"modality": t.modality, "position": t.position, "sample_index": t.sample_index,
                        "format": t.format, "quality": t.quality,
                        "data": base64.b64encode(bytes(t.payload)).decode()} for t in templates],
@@ -66,8 +81,9 @@ def sign_bundle(bundle: dict, key: bytes) -> dict:
     return {**body, "signature": {"alg": "HMAC-SHA256", "key_id": key_id(key), "value": _mac(body, key)}}
 
 
-def open_bundle(bundle: dict, key: bytes) -> list[TemplateRecord]:
-    """The records of a bundle whose signature checks out; InputError naming what is wrong otherwise."""
+def open_bundle(bundle: dict, key: bytes, *, customer_id: str, terminal_id: str) -> OpenedBundle:
+    """The records of a bundle whose signature checks out and which is bound to this customer on this terminal;
+    InputError naming what is wrong otherwise."""
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise InputError(f"not a {BUNDLE_FORMAT} bundle", code="input.bundle_format")
     sig = bundle.get("signature")
@@ -81,10 +97,18 @@ def open_bundle(bundle: dict, key: bytes) -> list[TemplateRecord]:
     if not hmac.compare_digest(expected, sig["value"]):
         raise InputError("bundle signature does not verify (edited, or signed by another deployment)",
                          code="input.bundle_signature")
+    bound = body.get("for")
+    if not isinstance(bound, dict):
+        raise InputError("bundle names no customer it is for", code="input.bundle_format")
+    if bound.get("customer_id") != customer_id:
+        raise InputError("this bundle was signed for another customer", code="input.bundle_wrong_customer")
+    if bound.get("terminal_id") not in (ANY_TERMINAL, terminal_id):
+        raise InputError("this bundle was signed for another terminal", code="input.bundle_wrong_terminal")
     items = body.get("templates")
     if not isinstance(items, list) or not items:
         raise InputError("bundle holds no templates", code="input.bundle_format")
-    return [record_from_dict(item, i) for i, item in enumerate(items)]
+    return OpenedBundle([record_from_dict(item, i) for i, item in enumerate(items)],
+                        f"{body.get('terminal_id')}/{body.get('exported_by')}")
 
 
 def record_from_dict(item: dict, index: int = 0) -> TemplateRecord:

@@ -29,6 +29,9 @@ class ServiceMetrics:
         self.enrolments = Counter("biogate_enrolments", "Enrolment captures by modality and outcome",
                                   ["modality", "outcome"], registry=r)
         self.sessions_open = Gauge("biogate_sessions_open", "Verification sessions currently open", registry=r)
+        self.storage_tampered = Counter("biogate_storage_tampered", "Stored records that failed their integrity "
+                                        "check (quarantined or refused), by table and code", ["table", "code"],
+                                        registry=r)
         self.evidence_purged = Counter("biogate_evidence_purged", "Evidence items removed by retention",
                                        registry=r)
 

@@ -23,11 +23,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from edge.config import ConsoleConfig
-from edge.errors import AuthError, InputError, NotFoundError
+from edge.errors import AuthError, ForbiddenError, InputError, NotFoundError
 from edge.store.base import OperatorAccount, Store, Transaction, iso, parse_iso, utcnow
 
 # Roles a person can hold (the terminal role is the ATM application's, never a person's).
-OPERATOR_ROLES = ("teller", "auditor", "admin")
+OPERATOR_ROLES = ("teller", "auditor", "admin", "investigator")
 NAME_RULE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
@@ -86,6 +86,14 @@ class OperatorAccounts:
     def get(self, name: str) -> Operator:
         with self.store.transaction() as tx:
             return _existing(tx, name)
+
+    def check_named(self, name: str, role: str) -> None:
+        """An API key's caller may name only an active account of the key's own role (X-Operator-Id):
+        the audit never carries a name nobody holds, nor a teller's name under an auditor's key."""
+        with self.store.transaction() as tx:
+            found = tx.get_operator(name)
+        if found is None or found.role != role or found.status != "active":
+            raise ForbiddenError(f"X-Operator-Id names no active {role} account", code="auth.unknown_operator")
 
     def set_status(self, name: str, status: str, actor: str) -> Operator:
         if status not in ("active", "disabled"):

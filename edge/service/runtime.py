@@ -28,9 +28,11 @@ from edge.service.devices import TerminalDevices
 from edge.service.enrolment import EnrolmentService
 from edge.service.lockouts import LockoutDesk
 from edge.service.metrics import ServiceMetrics
+from edge.service.operators import OperatorAccounts
 from edge.service.records import AuditRecords
 from edge.service.retention import purge_expired_evidence
 from edge.service.verification import VerificationService
+from edge.search.service import SearchService
 from edge.store import Secrets, Store, load_secrets, open_store, state_path
 
 log = logging.getLogger("biogate.runtime")
@@ -54,6 +56,7 @@ class Runtime:
     lockouts: LockoutDesk
     records: AuditRecords
     fleet: FleetLink | None = None            # a terminal in a fleet (`[fleet] registry_url`), else on its own
+    search: SearchService | None = None       # the 1:N face index and the investigator's scan (edge.search)
     _stop: threading.Event = field(default_factory=threading.Event)
     _jobs: threading.Thread | None = None
     _attached: list[Closable] = field(default_factory=list)   # closed with the runtime (the XFS4IoT bridge)
@@ -70,12 +73,17 @@ class Runtime:
             core = BiometricCore(cfg, calibration)
             devices = TerminalDevices(cfg.devices)
             metrics = ServiceMetrics()
+            store.tamper_listeners.append(lambda report: metrics.storage_tampered.labels(report.table,
+                                                                                        report.code).inc())
+            search = SearchService(store, core.calibration, cfg.search,
+                                   retention_days=cfg.storage.evidence_retention_days)
+            search.sync()   # built from the sealed face templates at start
             runtime = cls(cfg, secrets, store, core, devices, metrics, KeyChecker(secrets.api_keys),
                           VerificationService(cfg, store, core, devices, metrics, secrets.dispense_hmac_key,
                                               outbox=outbox, fleet=fleet),
                           EnrolmentService(cfg, store, core, devices, metrics, secrets.template_signing_key,
-                                           outbox=outbox, fleet=fleet),
-                          LockoutDesk(store, outbox, fleet), AuditRecords(store), fleet)
+                                           outbox=outbox, fleet=fleet, search=search),
+                          LockoutDesk(store, outbox, fleet), AuditRecords(store), fleet, search)
             if fleet is not None:
                 metrics.watch_fleet(fleet.status)
         except BaseException:
@@ -127,6 +135,15 @@ class Runtime:
                 log.exception("background job crashed")
             self._stop.wait(1.0)
             waited += 1.0
+
+    def audit_bridge(self, event: str, details: dict) -> None:
+        """What the XFS4IoT bridge reports (every Read, Match, token): one audit entry each."""
+        with self.store.transaction() as tx:
+            tx.audit("xfs4iot-client", event, details)
+
+    def check_operator(self, name: str, role: str) -> None:
+        """The operator an API key's caller named is an active account of that key's role (edge.service.deps)."""
+        OperatorAccounts(self.store, self.cfg.console).check_named(name, role)
 
     def attach(self, component: Closable) -> None:
         """Close `component` with the runtime (before the devices and the store it may use)."""
@@ -180,6 +197,7 @@ class Runtime:
                 component.close()
             except Exception:
                 log.warning("could not stop an attached component", extra={"component": type(component).__name__})
+        self.verification.tokens.close()     # an unspent token is made useless, not left to outlive the daemon
         self.devices.close()
         try:
             with self.store.transaction() as tx:

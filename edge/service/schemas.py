@@ -11,9 +11,11 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from edge.decision import lockout as lockout_rules
+from edge.decision.policy import AMOUNT_PATTERN, parse_amount
+from edge.errors import InputError
 from edge.service.biometrics import TEMPLATE_FORMATS
 from edge.store.base import Consent, Customer, LockoutState, TemplateMeta
 
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
 # The one card reference rule (enrolment, sessions, lockouts): 1-64 ASCII letters, digits, . _ : -
 CARD_REF_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
 CardRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=CARD_REF_PATTERN)]
+def _amount(value: object) -> Decimal:
+    try:
+        return parse_amount(value)
+    except InputError as exc:
+        raise ValueError(exc.message) from None
+
+
+# The one amount rule (edge.decision.policy.parse_amount): ASCII decimal text or a JSON integer.
+Amount = Annotated[Decimal, BeforeValidator(_amount)]
 Modality = Literal["face", "finger"]
 TemplateFormat = Literal[tuple(TEMPLATE_FORMATS.values())]   # the codecs' own format names
 FingerPosition = Literal["right_thumb", "right_index", "right_middle", "right_ring", "right_little",
@@ -47,7 +58,7 @@ class ErrorResponse(BaseModel):
 class OpenSessionRequest(Request):
     operation: str = Field(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
                            description="cash_withdrawal, cash_deposit, card_load, balance_inquiry, ...")
-    amount: Decimal = Field(ge=0, le=Decimal("1e12"), max_digits=18, decimal_places=4)
+    amount: Amount = Field(json_schema_extra={"type": "string", "pattern": AMOUNT_PATTERN})
     currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     card_ref: CardRef
     reference: str | None = Field(None, max_length=64, description="the ATM's own transaction reference")
@@ -154,6 +165,7 @@ class ConsentView(BaseModel):
     modalities: list[str]
     given_at: str
     recorded_by: str
+    given_by: str = Field("", description="the name the consent was signed with")
     withdrawn_at: str | None = None
 
 
@@ -172,7 +184,8 @@ class CustomerView(BaseModel):
         return cls(id=c.id, display_name=c.display_name, status=c.status, review_reason=c.review_reason,
                    card_refs=c.card_refs, created_at=c.created_at,
                    consents=[ConsentView(id=k.id, purpose=k.purpose, modalities=k.modalities, given_at=k.given_at,
-                                         recorded_by=k.recorded_by, withdrawn_at=k.withdrawn_at) for k in consents],
+                                         recorded_by=k.recorded_by, given_by=k.given_by,
+                                         withdrawn_at=k.withdrawn_at) for k in consents],
                    templates=[TemplateInfo(id=m.id, modality=m.modality, position=m.position,
                                            sample_index=m.sample_index, format=m.format, quality=m.quality,
                                            created_at=m.created_at) for m in metas])
@@ -200,6 +213,20 @@ class EnrolmentResult(BaseModel):
     captures: list[CaptureLog] = []
     duplicate_of: list[str] = Field(default_factory=list,
                                     description="other customers whose templates match: flagged for review")
+    pending_import: "ImportView | None" = Field(None, description="an import held until a second operator "
+                                                                  "approves it (its templates are not used before)")
+
+
+class ImportView(BaseModel):
+    id: str
+    customer_id: str
+    requested_by: str
+    requested_at: str
+    source: str
+    count: int
+    status: str
+    decided_by: str | None = None
+    decided_at: str | None = None
 
 
 class TemplateRecordIn(Request):
@@ -211,10 +238,11 @@ class TemplateRecordIn(Request):
 
 
 class ImportRequest(Request):
-    bundle: dict | None = Field(None, description="a signed biogate template bundle (from export)")
+    bundle: dict | None = Field(None, description="a signed biogate template bundle (from export), bound to this "
+                                                  "customer")
     records: list[TemplateRecordIn] | None = Field(None, max_length=40,
-                                                   description="bare records (ISO 19794-2 fingers) from central "
-                                                               "enrolment")
+                                                   description="bare records: refused (input.import_unsigned); "
+                                                               "imports must be signed bundles")
 
 
 class ErasureResult(BaseModel):

@@ -5,6 +5,9 @@
     # allow: an XFS4IoT dispense token for exactly this amount, single use, short-lived; deny: reason codes
 
 One attempt, in order:
+0. reserve the card: one attempt per card in flight on this terminal (a second one, from another session on
+   the same card, is refused with input.card_attempt_in_progress and counts for nothing), so the lockout
+   check below and the decision see every earlier attempt's outcome;
 1. refuse at once if the card is locked or biometrics are disabled for it (another session may have
    locked it meanwhile);
 2. face (if required): the liveness check runs the active challenge over the camera stream and scores
@@ -13,7 +16,11 @@ One attempt, in order:
    prompts them (move closer, more light, hold still) instead of being decided on;
 3. finger (if required): the customer is asked for one enrolled finger; the scanner's image is
    quality-checked, with a few recaptures before the attempt counts as failed;
-4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement);
+4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement); when it
+   is a close call and the customer has a second enrolled finger, the terminal asks for that one
+   (`place_another_finger:<position>`, `[policy.second_finger]`) and the verdict is settled with it, within
+   the same attempt (sequential fusion, edge.decision.fusion); the card's lockout state is read again right
+   before a token is issued (a lock from the fleet meanwhile wins);
 5. one transaction records the verdict: decision, evidence crop, lockout state and audit entries;
 6. every sample (frames, embeddings, minutiae, images) is zeroised, whatever happened.
 
@@ -40,9 +47,10 @@ from edge.biometrics.finger import FingerTemplate
 from edge.biometrics.liveness import LivenessResult
 from edge.config import Config
 from edge.decision import lockout
-from edge.decision.judgement import Verdict, judge
+from edge.decision.fusion import SecondFinger
+from edge.decision.judgement import Verdict, judge, judge_second_finger
 from edge.decision.policy import FactorRequirement, TransactionContext, required_factors
-from edge.errors import ConflictError, NotFoundError, PolicyError, QualityError
+from edge.errors import ConflictError, InputError, NotFoundError, PolicyError, QualityError, StorageError
 from edge.fleet.link import FleetLink
 from edge.fleet.outbox import NO_OUTBOX, Outbox
 from edge.service.auth import Caller
@@ -50,8 +58,10 @@ from edge.service.biometrics import BiometricCore, FaceSample
 from edge.service.devices import TerminalDevices
 from edge.service.metrics import ServiceMetrics
 from edge.service.tokens import IssuedAuthorisation, TokenIssuer
-from edge.store.base import DecisionRecord, EvidenceMeta, StoredTemplate, Store, iso, new_id, utcnow
+from edge.biometrics.face.template import encode_face_template
+from edge.store.base import DecisionRecord, EvidenceMeta, ProbeMeta, StoredTemplate, Store, iso, new_id, utcnow
 from xfs4iot_bridge.authoriser import Authorisation
+from xfs4iot_bridge.token import minor_units
 
 # The probe is chosen among the checked frame and this many that follow it; after a quality prompt the customer
 # gets up to PROMPT_ROUNDS looks of twice as many frames to fix it (about a second each at 15 fps).
@@ -59,6 +69,20 @@ PROBE_FRAMES = 4
 PROMPT_ROUNDS = 2
 
 log = logging.getLogger("biogate.verification")
+
+
+def check_amount_for_currency(ctx: TransactionContext, requirement: FactorRequirement) -> None:
+    """Refuse, before any capture, an amount the dispense token could not carry: more decimals than the
+    currency's minor units (100.001 EUR), or nothing to dispense (0 EUR) for an operation that dispenses.
+    Found later, it would fail after the match with no decision recorded: a silent match oracle."""
+    digits = minor_units(ctx.currency)
+    quantum = Decimal(1).scaleb(-digits)
+    if ctx.amount != ctx.amount.quantize(quantum):
+        raise InputError(f"amount {ctx.amount} has more decimals than {ctx.currency} allows ({digits})",
+                         code="input.amount", details={"currency": ctx.currency, "minor_units": digits})
+    if requirement.dispenses and ctx.amount < quantum:
+        raise InputError(f"{ctx.operation} dispenses: its amount must be at least {quantum} {ctx.currency}",
+                         code="input.amount", details={"currency": ctx.currency, "minimum": str(quantum)})
 
 
 class SessionStatus(enum.StrEnum):
@@ -131,16 +155,20 @@ class _Probe:
     finger_position: str | None = None
     finger_template: FingerTemplate | None = None
     finger_image: np.ndarray | None = None
+    second_finger_template: FingerTemplate | None = None
+    second_finger_image: np.ndarray | None = None
     liveness: LivenessResult | None = None
     evidence_jpeg: bytes = b""
 
     def wipe(self, core: BiometricCore) -> None:
         if self.face is not None:
             self.face.wipe()
-        if self.finger_template is not None:
-            core.wipe_finger(self.finger_template)
-        if self.finger_image is not None:
-            self.finger_image.fill(0)
+        for template in (self.finger_template, self.second_finger_template):
+            if template is not None:
+                core.wipe_finger(template)
+        for image in (self.finger_image, self.second_finger_image):
+            if image is not None:
+                image.fill(0)
         if self.liveness is not None:
             self.liveness.wipe()
         self.evidence_jpeg = b""
@@ -174,11 +202,13 @@ class VerificationService:
         self.clock = clock
         self.tokens = TokenIssuer(devices, dispense_key, cfg.service.token_ttl_s, metrics, clock)
         self._sessions: dict[str, Session] = {}
+        self._cards_in_flight: set[str] = set()     # cards with an attempt running (reserved under self._lock)
         self._lock = threading.Lock()
 
     # -- sessions -------------------------------------------------------------------------------------
     def open(self, ctx: TransactionContext, caller: Caller, token_delivery: str = "response") -> Session:
         requirement = required_factors(ctx, self.cfg.policy)
+        check_amount_for_currency(ctx, requirement)
         now = self.clock()
         session = Session(new_id("ses"), ctx, requirement, self.cfg.terminal_id, caller.actor,
                           now + dt.timedelta(seconds=self.cfg.service.session_ttl_s), token_delivery,
@@ -214,10 +244,17 @@ class VerificationService:
 
     def _check_enrolment_and_lockout(self, session: Session, caller: Caller) -> None:
         now = self.clock()
-        with self.store.transaction() as tx:
-            state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
-            customer = tx.customer_for_card(session.ctx.card_ref)
-            metas = tx.template_metas(customer.id) if customer else []
+        try:
+            with self.store.transaction() as tx:
+                state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
+                customer = tx.customer_for_card(session.ctx.card_ref)
+                metas = tx.template_metas(customer.id) if customer else []
+        except StorageError as exc:
+            if exc.code != "storage.tampered":
+                raise
+            # the store has reported it (audit entry, metric); this card holder cannot be verified until reviewed
+            self._close_without_attempt(session, SessionStatus.REFUSED, ["storage.tampered"], caller)
+            return
         if state.locked:
             self._close_without_attempt(session, SessionStatus.LOCKED, [state.reason or "policy.locked_out"], caller,
                                         extra={"retry_after_s": round(state.retry_after_s, 1)})
@@ -283,27 +320,45 @@ class VerificationService:
         session = self.get(session_id)
         if not session.lock.acquire(blocking=False):
             raise ConflictError("an attempt is already running in this session", code="input.attempt_in_progress")
+        card = session.ctx.card_ref
+        reserved = False
         try:
             if session.expire_if_due(self.clock()):
                 raise ConflictError(f"session is {session.status}; open a new session", code="input.session_closed",
                                     details={"status": str(session.status), "reasons": session.reasons})
+            with self._lock:   # check and reserve in one step: one attempt per card in flight
+                if card in self._cards_in_flight:
+                    raise ConflictError("another attempt on this card is running; try again when it has finished",
+                                        code="input.card_attempt_in_progress")
+                self._cards_in_flight.add(card)
+                reserved = True
             started = time.perf_counter()
             outcome = self._attempt_locked(session, caller, finger)
             self.metrics.verification_seconds.observe(time.perf_counter() - started)
             self.metrics.verifications.labels(outcome.outcome, session.ctx.operation).inc()
             return outcome
         finally:
+            if reserved:
+                with self._lock:
+                    self._cards_in_flight.discard(card)
             session.prompt = None
             session.lock.release()
             self._update_gauge()
 
     def _attempt_locked(self, session: Session, caller: Caller, finger: str | None) -> AttemptOutcome:
         now = self.clock()
-        with self.store.transaction() as tx:
-            state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
-            customer = tx.get_customer(session.customer_id) if session.customer_id else None
-            templates = tx.templates(session.customer_id) if customer else []
         try:
+            with self.store.transaction() as tx:
+                state = lockout.status(tx.get_lockout(session.ctx.card_ref), now)
+                customer = tx.get_customer(session.customer_id) if session.customer_id else None
+                templates = tx.templates(session.customer_id) if customer else []
+        except StorageError as exc:
+            if exc.code != "storage.tampered":
+                raise
+            return self._refuse_attempt(session, caller, ["storage.tampered"])
+        try:
+            if customer is not None and customer.status == "review":
+                return self._refuse_attempt(session, caller, ["enrolment.under_review"])
             if state.locked:
                 reasons = [state.reason or "policy.locked_out"]
                 recorded = self._record(session, caller, Verdict(False, reasons), counts=False,
@@ -322,6 +377,13 @@ class VerificationService:
         finally:
             for t in templates:
                 t.zeroise()
+
+    def _refuse_attempt(self, session: Session, caller: Caller, reasons: list[str]) -> AttemptOutcome:
+        """The card holder's record cannot be used (tampered, under review): a recorded refusal, not a failure."""
+        recorded = self._record(session, caller, Verdict(False, reasons), counts=False)
+        session.close(SessionStatus.REFUSED)
+        session.reasons = session.reasons + reasons
+        return AttemptOutcome(session, recorded.decision_id, "deny", reasons, False, 0.0, {}, None, None)
 
     def _prompt(self, session: Session, camera: Camera | None = None) -> Callable[[str], None]:
         def show(action: str) -> None:
@@ -342,7 +404,8 @@ class VerificationService:
             positions = sorted({t.position for t in templates if t.modality == "finger"})
             position = finger if finger in positions else positions[0]
             probe.finger_position = position
-            return self._capture_finger(session, probe, position)
+            failures, probe.finger_image, probe.finger_template = self._capture_finger(session, position)
+            return failures
         return []
 
     def _capture_face(self, session: Session, probe: _Probe) -> list[str]:
@@ -439,13 +502,19 @@ class VerificationService:
             frame.fill(0)
         return None
 
-    def _capture_finger(self, session: Session, probe: _Probe, position: str) -> list[str]:
+    def _capture_finger(self, session: Session, position: str, ask: str = "place_finger"
+                        ) -> tuple[list[str], np.ndarray | None, FingerTemplate | None]:
+        """(failures, image, template) of one finger: `ask` is the prompt (`place_finger`, or
+        `place_another_finger` for the second finger of a close call, which first waits for the sensor to be
+        cleared so that the finger still lying on it is not read again)."""
         t0 = time.perf_counter()
         last = "quality.finger_unusable"
+        session.prompt = f"{ask}:{position}"
         try:
             with self.devices.use("fingerprint") as scanner:
+                if ask == "place_another_finger":
+                    self._wait_for_lift(scanner)
                 for _ in range(self.cfg.service.capture_retries):
-                    session.prompt = f"place_finger:{position}"
                     image = scanner.capture(timeout=self.cfg.devices.capture_timeout_s)
                     try:
                         template = self.core.finger_template(image)
@@ -453,19 +522,28 @@ class VerificationService:
                         last = exc.code
                         image.fill(0)
                         session.prompt = f"lift_and_replace_finger:{position}"
+                        self._wait_for_lift(scanner)
                         continue
-                    probe.finger_image, probe.finger_template = image, template
-                    return []
+                    return [], image, template
         except DeviceError as exc:
             self.metrics.device_errors.labels("fingerprint", exc.code).inc()
             raise
         finally:
             self.metrics.stage_seconds.labels("finger_capture").observe(time.perf_counter() - t0)
-        return [last]
+        return [last], None, None
+
+    def _wait_for_lift(self, scanner) -> None:
+        """Until no finger is on the sensor (at most the capture timeout; then the capture goes ahead): before
+        another finger, and before capturing again after a print the quality gate refused (imaging the same
+        placement again would fail the same way)."""
+        deadline = time.monotonic() + self.cfg.devices.capture_timeout_s
+        while scanner.finger_present() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _decide(self, session: Session, caller: Caller, probe: _Probe, templates: list[StoredTemplate],
                 failures: list[str]) -> AttemptOutcome:
         scores, references = {}, {}
+        second_position, second_prints = self._second_finger(session, probe, templates)
         if not failures:
             t0 = time.perf_counter()
             if probe.face is not None:
@@ -476,15 +554,34 @@ class VerificationService:
                 scores["finger"] = self.core.finger_score(probe.finger_template, prints)
                 references["finger"] = len(prints)
             self.metrics.stage_seconds.labels("match").observe(time.perf_counter() - t0)
+        rule = self.cfg.policy.second_finger
         verdict = judge(session.requirement, failures, scores, references, self.core.calibration,
-                        min_factor_llr=self.cfg.policy.min_factor_llr)
+                        min_factor_llr=self.cfg.policy.min_factor_llr,
+                        second_finger=SecondFinger(rule.margin_llr) if rule.enabled else None,
+                        second_references=len(second_prints))
+        if verdict.needs_second_finger:
+            verdict = self._settle_with_second_finger(session, probe, verdict, second_position, second_prints)
         reasons = list(verdict.reasons) + (["fleet.offline"] if session.offline else [])
+        if verdict.allow:
+            # Re-checked right before anything is handed out: the card may have been locked meanwhile (the
+            # fleet's feed); this terminal's own attempts on the card cannot interleave (it is reserved).
+            with self.store.transaction() as tx:
+                state = lockout.status(tx.get_lockout(session.ctx.card_ref), self.clock())
+            if state.locked:
+                reasons = [state.reason or "policy.locked_out"]
+                recorded = self._record(session, caller, Verdict(False, reasons), counts=False,
+                                        extra={"retry_after_s": round(state.retry_after_s, 1)})
+                session.close(SessionStatus.LOCKED)
+                session.reasons = reasons
+                return AttemptOutcome(session, recorded.decision_id, "deny", reasons, True, state.retry_after_s,
+                                      {}, None, None)
         authorisation = None
         if verdict.allow and session.requirement.dispenses and session.token_delivery == "response":
             authorisation = self._issue_token(session, reasons)
         liveness = probe.liveness_view()
         recorded = self._record(session, caller, Verdict(verdict.allow, reasons, verdict.match), counts=True,
-                                liveness=liveness, evidence=probe.evidence_jpeg, token_issued=authorisation is not None)
+                                liveness=liveness, evidence=probe.evidence_jpeg, token_issued=authorisation is not None,
+                                probe_embedding=probe.face.embedding if probe.face is not None else None)
         session.attempts_used += 1
         locked = False
         if verdict.allow:
@@ -504,12 +601,36 @@ class VerificationService:
         return AttemptOutcome(session, recorded.decision_id, outcome, reasons, locked, recorded.retry_after_s,
                               verdict.scores(), liveness, authorisation)
 
+    def _second_finger(self, session: Session, probe: _Probe, templates: list[StoredTemplate]
+                       ) -> tuple[str | None, list[StoredTemplate]]:
+        """The enrolled finger a close call would ask for (the first other enrolled position) and its
+        impressions; (None, []) when the customer enrolled one finger only or the policy asks for none."""
+        if not self.cfg.policy.second_finger.enabled or probe.finger_position is None:
+            return None, []
+        others = sorted({t.position for t in templates if t.modality == "finger"} - {probe.finger_position})
+        if not others:
+            return None, []
+        return others[0], [t for t in templates if t.modality == "finger" and t.position == others[0]]
+
+    def _settle_with_second_finger(self, session: Session, probe: _Probe, first: Verdict, position: str,
+                                   prints: list[StoredTemplate]) -> Verdict:
+        """A close call: ask for the second finger, compare it with its enrolled impressions, decide."""
+        failures, probe.second_finger_image, probe.second_finger_template = self._capture_finger(
+            session, position, ask="place_another_finger")
+        if failures:
+            return judge_second_finger(first, None, self.core.calibration, failures)
+        t0 = time.perf_counter()
+        score = self.core.finger_score(probe.second_finger_template, prints)
+        self.metrics.stage_seconds.labels("match").observe(time.perf_counter() - t0)
+        return judge_second_finger(first, score, self.core.calibration)
+
     # -- recording ------------------------------------------------------------------------------------
     def _record(self, session: Session, caller: Caller, verdict: Verdict, *, counts: bool,
                 liveness: dict | None = None, evidence: bytes = b"", token_issued: bool | None = None,
-                extra: dict | None = None) -> _Recorded:
+                extra: dict | None = None, probe_embedding: np.ndarray | None = None) -> _Recorded:
         """Record one verdict in one transaction: the lockout state (when it `counts` as an attempt of the
-        customer), the decision, its evidence crop and the audit entries."""
+        customer), the decision, its evidence crop, the sealed probe embedding (for the network scan,
+        edge.search; kept and purged with the evidence) and the audit entries."""
         decision_id = new_id("dec")
         now = self.clock()
         outcome = "allow" if verdict.allow else "deny"
@@ -542,6 +663,12 @@ class VerificationService:
                                     iso(retain))
                 tx.add_evidence(meta, evidence)
                 self.outbox.evidence(tx, meta)
+            if probe_embedding is not None:
+                retain = now + dt.timedelta(days=self.cfg.storage.evidence_retention_days)
+                probe_meta = ProbeMeta(new_id("prb"), decision_id, session.terminal_id, session.ctx.card_ref,
+                                       session.customer_id, outcome, iso(now), iso(retain))
+                tx.add_probe(probe_meta, encode_face_template(probe_embedding))
+                self.outbox.probe(tx, probe_meta)
             details = {"decision_id": decision_id, "session_id": session.id, "card_ref": session.ctx.card_ref,
                        "customer_id": session.customer_id, "operation": session.ctx.operation,
                        "amount": str(session.ctx.amount), "currency": session.ctx.currency, "outcome": outcome,
@@ -560,7 +687,7 @@ class VerificationService:
     # -- tokens -----------------------------------------------------------------------------------------
     def _issue_token(self, session: Session, reasons: list[str]) -> IssuedAuthorisation | None:
         """A dispense token for exactly the session's amount (a reason is added when none could be made)."""
-        authorisation, problem = self.tokens.issue(session.ctx.amount, session.ctx.currency)
+        authorisation, problem = self.tokens.issue(session.id, session.ctx.amount, session.ctx.currency)
         if problem:
             reasons.append(problem)
         return authorisation

@@ -13,7 +13,7 @@ from edge.store.base import (
     Consent, Customer, DecisionRecord, EvidenceMeta, LockoutState, Store, StoredTemplate, TemplateMeta, Transaction,
     iso, new_id, parse_iso, utcnow,
 )
-from edge.store.secrets import Secrets, load_secrets, state_path
+from edge.store.secrets import KeyFileWatcher, Secrets, load_secrets, state_path
 from edge.store.sqlite import SQLiteStore
 
 
@@ -25,7 +25,7 @@ def open_store(cfg: StoreSettings, secrets: Secrets | None = None) -> SQLiteStor
     secrets = secrets or load_secrets(cfg)
     return SQLiteStore(db_path(cfg), secrets.keyring(), synchronous=cfg.storage.synchronous,
                        busy_timeout_ms=cfg.storage.busy_timeout_ms,
-                       keyring_loader=lambda: load_secrets(cfg).keyring())
+                       keyring_loader=KeyFileWatcher(cfg), audit_key=secrets.audit_key)
 
 
 __all__ = [

@@ -53,6 +53,7 @@ class Consent:
     given_at: str
     recorded_by: str
     withdrawn_at: str | None = None
+    given_by: str = ""                 # the name the consent was signed with, as the signer wrote it
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TemplateMeta:
     quality: float
     created_at: str
     key_id: str = ""
+    state: str = "active"              # active | pending (an import awaiting its second operator's approval)
 
 
 @dataclass
@@ -78,6 +80,32 @@ class StoredTemplate(TemplateMeta):
 
 
 @dataclass
+class TemplateImport:
+    """Imported templates held back until a second operator approves them (dual control)."""
+
+    id: str
+    customer_id: str
+    requested_by: str
+    requested_at: str
+    source: str                        # who signed and exported the bundle (terminal and actor)
+    count: int
+    status: str = "pending"            # pending | approved | rejected
+    decided_by: str | None = None
+    decided_at: str | None = None
+
+
+@dataclass(frozen=True)
+class TamperReport:
+    """A stored record that failed its integrity check: which row, whose, and what was wrong."""
+
+    table: str                         # templates | evidence | customers | terminals
+    row_id: str
+    customer_id: str | None
+    code: str                          # storage.tampered | storage.unknown_key
+    changed: tuple[str, ...] = ()      # customers: the bound fields that differ (cards, status, templates, ...)
+
+
+@dataclass
 class EvidenceMeta:
     id: str
     decision_id: str
@@ -86,6 +114,50 @@ class EvidenceMeta:
     created_at: str
     retain_until: str
     key_id: str = ""
+
+
+@dataclass
+class ProbeMeta:
+    """The probe embedding of one verification attempt (sealed in the store; never the image)."""
+
+    id: str
+    decision_id: str
+    terminal_id: str
+    card_ref: str
+    customer_id: str | None            # the holder of the card presented
+    outcome: str                       # allow | deny
+    created_at: str
+    retain_until: str                  # purged with the evidence (storage.evidence_retention_days)
+    key_id: str = ""
+
+
+@dataclass
+class ScanMeta:
+    """A stored network scan (edge.search): who ran it, why, for which case; its findings are sealed."""
+
+    id: str
+    actor: str
+    purpose: str
+    case_ref: str
+    created_at: str
+    retain_until: str                  # no later than the earliest probe it rests on
+    key_id: str = ""
+
+
+@dataclass
+class RevealRequest:
+    """An investigator's request to see who is behind a pseudonym of a scan; shown only once an auditor approved."""
+
+    id: str
+    scan_id: str
+    pseudonym: str
+    what: str                          # identity | evidence
+    purpose: str
+    case_ref: str
+    requested_by: str
+    requested_at: str
+    approved_by: str | None = None
+    approved_at: str | None = None
 
 
 @dataclass
@@ -122,7 +194,7 @@ class OperatorAccount:
     """A person who signs in to the console (edge.service.operators); the password only as its argon2id hash."""
 
     name: str
-    role: str                          # teller | auditor | admin
+    role: str                          # teller | auditor | admin | investigator
     password_hash: str
     created_at: str
     status: str = "active"             # active | disabled
@@ -242,6 +314,21 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def delete_templates(self, customer_id: str) -> int: ...
 
+    # imports under dual control -----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_import(self, imp: TemplateImport) -> None: ...
+
+    @abc.abstractmethod
+    def get_import(self, import_id: str) -> TemplateImport | None: ...
+
+    @abc.abstractmethod
+    def imports(self, customer_id: str) -> list[TemplateImport]: ...
+
+    @abc.abstractmethod
+    def decide_import(self, import_id: str, approve: bool, by: str, at: str) -> list[str]:
+        """Approve (its templates become active, re-sealed as such) or reject (its templates are deleted);
+        the ids of the templates concerned."""
+
     # evidence ------------------------------------------------------------------------------
     @abc.abstractmethod
     def add_evidence(self, meta: EvidenceMeta, payload: bytes) -> None: ...
@@ -257,6 +344,57 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     def delete_evidence_of(self, customer_id: str) -> int: ...
+
+    # 1:N search: probe embeddings and stored scans (edge.search) -----------------------------
+    @abc.abstractmethod
+    def add_probe(self, meta: ProbeMeta, embedding: bytes) -> bool:
+        """Keep an attempt's probe embedding sealed; False when its id was already there (idempotent)."""
+
+    @abc.abstractmethod
+    def probes(self, since: str, limit: int = 1_000_000) -> list[tuple[ProbeMeta, bytes]]: ...
+
+    @abc.abstractmethod
+    def get_probe(self, probe_id: str) -> tuple[ProbeMeta, bytes] | None: ...
+
+    @abc.abstractmethod
+    def count_probes(self) -> int: ...
+
+    @abc.abstractmethod
+    def delete_expired_probes(self, now: str) -> int: ...
+
+    @abc.abstractmethod
+    def add_scan(self, meta: ScanMeta, body: bytes, subjects: list[str]) -> None: ...
+
+    @abc.abstractmethod
+    def get_scan(self, scan_id: str) -> tuple[ScanMeta, bytes] | None: ...
+
+    @abc.abstractmethod
+    def add_scan_subjects(self, scan_id: str, customer_ids: list[str]) -> None: ...
+
+    @abc.abstractmethod
+    def scan_subjects(self, scan_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def delete_scans_naming(self, customer_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def delete_expired_scans(self, now: str) -> int: ...
+
+    @abc.abstractmethod
+    def add_reveal(self, request: RevealRequest) -> None: ...
+
+    @abc.abstractmethod
+    def get_reveal(self, reveal_id: str) -> RevealRequest | None: ...
+
+    @abc.abstractmethod
+    def approve_reveal(self, reveal_id: str, approved_by: str, at: str) -> bool:
+        """Record the auditor's approval once; False when it was approved already."""
+
+    @abc.abstractmethod
+    def face_template_owners(self) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
+    def face_templates_by_id(self, template_ids: list[str]) -> list[StoredTemplate]: ...
 
     # decisions and lockouts ----------------------------------------------------------------
     @abc.abstractmethod
@@ -376,6 +514,10 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def add_remote_evidence(self, terminal_id: str, meta: EvidenceMeta) -> bool:
         """Ingest the metadata of an evidence crop kept on a terminal; False when already there."""
+
+    @abc.abstractmethod
+    def remote_evidence(self, decision_id: str) -> list[tuple[str, EvidenceMeta]]:
+        """The evidence crops of an ingested decision, as (terminal holding the crop, its metadata)."""
 
     @abc.abstractmethod
     def count_decisions(self, terminal_id: str | None = None) -> int: ...

@@ -28,8 +28,8 @@ class PostgresStore(SqlStore):
 
     def __init__(self, dsn: str, keyring: KeyRing, *, min_connections: int = 1, max_connections: int = 10,
                  connect_timeout_s: float = 5.0, keyring_loader: Callable[[], KeyRing] | None = None,
-                 migrate: bool = True):
-        super().__init__(keyring, keyring_loader)
+                 migrate: bool = True, audit_key: bytes):
+        super().__init__(keyring, keyring_loader, audit_key=audit_key)
         self.dsn = dsn
         self.connect_timeout_s = connect_timeout_s
         self._pool = ConnectionPool(dsn, min_size=min_connections, max_size=max_connections, open=False,
@@ -48,7 +48,8 @@ class PostgresStore(SqlStore):
         with self._unit() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             self._apply_migrations(lambda sql, args=(): conn.execute(self.dialect.sql(sql) if args else sql,
-                                                                     tuple(args) or None))
+                                                                     tuple(args) or None),
+                                   lambda: PostgresTransaction(self, conn))
 
     def bulk_copy(self, table: str, columns: list[str], rows: Iterable[tuple]) -> None:
         """Load many rows at once with COPY in one transaction (benchmark and migration seeding; the rows must
@@ -84,7 +85,7 @@ class PostgresStore(SqlStore):
             raise StorageError(f"database error: {str(exc).splitlines()[0][:200]}", code="storage.error") from None
 
     @contextmanager
-    def transaction(self) -> Iterator["PostgresTransaction"]:
+    def _transaction(self) -> Iterator["PostgresTransaction"]:
         with self._unit() as conn:
             yield PostgresTransaction(self, conn)
 

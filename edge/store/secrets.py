@@ -1,7 +1,7 @@
 """Deployment secrets: data keys, API keys per role, the dispense-token HMAC key, the template signing key.
 
-They live in one JSON file (0600) under the state directory, created with fresh random values on first
-use; any value given in configuration (`[keys]` or BIOGATE_KEYS__*) takes precedence. Writes are atomic
+They live in one JSON file (0600, in the 0700 state directory; a file others may read is refused:
+edge.store.files) created with fresh random values on first use; any value given in configuration (`[keys]` or BIOGATE_KEYS__*) takes precedence. Writes are atomic
 (temporary file, fsync, rename) so a crash never leaves a half-written key file.
 """
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 from edge.errors import ConfigError
 from edge.store.config import StoreSettings
 from edge.store.crypto import KeyRing, decode_key, key_id_for, new_key
+from edge.store.files import FILE_MODE, check_private, private_dir
 
-ROLES = ("terminal", "teller", "auditor", "admin")
+ROLES = ("terminal", "teller", "auditor", "admin", "investigator")
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Secrets:
     api_keys: dict[str, str]
     dispense_hmac_key: bytes
     template_signing_key: bytes
+    audit_key: bytes = b""             # HMAC key of the audit chain (edge.audit.chain)
+    bridge_client_token: str = ""      # what XFS4IoT clients present to the bridge (xfs4iot_bridge.host)
     retired: list[str] = field(default_factory=list)
 
     def keyring(self) -> KeyRing:
@@ -40,9 +43,13 @@ def state_path(cfg: StoreSettings, name: str) -> Path:
 
 
 def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A leftover temporary file (a crash mid-write, or planted) keeps its own mode under O_CREAT: start afresh,
+    # and O_EXCL so nothing can slip in between.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)   # whatever the umask
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.flush()
@@ -65,6 +72,8 @@ def _fresh_file_content() -> dict:
         "api_keys": {role: pysecrets.token_urlsafe(24) for role in ROLES},
         "dispense_hmac_key": pysecrets.token_hex(32),
         "template_signing_key": pysecrets.token_hex(32),
+        "audit_key": pysecrets.token_hex(32),
+        "bridge_client_token": pysecrets.token_urlsafe(32),
     }
 
 
@@ -73,6 +82,7 @@ def read_secrets_file(path: Path, create: bool = True) -> dict:
         if not create:
             raise ConfigError(f"no secrets file at {path}")
         _write_atomic(path, _fresh_file_content())
+    check_private(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -80,7 +90,7 @@ def read_secrets_file(path: Path, create: bool = True) -> dict:
     # Fill roles or keys added by later versions without touching existing values.
     changed = False
     fresh = _fresh_file_content()
-    for name in ("dispense_hmac_key", "template_signing_key"):
+    for name in ("dispense_hmac_key", "template_signing_key", "audit_key", "bridge_client_token"):
         if name not in data:
             data[name], changed = fresh[name], True
     for role in ROLES:
@@ -112,9 +122,39 @@ def load_secrets(cfg: StoreSettings, create: bool = True) -> Secrets:
     try:
         hmac_key = bytes.fromhex(cfg.keys.dispense_hmac_key or data["dispense_hmac_key"])
         signing = bytes.fromhex(cfg.keys.template_signing_key or data["template_signing_key"])
+        audit_key = bytes.fromhex(data["audit_key"])
     except ValueError:
-        raise ConfigError("dispense_hmac_key / template_signing_key must be hex") from None
-    return Secrets(path, keys, active, api_keys, hmac_key, signing, list(data.get("retired", [])))
+        raise ConfigError("dispense_hmac_key / template_signing_key / audit_key must be hex") from None
+    return Secrets(path, keys, active, api_keys, hmac_key, signing, audit_key, data["bridge_client_token"],
+                   list(data.get("retired", [])))
+
+
+class KeyFileWatcher:
+    """The key ring as the key file says *now*: re-read only when the file changed (a `biogate keys rotate` in
+    another process), so the daemon seals under the new active key from the moment it is written.
+
+    The stat is cheap enough to make before every seal; a file caught unreadable keeps the last good ring."""
+
+    def __init__(self, cfg: StoreSettings):
+        self._cfg = cfg
+        self._path = state_path(cfg, cfg.keys.secrets_file)
+        self._seen: tuple | None = None
+        self._ring: KeyRing | None = None
+
+    def __call__(self) -> KeyRing:
+        try:
+            st = self._path.stat()
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        if self._ring is None or (seen is not None and seen != self._seen):
+            try:
+                self._ring = load_secrets(self._cfg, create=False).keyring()
+                self._seen = seen
+            except ConfigError:
+                if self._ring is None:
+                    raise
+        return self._ring
 
 
 def add_data_key(path: Path) -> str:
@@ -128,12 +168,13 @@ def add_data_key(path: Path) -> str:
     return kid
 
 
-def retire_data_keys(path: Path, keep: str) -> list[str]:
-    """Step 3 of rotation: drop every key but `keep` once no blob uses them any more."""
+def retire_data_keys(path: Path, drop: list[str]) -> list[str]:
+    """Step 3 of rotation: remove the keys in `drop` from the key file (never the active one). The caller makes
+    sure nothing is sealed with them any more (edge.store.sql.SqlStore.retire_unused_keys)."""
     data = read_secrets_file(path, create=False)
-    dropped = sorted(k for k in data["data_keys"] if k != keep)
-    data["data_keys"] = {keep: data["data_keys"][keep]}
-    data["active_data_key"] = keep
+    dropped = sorted(k for k in drop if k in data["data_keys"] and k != data["active_data_key"])
+    for kid in dropped:
+        del data["data_keys"][kid]
     data["retired"] = sorted(set(data.get("retired", [])) | set(dropped))
     _write_atomic(path, data)
     return dropped

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 from edge.errors import StorageError
 from edge.store.crypto import KeyRing
+from edge.store.files import private_file, tighten
 from edge.store.sql import MIGRATIONS, SCHEMA_VERSION, SQLITE, SqlStore, SqlTransaction
 
 __all__ = ["SQLiteStore", "SQLiteTransaction", "MIGRATIONS", "SCHEMA_VERSION"]
@@ -29,12 +30,16 @@ class SQLiteStore(SqlStore):
     dialect = SQLITE
 
     def __init__(self, path: str | Path, keyring: KeyRing, *, synchronous: str = "FULL",
-                 busy_timeout_ms: int = 5000, keyring_loader: Callable[[], KeyRing] | None = None):
-        super().__init__(keyring, keyring_loader)
+                 busy_timeout_ms: int = 5000, keyring_loader: Callable[[], KeyRing] | None = None,
+                 audit_key: bytes):
+        super().__init__(keyring, keyring_loader, audit_key=audit_key)
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: its -wal and -shm files take the database file's mode
+            private_file(self.path)
+            for suffix in ("-wal", "-shm"):
+                tighten(self.path.with_name(self.path.name + suffix))
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                          timeout=busy_timeout_ms / 1000)
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -52,7 +57,7 @@ class SQLiteStore(SqlStore):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._apply_migrations(self._conn.execute)
+                self._apply_migrations(self._conn.execute, lambda: SQLiteTransaction(self, self._conn))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -67,7 +72,7 @@ class SQLiteStore(SqlStore):
             self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator["SQLiteTransaction"]:
+    def _transaction(self) -> Iterator["SQLiteTransaction"]:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")

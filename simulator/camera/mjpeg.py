@@ -40,6 +40,7 @@ import numpy as np
 
 from drivers.camera.errors import CameraTimeout, CameraUnavailable
 from edge.errors import BiogateError, InputError
+from simulator.camera.presentations import ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ BOUNDARY = "frame"
 STREAM_PATH = "/stream.mjpg"
 PROMPT_ALIASES = {"move_closer": "closer"}  # liveness names -> the simulator's
 FAULTS = ("unplug", "freeze", "replug")
+PROMPT_ACTIONS = ACTIONS  # what the simulated customer can be asked to do
 
 
 class _Frames:
@@ -87,6 +89,7 @@ class MjpegServer:
         self._encoded = 0
         self._producer: threading.Thread | None = None
         self._serving: threading.Thread | None = None
+        self.frame_taps: list = []   # callables(jpeg bytes): each encoded frame (the recorder)
         self._httpd = _Server((host, int(port)), _handler_for(self))
         self.host, self.port = self._httpd.server_address[:2]
 
@@ -163,8 +166,11 @@ class MjpegServer:
                 continue
             ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(frame), params)
             if ok:
-                self._frames.publish(jpeg.tobytes())
+                data = jpeg.tobytes()
+                self._frames.publish(data)
                 self._encoded += 1
+                for tap in list(self.frame_taps):
+                    tap(data)
             if not paced_by_camera:  # a camera that does not wait for its frame times: pace it here
                 self._stop.wait(max(0.0, 1.0 / fps - (time.monotonic() - started)))
 
@@ -196,7 +202,12 @@ class MjpegServer:
             if not isinstance(action, str):
                 raise InputError("'action' must be a string", code="input.unknown_action")
             action = PROMPT_ALIASES.get(action, action)
-            self._require("respond")(action)
+            if action not in PROMPT_ACTIONS:
+                raise InputError(f"unknown prompt action {action!r}; known: {', '.join(PROMPT_ACTIONS)}",
+                                 code="input.unknown_action")
+            # through prompt(), so the customer's reaction and the prompt log apply; respond() for cameras
+            # that only have the challenge channel
+            self._require("prompt" if hasattr(self.camera, "prompt_listeners") else "respond")(action)
             return {"ok": True, "action": action}
         if path == "/present":
             script = body.get("script")

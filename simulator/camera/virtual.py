@@ -25,6 +25,11 @@ physically can (a photo can be brought closer or tilted as a plane but not blink
 it). `respond()` returns nothing: whether the subject complied is for liveness to find in the frames.
 `last_info` holds the ground truth of the last frame (tests and timelines only).
 
+The simulated customer's reaction to prompts (`reaction`): "complies" (does what was asked), "ignores"
+(does nothing) or "wrong_action" (does another challenge action than the one asked). Every prompt the
+terminal shows is passed to `prompt_listeners` (the control service's observation log) before the
+customer reacts.
+
 Faults: `unplug()` makes reads fail with device.camera_unavailable until `replug()`; `freeze()` makes
 reads time out (device.timeout) until `replug()`.
 """
@@ -47,6 +52,7 @@ from simulator.camera.subjects import FaceSprite
 SCRIPTS = ("live", "approach_look_leave", "no_face", "two_faces", "dark", "overexposed",
            "printed_photo", "static_replay", "screen_replay")
 ACTIONS = p.ACTIONS
+REACTIONS = ("complies", "ignores", "wrong_action")
 # Liveness prompt names (drivers.base.CHALLENGE_ACTIONS) that the simulator calls differently.
 PROMPT_TO_ACTION = {"move_closer": "closer"}
 
@@ -121,6 +127,8 @@ class VirtualCamera(Camera):
         self._closed = False
         self.last_info: p.FrameInfo | None = None
         self.script = script
+        self.reaction = "complies"
+        self.prompt_listeners: list = []   # callables(action): every prompt the terminal showed
         self._presentation = self._build(script, subject=subject, second_subject=second_subject, photo=photo)
 
     def _build(self, script: str, **kw) -> p.Presentation:
@@ -144,9 +152,21 @@ class VirtualCamera(Camera):
         "move_closer" is the simulator's "closer"); other instructions ("look_at_camera", ...) need no
         reaction: the simulated customer already looks at the camera.
         """
+        for listener in list(self.prompt_listeners):
+            listener(action)
         action = PROMPT_TO_ACTION.get(action, action)
-        if action in ACTIONS:
-            self.respond(action)
+        if action not in ACTIONS or self.reaction == "ignores":
+            return
+        if self.reaction == "wrong_action":   # the next action of the list: never the one asked
+            action = ACTIONS[(ACTIONS.index(action) + 1) % len(ACTIONS)]
+        self.respond(action)
+
+    def set_reaction(self, reaction: str) -> None:
+        """How the simulated customer reacts to the next prompts (REACTIONS)."""
+        if reaction not in REACTIONS:
+            raise InputError(f"unknown reaction {reaction!r}; known: {', '.join(REACTIONS)}",
+                             code="input.unknown_reaction")
+        self.reaction = reaction
 
     def respond(self, action: str) -> None:
         """The challenge channel: ask whoever is in front of the camera to perform `action`."""
@@ -199,6 +219,11 @@ class VirtualCamera(Camera):
             self._index += 1
             self._t += 1
         return frame
+
+    @property
+    def fault(self) -> str | None:
+        """None, "unplugged" or "frozen"."""
+        return self._fault
 
     @property
     def frame_index(self) -> int:

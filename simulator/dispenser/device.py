@@ -21,8 +21,17 @@ whose `.completion_code` is what the XFS4IoT service answers):
     6. the token is for that nonce           TokenNonceError      invalidTokenNonce
     7. currency and cumulative amount within the token's value    invalidToken
     8. the cassettes can make the amount     DispenseRefused(error_code) -> commandErrorCode
+Before any of them, a jammed mechanism (`jam()`, until `clear_faults()`) fails the command with
+`MechanismFault` (XFS4IoT completion hardwareError); nonces are refused too, so the terminal learns of
+the jam before it issues a token.
 Only a dispense that passes all of them moves notes: the cassettes are debited, the amount is
 added to the token's cumulative total and a `DispenseRecord` is appended to the ledger.
+The notes then go to the output position, shutter open, until the customer takes them (`items_taken()`)
+or the mechanism pulls them back (`retract()`). With a shutter failure armed (`fail_shutter()`) the
+shutter stays shut: the notes stay in the stacker and the dispense completes with commandErrorCode
+shutterNotOpen (the token is spent: the notes left the cassettes). Everything the mechanism does is an
+entry of `events` (the ledger of movements) and goes to `listeners`.
+
 A token may be spent in several dispenses up to its value (the device tracks the cumulative
 amount per token, keyed by its HMAC).
 """
@@ -53,6 +62,14 @@ class DispenseRefused(Exception):
     def __init__(self, error_code: str, description: str):
         super().__init__(description)
         self.error_code = error_code
+        self.description = description
+
+
+class MechanismFault(Exception):
+    """The mechanism cannot work (a jam): the command completes with hardwareError."""
+
+    def __init__(self, description: str):
+        super().__init__(description)
         self.description = description
 
 
@@ -120,6 +137,115 @@ class VirtualDispenser:
         self._nonce_at = 0.0
         self._uses: dict[str, _TokenUse] = {}
         self._ledger: list[DispenseRecord] = []
+        self.jammed = False
+        self.shutter_fails = False
+        self._stacker: DispenseRecord | None = None     # dispensed, not presented (shutter failure)
+        self._position: DispenseRecord | None = None    # presented, shutter open, not taken yet
+        self._events: list[dict] = []
+        self.listeners: list[Callable[[dict], None]] = []   # callables(event dict): each movement
+
+    # --- the mechanism ---------------------------------------------------------------------------
+    def _note(self, kind: str, **details) -> dict:
+        """Append a movement to the events ledger (under the lock) and return it for the listeners."""
+        event = {"seq": len(self._events) + 1, "event": kind, "at": time.time(), **details}
+        self._events.append(event)
+        return event
+
+    def _tell(self, event: dict | None) -> None:
+        for listener in list(self.listeners) if event else ():
+            try:
+                listener(event)
+            except Exception:  # an observer must never stop the mechanism
+                pass
+
+    def _working(self) -> None:
+        if self.jammed:
+            raise MechanismFault("notes jammed in the transport")
+
+    def jam(self) -> None:
+        with self._lock:
+            self.jammed = True
+            event = self._note("jammed")
+        self._tell(event)
+
+    def fail_shutter(self) -> None:
+        with self._lock:
+            self.shutter_fails = True
+            event = self._note("shutter_fault_armed")
+        self._tell(event)
+
+    def clear_faults(self) -> None:
+        """The engineer's visit: jam cleared, shutter repaired."""
+        with self._lock:
+            self.jammed = self.shutter_fails = False
+            event = self._note("faults_cleared")
+        self._tell(event)
+
+    def present(self) -> DispenseRecord:
+        """Open the shutter on the notes in the stacker (CashDispenser.Present)."""
+        with self._lock:
+            self._working()
+            if self._stacker is None:
+                raise DispenseRefused("noItems", "nothing in the stacker to present")
+            if self.shutter_fails:
+                raise DispenseRefused("shutterNotOpen", "the shutter did not open")
+            record, self._stacker, self._position = self._stacker, None, self._stacker
+            event = self._note("presented", sequence=record.sequence)
+        self._tell(event)
+        return record
+
+    def items_taken(self) -> DispenseRecord:
+        """The customer takes the notes from the output position."""
+        with self._lock:
+            if self._position is None:
+                raise DispenseRefused("noItems", "no notes at the output position")
+            record, self._position = self._position, None
+            event = self._note("items_taken", sequence=record.sequence, amount=float(record.amount),
+                               currency=record.currency)
+        self._tell(event)
+        return record
+
+    def retract(self) -> DispenseRecord:
+        """Pull presented (or unpresented) notes back into the retract cassette."""
+        with self._lock:
+            self._working()
+            record = self._position or self._stacker
+            if record is None:
+                raise DispenseRefused("noItems", "no notes to retract")
+            self._position = self._stacker = None
+            event = self._note("retracted", sequence=record.sequence, amount=float(record.amount),
+                               currency=record.currency)
+        self._tell(event)
+        return record
+
+    def set_units(self, counts: Mapping[str, int]) -> None:
+        """Load the cassettes: unit name -> note count (the unit must exist; counts >= 0)."""
+        with self._lock:
+            for name, count in counts.items():
+                if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                    raise ValueError(f"count for {name!r} must be a whole number >= 0")
+                try:
+                    self._unit(name)
+                except KeyError:
+                    raise ValueError(f"no cash unit {name!r}; units: "
+                                     f"{', '.join(u.name for u in self.units)}") from None
+            for name, count in counts.items():
+                self._unit(name).count = count
+            event = self._note("units_loaded", counts=dict(counts))
+        self._tell(event)
+
+    def state(self) -> dict:
+        with self._lock:
+            return {"jammed": self.jammed, "shutter_fails": self.shutter_fails,
+                    "stacker": self._stacker.to_dict() if self._stacker else None,
+                    "position": self._position.to_dict() if self._position else None,
+                    "shutter": "open" if self._position is not None else "closed",
+                    "units": {u.name: u.to_dict() for u in self.units}}
+
+    @property
+    def events(self) -> list[dict]:
+        with self._lock:
+            return [dict(e) for e in self._events]
 
     # --- nonce -----------------------------------------------------------------------------------
     def _current_nonce(self) -> str | None:
@@ -129,6 +255,7 @@ class VirtualDispenser:
 
     def get_command_nonce(self) -> str:
         with self._lock:
+            self._working()
             if self._current_nonce() is None:
                 self._nonce = secrets.token_hex(NONCE_BYTES).upper()
                 self._nonce_at = self.clock()
@@ -146,6 +273,8 @@ class VirtualDispenser:
     # --- dispensing ------------------------------------------------------------------------------
     def dispense(self, token_text: str, amount: Decimal, currency: str, *,
                  values: Mapping[str, int] | None = None, request_id: int | None = None) -> DispenseRecord:
+        with self._lock:
+            self._working()
         token = parse_dispense_token(token_text)
         check_token_hmac(token, self.key)
         token_id = token.text[-64:]
@@ -167,7 +296,19 @@ class VirtualDispenser:
                                     notes=dict(notes), token_nonce=token.nonce, token_id=token_id[:16],
                                     request_id=request_id, at=time.time())
             self._ledger.append(record)
-            return record
+            events = [self._note("dispensed", sequence=record.sequence, amount=float(amount), currency=currency,
+                                 notes=dict(notes))]
+            if self.shutter_fails:
+                self._stacker = record
+                events.append(self._note("shutter_failed", sequence=record.sequence))
+            else:
+                self._position = record
+                events.append(self._note("presented", sequence=record.sequence))
+        for event in events:
+            self._tell(event)
+        if self.shutter_fails:
+            raise DispenseRefused("shutterNotOpen", "the notes were counted but the shutter did not open")
+        return record
 
     def _unit(self, name: str) -> CashUnit:
         for unit in self.units:

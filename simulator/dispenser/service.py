@@ -9,6 +9,9 @@ Commands (header/envelope handled by `xfs4iot_bridge.server.XFS4IoTService`):
     CashDispenser.Dispense         {denomination: {currencies: {"EUR": 50.00}, values?: {unit: n}},
                                     position?: "default"|"center", token: "<end-to-end token>"}
                                    -> {currencies: {"EUR": 50.0}, values: {unit: n}}
+    CashDispenser.Present          -> {position, sequence}: the stacker's notes to the output (shutterNotOpen, noItems)
+    CashManagement.Retract         -> {sequence}: notes at the output or in the stacker into the retract cassette
+    (a jammed mechanism answers hardwareError to GetCommandNonce, Dispense, Present and Retract)
     BiogateSimulator.GetDispensed  (vendor query, not XFS4IoT) -> {dispensed: [record...],
                                     totals: {"EUR": 50.0}, cashUnits: {...}}
 
@@ -26,7 +29,7 @@ from xfs4iot_bridge.envelope import CompletionCode
 from xfs4iot_bridge.server import CommandContext, CommandError, XFS4IoTService, command_error
 from xfs4iot_bridge.token import TokenError
 
-from simulator.dispenser.device import DispenseRefused, VirtualDispenser
+from simulator.dispenser.device import DispenseRefused, MechanismFault, VirtualDispenser
 
 POSITIONS = ("default", "center")  # one output slot, in the middle
 
@@ -35,20 +38,50 @@ class CashDispenserService(XFS4IoTService):
     def __init__(self, device: VirtualDispenser, name: str = "CashDispenser1"):
         super().__init__(name, interface="CashDispenser")
         self.device = device
+        self.wire_taps: list = []   # callables(direction, text, connection): "host" (to us) / "dispenser" (from us)
+        self._connections_served = 0
         self.register("Common.Status", self._status, versions=("3.0",), immediate=True)
         self.register("Common.Capabilities", self._capabilities, versions=("3.0",), immediate=True)
         self.register("Common.GetCommandNonce", self._get_nonce)
         self.register("Common.ClearCommandNonce", self._clear_nonce)
         self.register("CashDispenser.Dispense", self._dispense, versions=("3.0",))
+        self.register("CashDispenser.Present", self._present)
+        self.register("CashManagement.Retract", self._retract)
         self.register("BiogateSimulator.GetDispensed", self._get_dispensed, immediate=True)
 
+    async def serve(self, send_text, receive_text) -> None:
+        """One connection, with every message both ways passed to `wire_taps` (the recorder), numbered by
+        connection (request ids are only unique within one)."""
+        self._connections_served += 1
+        number = self._connections_served
+
+        async def sending(text):
+            self._tap("dispenser", text, number)
+            await send_text(text)
+
+        async def receiving():
+            text = await receive_text()
+            if text is not None:
+                self._tap("host", text, number)
+            return text
+        await super().serve(sending, receiving)
+
+    def _tap(self, direction: str, text, connection: int) -> None:
+        for tap in list(self.wire_taps):
+            try:
+                tap(direction, text if isinstance(text, str) else bytes(text).decode("utf-8", "replace"), connection)
+            except Exception:  # a listener must never break the connection
+                pass
+
     async def _status(self, ctx: CommandContext) -> dict[str, Any]:
+        st = self.device.state()
         return {
-            "common": {"device": "online", "devicePosition": "inPosition",
+            "common": {"device": "hardwareError" if st["jammed"] else "online", "devicePosition": "inPosition",
                        "endToEndSecurity": {"commandNonceSet": self.device.has_nonce}},
-            "cashDispenser": {"intermediateStacker": "empty", "positions": [
-                {"position": "center", "shutter": "closed", "positionStatus": "empty",
-                 "transport": "ok", "transportStatus": "empty"}]},
+            "cashDispenser": {"intermediateStacker": "notEmpty" if st["stacker"] else "empty", "positions": [
+                {"position": "center", "shutter": st["shutter"],
+                 "positionStatus": "notEmpty" if st["position"] else "empty",
+                 "transport": "inoperative" if st["jammed"] else "ok", "transportStatus": "empty"}]},
         }
 
     async def _capabilities(self, ctx: CommandContext) -> dict[str, Any]:
@@ -63,7 +96,28 @@ class CashDispenserService(XFS4IoTService):
         }
 
     async def _get_nonce(self, ctx: CommandContext) -> dict[str, Any]:
-        return {"commandNonce": self.device.get_command_nonce()}
+        try:
+            return {"commandNonce": self.device.get_command_nonce()}
+        except MechanismFault as exc:
+            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
+
+    async def _present(self, ctx: CommandContext) -> dict[str, Any]:
+        try:
+            record = self.device.present()
+        except MechanismFault as exc:
+            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
+        except DispenseRefused as exc:
+            raise command_error(exc.error_code, exc.description) from None
+        return {"position": "center", "sequence": record.sequence}
+
+    async def _retract(self, ctx: CommandContext) -> dict[str, Any]:
+        try:
+            record = self.device.retract()
+        except MechanismFault as exc:
+            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
+        except DispenseRefused as exc:
+            raise command_error(exc.error_code, exc.description) from None
+        return {"sequence": record.sequence}
 
     async def _clear_nonce(self, ctx: CommandContext) -> None:
         self.device.clear_command_nonce()
@@ -93,6 +147,8 @@ class CashDispenserService(XFS4IoTService):
         try:
             record = self.device.dispense(token, amount if isinstance(amount, float) else Decimal(amount),
                                           currency, values=values, request_id=ctx.request_id)
+        except MechanismFault as exc:
+            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
         except TokenError as exc:
             raise CommandError(exc.completion_code, description=exc.message) from None
         except DispenseRefused as exc:

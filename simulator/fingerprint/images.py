@@ -248,6 +248,56 @@ def smudged_print(n: int, *, seed: int = 0, clear: float = 0.2, size: tuple[int,
     return np.clip(np.where(keep, base.astype(np.float32), smudge), 0, 255).astype(np.uint8)
 
 
+PRESSES = ("normal", "wet", "dry", "partial")
+
+
+def pressed_print(image: np.ndarray, press: str, rng: np.random.Generator) -> np.ndarray:
+    """How one press of a finger reaches the sensor (8-bit grey, dark ridges on light ground).
+
+    wet: moisture fills the valleys, ridges merge into dark blotches; dry: too little contact, faint and
+    broken ridges; partial: only the finger's tip touches, the lower two thirds of the print are missing.
+    """
+    img = to_grey(image).astype(np.float32)
+    h, w = img.shape
+    if press == "wet":
+        merged = cv2.erode(img, np.ones((7, 7), np.uint8))   # dark ridges spread over the valleys
+        blotch = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 12)
+        wet = blotch > np.quantile(blotch, 0.2)
+        img = np.where(wet, cv2.GaussianBlur(merged, (0, 0), 4) * 0.5, img)
+    elif press == "dry":
+        faded = 255 - (255 - img) * 0.25                       # little ink: low contrast
+        gaps = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
+        img = np.where(gaps > -0.3, 250.0, faded) + rng.normal(0, 4, (h, w))
+    elif press == "partial":
+        img = img.copy()
+        img[h // 3:, :] = 255.0
+    elif press != "normal":
+        raise InputError(f"unknown press {press!r}; known: {', '.join(PRESSES)}", code="input.unknown_press")
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class PressedSource:
+    """Another source's prints, each as a `press` leaves it on the sensor (`pressed_print`)."""
+
+    inner: ImageSource
+    press: str = "normal"
+    seed: int = 0
+    _rng: np.random.Generator = field(default=None, init=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.press not in PRESSES:
+            raise InputError(f"unknown press {self.press!r}; known: {', '.join(PRESSES)}", code="input.unknown_press")
+        self._rng = np.random.default_rng([self.seed, 0x9E55])
+
+    def capture(self) -> Presentation | None:
+        shown = self.inner.capture()
+        if shown is None or self.press == "normal":
+            return shown
+        return Presentation(pressed_print(shown.image, self.press, self._rng), shown.source_dpi,
+                            f"{shown.label}-{self.press}")
+
+
 def make_image_source(spec: object, *, seed: int = 0) -> ImageSource:
     """Build a source from a user-friendly spec.
 

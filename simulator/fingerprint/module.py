@@ -102,6 +102,9 @@ class VirtualModule:
         self._replug: Deadline | None = None  # a scheduled automatic replug
         self._reader = P.PacketReader()
         self.errors: list[BaseException] = []
+        # callables(direction, data): the bytes on the cable, "host" (from the client) or "device" (to it),
+        # and "cable" (b"unplugged:<mode>", b"plugged", b"powered"); the recorder listens here
+        self.taps: list = []
 
     # -- what the hardware knows: HARDWARE_VIEWS (below the class), and the line's pseudo-terminal ------
 
@@ -176,12 +179,14 @@ class VirtualModule:
             if self.line.plugged and not self._silent:
                 return
             if self.line.plugged:  # silent: the cable stayed, the power comes back
+                self._tap("cable", b"powered")
                 self._silent = False
                 self._power_on()
             else:
                 self._plug()
 
     def _plug(self) -> None:
+        self._tap("cable", b"plugged")
         self.line.plug()
         self._silent = False
         self._reader = P.PacketReader()
@@ -192,6 +197,7 @@ class VirtualModule:
         self._send(self.hardware.tick())
 
     def _unplug_now(self, mode: str) -> None:
+        self._tap("cable", f"unplugged:{mode}".encode())
         self.hardware.power_off()
         if mode == "silent":
             self._silent = True
@@ -252,6 +258,7 @@ class VirtualModule:
                     continue
                 if not chunk:
                     continue
+                self._tap("host", chunk)
                 with self._lock:
                     if self._silent or not self.hardware.ready:
                         continue  # unpowered, or still booting: nobody hears it
@@ -304,7 +311,15 @@ class VirtualModule:
             return True
         if self._silent or not self.line.plugged:
             return False
+        self._tap("device", data)
         return self.line.write(data, baud=self.baudrate if self.pace else None)
+
+    def _tap(self, direction: str, data: bytes) -> None:
+        for tap in list(self.taps):
+            try:
+                tap(direction, bytes(data))
+            except Exception:  # a listener must never break the line
+                log.warning("virtual module: a line tap failed")
 
 
 for _view in HARDWARE_VIEWS:  # after the class: one read-only property per view

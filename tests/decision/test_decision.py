@@ -123,3 +123,70 @@ def test_lockout_grows_and_caps():
     assert events == [None, None, "locked", None, None, "locked", None, None, "disabled"]
     assert lockout.status(state, now + dt.timedelta(days=365)).disabled
     assert not lockout.status(lockout.reset(state, "c", now), now).locked
+
+
+# -- sequential fusion: a second finger for close calls ---------------------------------------------------
+def _two_modalities(seed=4, n_imp=400_000):
+    rng = np.random.default_rng(seed)
+    g1, i1 = rng.normal(3, 1, 4000), rng.normal(0, 1, n_imp)
+    g2, i2 = rng.normal(2.5, 1, 4000), rng.normal(0, 1, n_imp)
+    return Calibration({"face": fit_modality("face", "s", g1, i1), "finger": fit_modality("finger", "s", g2, i2)})
+
+
+def test_a_close_call_waits_for_a_second_finger_and_a_mismatch_does_not():
+    from edge.decision.fusion import PENDING, SecondFinger, plan_match
+
+    cal = _two_modalities()
+    plan = plan_match(cal, ["face", "finger"], target_fmr=1e-4, second_finger=SecondFinger(3.0),
+                      second_references=1)
+    assert plan.sequential and plan.close_from == pytest.approx(plan.threshold - 3.0)
+    assert plan.second_threshold >= plan.threshold
+    close = plan.first({"face": plan.threshold / 2 - 0.5, "finger": plan.threshold / 2 - 0.5})
+    assert close.pending and close.reasons == [PENDING] and not close.allow
+    # a factor against the claim is a plain denial, never a reason to ask for more
+    wrong = plan.first({"face": plan.threshold - 0.5, "finger": -0.1})
+    assert not wrong.pending and "match.finger_mismatch" in wrong.reasons
+    far = plan.first({"face": 0.1, "finger": 0.1})
+    assert not far.pending and far.reasons == ["match.below_threshold"]
+    rescued = plan.second(close, plan.second_threshold - close.fused_llr + 0.1)
+    assert rescued.allow and rescued.reasons == ["match.accepted_with_second_finger"]
+    assert rescued.scores()["second_finger_llr"] > 0
+    assert not plan.second(close, -0.5).allow   # the second finger must favour the claim too
+    assert "match.second_finger_mismatch" in plan.second(close, -0.5).reasons
+    with pytest.raises(ValueError):
+        plan.second(far, 5.0)
+    # without a second enrolled finger there is one stage; with one, the first stage never gets stricter than
+    # what the budget forces, and both stages together keep the target
+    single = plan_match(cal, ["face", "finger"], target_fmr=1e-4, second_finger=SecondFinger(), second_references=0)
+    assert not single.sequential and single.threshold <= plan.threshold
+    assert single.estimated_fmr(cal) <= 1e-4 and plan.estimated_fmr(cal) <= 1e-4
+
+
+def test_sequential_decision_keeps_the_target_fmr_on_fresh_impostors_and_rescues_genuine_customers():
+    from edge.decision.fusion import SecondFinger, plan_match
+
+    cal = _two_modalities()
+    target = 1e-4
+    plan = plan_match(cal, ["face", "finger"], target_fmr=target, second_finger=SecondFinger(3.0),
+                      second_references=1)
+    assert plan.estimated_fmr(cal) <= target * 1.001
+    rng = np.random.default_rng(5)
+
+    def run(n, face_mu, finger_mu):
+        f = cal.modality("face").llrs(rng.normal(face_mu, 1, n))
+        a = cal.modality("finger").llrs(rng.normal(finger_mu, 1, n))
+        b = cal.modality("finger").llrs(rng.normal(finger_mu, 1, n))
+        first = f + a
+        at_once = (first >= plan.threshold) & (f >= 0) & (a >= 0)
+        close = (first < plan.threshold) & (first >= plan.close_from) & (f >= 0) & (a >= 0)
+        second = close & (b >= 0) & (first + b >= plan.second_threshold)
+        return at_once | second, at_once
+
+    impostor_ok, _ = run(2_000_000, 0.0, 0.0)
+    assert np.mean(impostor_ok) <= target * 1.5
+    genuine_ok, genuine_at_once = run(20_000, 3.0, 2.5)
+    one_stage = plan_match(cal, ["face", "finger"], target_fmr=target)
+    assert np.mean(genuine_ok) > np.mean(genuine_at_once)
+    # the second finger costs the first stage part of its budget, and still wins overall
+    f = cal.modality("face").llrs(rng.normal(3.0, 1, 20_000)) + cal.modality("finger").llrs(rng.normal(2.5, 1, 20_000))
+    assert 1 - np.mean(genuine_ok) < np.mean(f < one_stage.threshold)

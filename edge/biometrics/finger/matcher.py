@@ -1,22 +1,29 @@
-"""The fingerprint comparison score: MCC local structures plus a global pairing count, calibrated.
+"""The fingerprint comparison score: MCC local structures plus a global pairing, calibrated.
 
-Two raw features per comparison:
+Raw parts per comparison (`ScoreParts`, from `mcc.similarity_parts`):
 - `mcc`: the Minutia Cylinder-Code score (greedy LSA-R consolidation, 0..1; see `mcc`): how well
   the best, mutually consistent minutia neighbourhoods agree;
-- `paired`: how many minutiae pair up (within 15 px and 30 degrees) under the best rigid alignment
-  seeded by MCC's most consistent pairs: the amount of evidence behind that agreement.
-Neither depends on the image size or where the print sits in the frame, so the same pair scores
-alike whatever the crop or padding (DB1 300x300 ... DB3 448x478, the sensor's 256x288).
+- `paired`: how many minutiae pair up (within 10 px and 30 degrees) under the best rigid alignment
+  seeded by MCC's most consistent pairs and refined by least squares;
+- `inside_a`, `inside_b`: how many minutiae of each print lie inside the other's area under that
+  alignment (the ones that could have paired);
+- `paired_similarity`: the summed local (cylinder) similarity of the paired minutiae.
+None depends on the image size or where the print sits in the frame, so the same pair scores alike
+whatever the crop or padding (DB1 300x300 ... DB3 448x478, the sensor's 256x288).
 
-`compare(a, b)` returns a log10 likelihood-ratio-like score:
+Four calibration features (`features`): ln(mcc + 0.02), ln(paired + 1), ln(paired_similarity + 0.5)
+and ln(paired_similarity^2 / (inside_a * inside_b) + 0.003). The last one is the share of the
+overlap that agrees, weighted by how well it agrees: two different fingers of the same pattern class
+pair many minutiae by chance (ridge directions are alike), but their neighbourhoods disagree and a
+true mate's overlap pairs nearly whole.
 
-    score = W_MCC * ln(mcc + 0.02) + W_PAIRED * ln(paired + 1) + BIAS
-
-with the weights fitted by logistic regression on development data (`edge.evaluation.fvc.
-fit_calibration` on FVC2000 DB1_B-DB4_B pooled: 1,120 mated and 11,520 non-mated comparisons) and
-the training prior taken out, so 0 means "as likely mated as not" on that data, +1 ten times more
-likely mated, -1 ten times less. Scores beyond about -4..+4 are extrapolation: 11,520 non-mated
-comparisons cannot support likelihood ratios much past 10^4. The integrator may refit on other data.
+`compare(a, b)` returns a log10 likelihood-ratio-like score, WEIGHTS . features + BIAS, with the
+weights fitted by logistic regression on development data (`edge.evaluation.fvc.fit_calibration` on
+FVC2000 DB1_B-DB4_B pooled: 1,120 mated and 11,520 non-mated comparisons) and the training prior
+taken out, so 0 means "as likely mated as not" on that data, +1 ten times more likely mated, -1 ten
+times less. Scores beyond about -4..+4 are extrapolation: 11,520 non-mated comparisons cannot
+support likelihood ratios much past 10^4. `python -m edge.evaluation.fvc DIR...` refits them and
+prints the leave-one-database-out figures.
 
 DEFAULT_THRESHOLD: the lowest score at which the pooled development FMR is at most 0.1 %.
 """
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -34,14 +41,28 @@ from edge.errors import InputError
 
 # Fitted on FVC2000 DB1_B..DB4_B pooled (see module docstring):
 #   python -m edge.evaluation.fvc ../shared/data/fingerprints/fvc2000/DB{1,2,3,4}_B
-W_MCC = 6.287
-W_PAIRED = 1.458
-BIAS = 16.589
+FEATURES = ("ln_mcc", "ln_paired", "ln_paired_similarity", "ln_overlap_agreement")
+# ln_paired and ln_paired_similarity move together (each pair adds up to 1 to the similarity), so only
+# their combination reads: more pairs count for, pairs that agree only weakly count less than strong ones.
+WEIGHTS = (4.447, 3.713, -1.717, 0.606)
+BIAS = 10.515
 # FMR <= 0.1 % on the same pooled development comparisons.
-DEFAULT_THRESHOLD = 1.36
-MCC_FLOOR = 0.02      # keeps ln(mcc) finite for comparisons with no agreeing structure
+DEFAULT_THRESHOLD = 1.28
+MCC_FLOOR = 0.02          # keeps ln(mcc) finite for comparisons with no agreeing structure
+SIMILARITY_FLOOR = 0.5    # the same for the paired similarity (about one weakly agreeing pair)
+AGREEMENT_FLOOR = 0.003   # and for the overlap agreement (about 1 pair in 18 x 18 minutiae)
 PARAMS = mcc.DEFAULT_PARAMS
 _CACHE_KEY = "prepared"
+
+
+class ScoreParts(NamedTuple):
+    """The raw comparison parts `compare` calibrates (see the module docstring)."""
+
+    mcc: float
+    paired: int
+    inside_a: int
+    inside_b: int
+    paired_similarity: float
 
 
 @dataclass(eq=False)
@@ -76,29 +97,34 @@ def prepare(template: Comparable) -> PreparedTemplate:
     return cached
 
 
-def score_parts(a: Comparable, b: Comparable) -> tuple[float, int]:
-    """(mcc, paired minutiae): the raw features `compare` calibrates."""
+def score_parts(a: Comparable, b: Comparable) -> ScoreParts:
+    """The raw parts of one comparison (what `compare` calibrates)."""
     ca = a.cylinders if isinstance(a, PreparedTemplate) else prepare(a).cylinders
     cb = b.cylinders if isinstance(b, PreparedTemplate) else prepare(b).cylinders
-    return mcc.similarity_parts(ca, cb, PARAMS)
+    return ScoreParts(*mcc.similarity_parts(ca, cb, PARAMS))
 
 
-def features(mcc_score, paired) -> np.ndarray:
-    """(n, 2) calibration features of raw parts: ln(mcc + floor), ln(paired + 1)."""
-    m = np.asarray(mcc_score, dtype=np.float64).reshape(-1)
-    p = np.asarray(paired, dtype=np.float64).reshape(-1)
-    return np.column_stack([np.log(m + MCC_FLOOR), np.log(p + 1.0)])
+def features(parts) -> np.ndarray:
+    """(n, 4) calibration features (FEATURES) of raw parts given as an (n, 5) array of ScoreParts rows."""
+    p = np.asarray(parts, dtype=np.float64).reshape(-1, len(ScoreParts._fields))
+    m, paired, sim = p[:, 0], p[:, 1], p[:, 4]
+    overlap = np.maximum(p[:, 2], 1.0) * np.maximum(p[:, 3], 1.0)
+    return np.column_stack([np.log(m + MCC_FLOOR), np.log(paired + 1.0), np.log(sim + SIMILARITY_FLOOR),
+                            np.log(sim * sim / overlap + AGREEMENT_FLOOR)])
 
 
-def calibrated_score(mcc_score: float, paired: float) -> float:
-    """The same as `features` @ (W_MCC, W_PAIRED) + BIAS, for one comparison (no array overhead)."""
-    return W_MCC * math.log(mcc_score + MCC_FLOOR) + W_PAIRED * math.log(paired + 1.0) + BIAS
+def calibrated_score(parts: ScoreParts) -> float:
+    """The same as `features(parts) @ WEIGHTS + BIAS`, for one comparison (no array overhead)."""
+    overlap = max(parts.inside_a, 1) * max(parts.inside_b, 1)
+    sim = parts.paired_similarity
+    return (WEIGHTS[0] * math.log(parts.mcc + MCC_FLOOR) + WEIGHTS[1] * math.log(parts.paired + 1.0)
+            + WEIGHTS[2] * math.log(sim + SIMILARITY_FLOOR) + WEIGHTS[3] * math.log(sim * sim / overlap
+                                                                                   + AGREEMENT_FLOOR) + BIAS)
 
 
 def compare(a: Comparable, b: Comparable) -> float:
     """log10 likelihood-ratio-like score of two fingerprints; `>= DEFAULT_THRESHOLD` means the same finger."""
-    mcc_score, paired = score_parts(a, b)
-    return calibrated_score(mcc_score, paired)
+    return calibrated_score(score_parts(a, b))
 
 
 def compare_many(probe: Comparable, references: Sequence[Comparable]) -> np.ndarray:

@@ -8,9 +8,12 @@ instead of the Hungarian one) then takes the best pairs, lets pairs whose mutual
 (distances, relative directions, bearings) support each other for a few relaxation rounds, and
 averages the pairs that kept most of their similarity.
 
-A global step follows (`_paired_count`): each of the most consistent pairs fixes a rigid alignment,
-and the minutiae of the two prints that then coincide (position and direction) are counted. The
-count says how much of the two prints agrees, which the MCC average alone does not.
+A global step follows (`_global_pairing`): each of the most consistent pairs fixes a rigid alignment,
+refined by least squares over the pairs it brings, and the minutiae of the two prints that then
+coincide (position and direction) are paired. It reports how many pair, how many of each print lie
+inside the other's area (the ones that could have paired) and the summed local similarity of the
+pairs: a chance alignment of two different fingers pairs minutiae whose neighbourhoods disagree,
+which the count alone cannot tell from a true one.
 
 This is the bit-based variant (MCC-b): cell values are bits, packed into 64-bit words, and a local
 similarity is three popcounts over the cells valid in both cylinders. Building cylinders is numpy
@@ -50,8 +53,9 @@ class MccParams:
     n_r_max: int = 40
     # global consolidation: alignment by the best pairs, then paired-minutiae count
     n_anchors: int = 5
-    pair_distance: float = 15.0
+    pair_distance: float = 10.0     # after the least-squares refinement; 15 px let too many chance pairs in
     pair_angle: float = np.pi / 6
+    overlap_margin: float = 10.0    # a minutia this close outside the other print's hull still counts as overlap
     min_np: int = 4
     max_np: int = 12
     mu_p: float = 20.0
@@ -108,6 +112,8 @@ class Cylinders:
     n_minutiae: int = 0    # minutiae in the template (usable cylinders or not)
     all_xy: np.ndarray = None      # type: ignore[assignment]  # (N, 2) every minutia, 500-dpi pixels
     all_theta: np.ndarray = None   # type: ignore[assignment]  # (N,)
+    hull: np.ndarray = None        # type: ignore[assignment]  # (H, 2) convex hull of all_xy, positive area
+    cylinder_of: np.ndarray = None  # type: ignore[assignment]  # (N,) int64: row in bits/xy of each minutia, or -1
 
     @property
     def count(self) -> int:
@@ -115,7 +121,7 @@ class Cylinders:
 
     def wipe(self) -> None:
         for arr in (self.bits, self.valid, self.xy, self.theta, self.dist, self.rel_dir, self.radial,
-                    self.all_xy, self.all_theta):
+                    self.all_xy, self.all_theta, self.hull, self.cylinder_of):
             arr.fill(0)
 
 
@@ -137,6 +143,15 @@ def _hull_outside_distance(points: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.maximum(outside.max(axis=1), 0.0)
 
 
+def _hull(points: np.ndarray) -> np.ndarray:
+    """Convex hull vertices of the minutiae with positive signed area (the order `_inside_hull` wants)."""
+    if len(points) < 3:
+        return np.zeros((0, 2))
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    area2 = float(np.sum(hull[:, 0] * np.roll(hull[:, 1], -1) - np.roll(hull[:, 0], -1) * hull[:, 1]))
+    return np.ascontiguousarray(hull if area2 > 0 else hull[::-1])
+
+
 def _pack(bits: np.ndarray, n_words: int) -> np.ndarray:
     """(n, n_bits) bool -> (n, n_words) uint64, zero-padded."""
     n, n_bits = bits.shape
@@ -153,7 +168,7 @@ def build_cylinders(t: FingerTemplate, p: MccParams = DEFAULT_PARAMS) -> Cylinde
     n = xy.shape[0]
     if n == 0:
         return _empty(g, 0)
-    extras = dict(all_xy=np.ascontiguousarray(xy), all_theta=np.ascontiguousarray(theta))
+    extras = dict(all_xy=np.ascontiguousarray(xy), all_theta=np.ascontiguousarray(theta), hull=_hull(xy))
     cos, sin = np.cos(theta), np.sin(theta)
     d = xy[None, :, :] - xy[:, None, :]                      # (m, t, 2): neighbour t seen from m
     dist = np.sqrt((d ** 2).sum(-1))
@@ -186,6 +201,8 @@ def build_cylinders(t: FingerTemplate, p: MccParams = DEFAULT_PARAMS) -> Cylinde
     keep = np.nonzero(usable)[0]
     if keep.size == 0:
         return _empty(g, n, **extras)
+    cylinder_of = np.full(n, -1, np.int64)
+    cylinder_of[keep] = np.arange(keep.size)
     valid_bits = np.repeat(valid[keep], p.nd, axis=1)
     cell_bits = (on[keep] & valid[keep][:, :, None]).reshape(keep.size, -1)
     radial = _wrap(np.arctan2(d[..., 1], d[..., 0]) - theta[:, None])
@@ -199,6 +216,7 @@ def build_cylinders(t: FingerTemplate, p: MccParams = DEFAULT_PARAMS) -> Cylinde
         rel_dir=np.ascontiguousarray(rel[sub]),
         radial=np.ascontiguousarray(radial[sub]),
         n_minutiae=n,
+        cylinder_of=cylinder_of,
         **extras,
     )
 
@@ -208,6 +226,8 @@ def _empty(g: _Grid, n_minutiae: int, **extras) -> Cylinders:
     w = np.zeros((0, g.n_words), np.uint64)
     extras.setdefault("all_xy", np.zeros((0, 2)))
     extras.setdefault("all_theta", np.zeros(0))
+    extras.setdefault("hull", np.zeros((0, 2)))
+    extras.setdefault("cylinder_of", np.full(n_minutiae, -1, np.int64))
     return Cylinders(w, w.copy(), np.zeros((0, 2)), np.zeros(0), z, z.copy(), z.copy(), n_minutiae, **extras)
 
 
@@ -373,74 +393,172 @@ def similarity(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> flo
 
 
 @njit(cache=True, fastmath=True)
-def _paired_count(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, dtol, atol):
-    """Most minutiae paired under one of the alignments the anchor pairs fix.
+def _inside_hull(x, y, hull, margin):
+    """True when (x, y) lies inside the convex polygon `hull` (counter-clockwise in the image frame)
+    or at most `margin` pixels outside it."""
+    h = hull.shape[0]
+    if h < 3:
+        return False
+    for e in range(h):
+        ax, ay = hull[e, 0], hull[e, 1]
+        bx, by = hull[(e + 1) % h, 0], hull[(e + 1) % h, 1]
+        ex, ey = bx - ax, by - ay
+        length = np.sqrt(ex * ex + ey * ey)
+        if length == 0:
+            continue
+        # positive cross product = left of the edge = inside for a counter-clockwise polygon
+        if (ex * (y - ay) - ey * (x - ax)) / length < -margin:
+            return False
+    return True
 
-    Each anchor pair (a minutia of A, one of B) fixes a rotation and translation; every minutia of A
-    is moved onto B and paired greedily with the nearest unpaired minutia of B within `dtol` pixels
-    and `atol` radians of direction.
+
+@njit(cache=True, fastmath=True)
+def _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used, match_of):
+    """Greedy one-to-one pairing of A's minutiae, moved by (rotation phi, translation), with B's:
+    the nearest unpaired minutia of B within `dtol` pixels and `atol` radians. Returns the count and
+    fills match_of[k] (the B index paired with A's k, or -1)."""
+    na, nb = pa.shape[0], pb.shape[0]
+    for k in range(na):
+        moved_x[k] = c * pa[k, 0] - s * pa[k, 1] + tx
+        moved_y[k] = s * pa[k, 0] + c * pa[k, 1] + ty
+    used[:] = False
+    m = 0
+    for k in range(na):
+        match_of[k] = -1
+        best_d = dtol * dtol
+        best_l = -1
+        for l in range(nb):
+            if used[l]:
+                continue
+            dx = moved_x[k] - pb[l, 0]
+            dy = moved_y[k] - pb[l, 1]
+            d2 = dx * dx + dy * dy
+            if d2 < best_d and abs(_wrap1(ta[k] + phi - tb[l])) < atol:
+                best_d = d2
+                best_l = l
+        if best_l >= 0:
+            used[best_l] = True
+            match_of[k] = best_l
+            m += 1
+    return m
+
+
+@njit(cache=True, fastmath=True)
+def _anchor_transform(i, j, xy_a, th_a, xy_b, th_b):
+    """(cos, sin, tx, ty, phi) of the rigid transform that puts A's minutia i onto B's minutia j."""
+    phi = th_b[j] - th_a[i]
+    c, s = np.cos(phi), np.sin(phi)
+    return c, s, xy_b[j, 0] - (c * xy_a[i, 0] - s * xy_a[i, 1]), xy_b[j, 1] - (s * xy_a[i, 0] + c * xy_a[i, 1]), phi
+
+
+@njit(cache=True, fastmath=True)
+def _least_squares_transform(pa, pb, match_of, m):
+    """(cos, sin, tx, ty, phi) of the least-squares rigid transform (2-D Procrustes) of the m pairs."""
+    max_, may, mbx, mby = 0.0, 0.0, 0.0, 0.0
+    for k in range(pa.shape[0]):
+        if match_of[k] >= 0:
+            max_ += pa[k, 0]
+            may += pa[k, 1]
+            mbx += pb[match_of[k], 0]
+            mby += pb[match_of[k], 1]
+    max_ /= m
+    may /= m
+    mbx /= m
+    mby /= m
+    sxx, sxy = 0.0, 0.0
+    for k in range(pa.shape[0]):
+        if match_of[k] >= 0:
+            ax, ay = pa[k, 0] - max_, pa[k, 1] - may
+            bx, by = pb[match_of[k], 0] - mbx, pb[match_of[k], 1] - mby
+            sxx += ax * bx + ay * by
+            sxy += ax * by - ay * bx
+    phi = np.arctan2(sxy, sxx)
+    c, s = np.cos(phi), np.sin(phi)
+    return c, s, mbx - (c * max_ - s * may), mby - (s * max_ + c * may), phi
+
+
+@njit(cache=True, fastmath=True)
+def _global_pairing(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, hull_a, hull_b, dtol, atol,
+                    margin, lsm, cyl_a, cyl_b):
+    """Global consolidation: the most minutiae paired under one alignment, how many minutiae of each
+    print fall inside the other's area under it (the ones that *could* pair) and the summed local
+    similarity of the pairs.
+
+    Each anchor pair (a minutia of A, one of B) fixes a rotation and translation; the anchor that
+    pairs the most is then refined once by the least-squares rigid transform of its pairs, which
+    follows the whole overlap rather than the one anchor (skin stretches away from it); the refined
+    alignment is kept when it pairs at least as many. Returns (paired, A's minutiae inside B's hull,
+    B's minutiae inside A's moved hull, summed local similarity of the pairs).
     """
     na, nb = pa.shape[0], pb.shape[0]
-    best = 0
     moved_x = np.empty(na)
     moved_y = np.empty(na)
     used = np.zeros(nb, np.bool_)
+    match_of = np.empty(na, np.int64)
+    best, best_h = 0, -1
     for h in range(anchor_a.size):
-        i, j = anchor_a[h], anchor_b[h]
-        phi = th_b[j] - th_a[i]
-        c, s = np.cos(phi), np.sin(phi)
-        tx = xy_b[j, 0] - (c * xy_a[i, 0] - s * xy_a[i, 1])
-        ty = xy_b[j, 1] - (s * xy_a[i, 0] + c * xy_a[i, 1])
-        for k in range(na):
-            moved_x[k] = c * pa[k, 0] - s * pa[k, 1] + tx
-            moved_y[k] = s * pa[k, 0] + c * pa[k, 1] + ty
-        used[:] = False
-        m = 0
-        for k in range(na):
-            best_d = dtol * dtol
-            best_l = -1
-            for l in range(nb):
-                if used[l]:
-                    continue
-                dx = moved_x[k] - pb[l, 0]
-                dy = moved_y[k] - pb[l, 1]
-                d2 = dx * dx + dy * dy
-                if d2 < best_d and abs(_wrap1(ta[k] + phi - tb[l])) < atol:
-                    best_d = d2
-                    best_l = l
-            if best_l >= 0:
-                used[best_l] = True
-                m += 1
+        c, s, tx, ty, phi = _anchor_transform(anchor_a[h], anchor_b[h], xy_a, th_a, xy_b, th_b)
+        m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used, match_of)
         if m > best:
-            best = m
-    return best
+            best, best_h = m, h
+    if best_h < 0:
+        return 0, na, nb, 0.0
+    c, s, tx, ty, phi = _anchor_transform(anchor_a[best_h], anchor_b[best_h], xy_a, th_a, xy_b, th_b)
+    m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used, match_of)
+    if m >= 3:
+        c2, s2, tx2, ty2, phi2 = _least_squares_transform(pa, pb, match_of, m)
+        if abs(_wrap1(phi2 - phi)) < atol:
+            m2 = _pair_under(c2, s2, tx2, ty2, phi2, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used,
+                             match_of)
+            if m2 >= m:
+                m, c, s, tx, ty, phi = m2, c2, s2, tx2, ty2, phi2
+            else:  # back to the anchor's alignment (and its pairs)
+                m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used,
+                                match_of)
+    sim = 0.0
+    for k in range(na):
+        l = match_of[k]
+        if l >= 0 and cyl_a[k] >= 0 and cyl_b[l] >= 0:
+            sim += lsm[cyl_a[k], cyl_b[l]]
+    in_a = 0
+    for k in range(na):
+        if _inside_hull(moved_x[k], moved_y[k], hull_b, margin):
+            in_a += 1
+    in_b = 0  # B's minutiae moved back into A's frame (inverse rotation and translation)
+    for l in range(nb):
+        dx, dy = pb[l, 0] - tx, pb[l, 1] - ty
+        if _inside_hull(c * dx + s * dy, -s * dx + c * dy, hull_a, margin):
+            in_b += 1
+    return m, in_a, in_b, sim
 
 
 @njit(cache=True)
-def _compare(bits_a, valid_a, xy_a, th_a, dist_a, rel_a, rad_a, all_xy_a, all_th_a,
-             bits_b, valid_b, xy_b, th_b, dist_b, rel_b, rad_b, all_xy_b, all_th_b,
+def _compare(bits_a, valid_a, xy_a, th_a, dist_a, rel_a, rad_a, all_xy_a, all_th_a, hull_a, cyl_a,
+             bits_b, valid_b, xy_b, th_b, dist_b, rel_b, rad_b, all_xy_b, all_th_b, hull_b, cyl_b,
              min_common_bits, max_dtheta, n_r, n_p, one_to_one, relax, rho, n_anchors, pairing):
     """Local similarities, consolidation and the global count in one compiled call (one dispatch)."""
     lsm = local_matrix(bits_a, valid_a, th_a, bits_b, valid_b, th_b, min_common_bits, max_dtheta)
     score, ia, ib = _consolidate(lsm, dist_a, rel_a, rad_a, dist_b, rel_b, rad_b, n_r, n_p, one_to_one,
                                  relax[0], int(relax[1]), rho[0], rho[1], rho[2], rho[3], rho[4], rho[5])
     k = min(ia.size, n_anchors)
-    m = _paired_count(ia[:k], ib[:k], xy_a, th_a, xy_b, th_b, all_xy_a, all_th_a, all_xy_b, all_th_b,
-                      pairing[0], pairing[1])
-    return score, m
+    m, in_a, in_b, sim = _global_pairing(ia[:k], ib[:k], xy_a, th_a, xy_b, th_b, all_xy_a, all_th_a, all_xy_b,
+                                         all_th_b, hull_a, hull_b, pairing[0], pairing[1], pairing[2], lsm,
+                                         cyl_a, cyl_b)
+    return score, m, in_a, in_b, sim
 
 
-def similarity_parts(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> tuple[float, int]:
-    """(MCC score 0..1, paired minutiae under the best anchor alignment)."""
+def similarity_parts(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> tuple[float, int, int, int]:
+    """(MCC score 0..1, paired minutiae under the best alignment, minutiae of A inside B's area and of
+    B inside A's under that alignment)."""
     if a.count == 0 or b.count == 0:
-        return 0.0, 0
+        return 0.0, 0, a.n_minutiae, b.n_minutiae, 0.0
     g = _grid(p)
     n_r = min(a.count, b.count, p.n_r_max)
-    mcc, m = _compare(
-        a.bits, a.valid, a.xy, a.theta, a.dist, a.rel_dir, a.radial, a.all_xy, a.all_theta,
-        b.bits, b.valid, b.xy, b.theta, b.dist, b.rel_dir, b.radial, b.all_xy, b.all_theta,
+    mcc, m, in_a, in_b, sim = _compare(
+        a.bits, a.valid, a.xy, a.theta, a.dist, a.rel_dir, a.radial, a.all_xy, a.all_theta, a.hull, a.cylinder_of,
+        b.bits, b.valid, b.xy, b.theta, b.dist, b.rel_dir, b.radial, b.all_xy, b.all_theta, b.hull, b.cylinder_of,
         int(p.min_matchable * g.n_bits), p.max_direction_diff, n_r, _n_p(a.count, b.count, p), p.one_to_one,
         (p.w_relax, float(p.n_relax)), (p.mu_rho[0], p.tau_rho[0], p.mu_rho[1], p.tau_rho[1], p.mu_rho[2],
                                          p.tau_rho[2]),
-        p.n_anchors, (p.pair_distance, p.pair_angle))
-    return float(mcc), int(m)
+        p.n_anchors, (p.pair_distance, p.pair_angle, p.overlap_margin))
+    return float(mcc), int(m), int(in_a), int(in_b), float(sim)

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from edge.config import Config
 from edge.decision.policy import TransactionContext, parse_amount
-from edge.errors import NotFoundError
+from edge.errors import ConflictError, NotFoundError
 from edge.service.auth import Caller
 from edge.service.console.jobs import Jobs
 from edge.service.console.preview import CameraPreview
@@ -29,6 +29,12 @@ from edge.store.base import Customer, DecisionRecord
 DECISIONS_SCANNED = 1000       # the newest decisions the filters look through
 AUDIT_PAGE = 100
 AUDIT_SCAN_PAGE = 1000
+
+
+def needs_terminal() -> ConflictError:
+    """The refusal of a capture page where there is no camera or scanner (the registry's console)."""
+    return ConflictError("enrolment and assisted verification are done at a cash desk terminal, which has the "
+                         "camera and the fingerprint scanner", code="console.needs_terminal")
 
 
 @dataclass
@@ -52,6 +58,7 @@ class ConsoleBackend(Protocol):
     """What the console's pages use: a terminal's `ConsoleDesk`, or another app's own object (the registry)."""
 
     cfg: Config
+    captures: bool             # a camera and a scanner at hand (a terminal): enrolment and assisted verification
     sessions: ConsoleSessions
     preview: CameraPreview
     jobs: Jobs
@@ -80,31 +87,19 @@ class ConsoleBackend(Protocol):
     def purge_evidence(self, caller: Caller) -> int: ...
 
 
-class ConsoleDesk:
-    """The daemon's ConsoleBackend: the runtime's services plus the console's own parts."""
+class OperatorDesk:
+    """What every console backend shares: operators signing in against the store's accounts, the audit of
+    what the console itself does, finding customers, the review queue, and the decision list and audit page
+    read through `records` (an edge.service.records.AuditRecords, which each desk sets)."""
 
-    def __init__(self, runtime):
-        self.runtime = runtime
-        self.cfg: Config = runtime.cfg
-        self.store = runtime.store
-        self.enrolment = runtime.enrolment
-        self.verification = runtime.verification
-        self.lockouts = runtime.lockouts
-        self.records = runtime.records
-        self.operators = OperatorAccounts(runtime.store, self.cfg.console)
-        self.sessions = ConsoleSessions(self.cfg.console.idle_timeout_s)
-        self.preview = CameraPreview(runtime.devices, runtime.core)
+    captures = False
+
+    def __init__(self, cfg: Config, store):
+        self.cfg = cfg
+        self.store = store
+        self.operators = OperatorAccounts(store, cfg.console)
+        self.sessions = ConsoleSessions(cfg.console.idle_timeout_s)
         self.jobs = Jobs()
-
-    @classmethod
-    def for_runtime(cls, runtime) -> "ConsoleDesk":
-        desk = cls(runtime)
-        runtime.attach(desk)
-        return desk
-
-    @property
-    def terminal_id(self) -> str:
-        return self.cfg.terminal_id
 
     # -- sign-in --------------------------------------------------------------------------------------
     def sign_in(self, name: str, password: str) -> tuple[str, ConsoleSession]:
@@ -142,6 +137,53 @@ class ConsoleDesk:
             customer = tx.customer_for_card(query) or (tx.get_customer(query) if query.startswith("cus_") else None)
         return customer.id if customer else None
 
+    def under_review(self) -> list[Customer]:
+        out, offset = [], 0
+        with self.store.transaction() as tx:
+            while True:
+                page = tx.list_customers(limit=500, offset=offset)
+                out += [c for c in page if c.status == "review"]
+                if not page:   # (a page may be short: a tampered record is left out of it, not the end)
+                    return out
+                offset += 500
+
+    # -- auditors ---------------------------------------------------------------------------------------
+    def decisions(self, flt: DecisionFilter, limit: int = 200) -> list[DecisionRecord]:
+        return [d for d in self.records.decisions(limit=DECISIONS_SCANNED) if flt.admits(d)][:limit]
+
+    def audit_page(self, before_seq: int | None = None) -> tuple[object, list]:
+        """The chain's verification and the newest entries (before `before_seq`), newest first."""
+        verification = self.records.verify()
+        head = verification.head_seq or 0
+        upto = min(head, before_seq - 1) if before_seq else head
+        entries = self.records.audit_entries(max(0, upto - AUDIT_PAGE), AUDIT_PAGE)
+        return verification, [e for e in reversed(entries) if e.seq <= upto]
+
+
+class ConsoleDesk(OperatorDesk):
+    """The daemon's ConsoleBackend: the runtime's services plus the console's own parts."""
+
+    captures = True
+
+    def __init__(self, runtime):
+        super().__init__(runtime.cfg, runtime.store)
+        self.runtime = runtime
+        self.enrolment = runtime.enrolment
+        self.verification = runtime.verification
+        self.lockouts = runtime.lockouts
+        self.records = runtime.records
+        self.preview = CameraPreview(runtime.devices, runtime.core)
+
+    @classmethod
+    def for_runtime(cls, runtime) -> "ConsoleDesk":
+        desk = cls(runtime)
+        runtime.attach(desk)
+        return desk
+
+    @property
+    def terminal_id(self) -> str:
+        return self.cfg.terminal_id
+
     def create_customer(self, display_name: str, card_ref: str, purpose: str, modalities: list[str], given_by: str,
                         consent_text: str, language: str, caller: Caller) -> Customer:
         """The customer and consent (EnrolmentService), and which consent text in which language was shown:
@@ -151,16 +193,6 @@ class ConsoleDesk:
             "customer_id": customer.id, "language": language,
             "text_sha256": hashlib.sha256(consent_text.encode("utf-8")).hexdigest()})
         return customer
-
-    def under_review(self) -> list[Customer]:
-        out, offset = [], 0
-        with self.store.transaction() as tx:
-            while True:
-                page = tx.list_customers(limit=500, offset=offset)
-                out += [c for c in page if c.status == "review"]
-                if len(page) < 500:
-                    return out
-                offset += 500
 
     # -- enrolment and verification jobs -------------------------------------------------------------
     def start_enrol_face(self, customer_id: str, samples: int, caller: Caller):
@@ -189,9 +221,6 @@ class ConsoleDesk:
         return self.jobs.start(caller.operator or caller.actor, "attempt", session_id, work)
 
     # -- auditors ---------------------------------------------------------------------------------------
-    def decisions(self, flt: DecisionFilter, limit: int = 200) -> list[DecisionRecord]:
-        return [d for d in self.records.decisions(limit=DECISIONS_SCANNED) if flt.admits(d)][:limit]
-
     def decision(self, decision_id: str) -> tuple[DecisionRecord, list, list]:
         """One decision, its evidence items and the audit entries that name it (oldest first)."""
         found = next((d for d in self.records.decisions(limit=DECISIONS_SCANNED) if d.id == decision_id), None)
@@ -205,14 +234,6 @@ class ConsoleDesk:
             if len(page) < AUDIT_SCAN_PAGE:
                 return found, evidence, entries
             after = page[-1].seq
-
-    def audit_page(self, before_seq: int | None = None) -> tuple[object, list]:
-        """The chain's verification and the newest entries (before `before_seq`), newest first."""
-        verification = self.records.verify()
-        head = verification.head_seq or 0
-        upto = min(head, before_seq - 1) if before_seq else head
-        entries = self.records.audit_entries(max(0, upto - AUDIT_PAGE), AUDIT_PAGE)
-        return verification, [e for e in reversed(entries) if e.seq <= upto]
 
     # -- administrators --------------------------------------------------------------------------------
     def key_status(self) -> dict:

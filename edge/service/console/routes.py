@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -21,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from edge.errors import AuthError, BiogateError, ForbiddenError, InputError
-from edge.service.console.desk import ConsoleBackend, DecisionFilter
+from edge.service.console.desk import ConsoleBackend, DecisionFilter, needs_terminal
 from edge.service.console.i18n import LANGUAGES, Translator
 from edge.service.console.sessions import (
     CSRF_FIELD,
@@ -76,7 +77,8 @@ def page(request: Request, template: str, status: int = 200, **context) -> HTMLR
     response = templates.TemplateResponse(request, template, {
         "t": t, "lang": t.lang, "languages": LANGUAGES, "session": session, "language_names": LANGUAGE_NAMES,
         "csrf": session.csrf if session else "", "csrf_field": CSRF_FIELD,
-        "terminal_id": request.app.state.console.terminal_id, **context}, status_code=status)
+        "terminal_id": request.app.state.console.terminal_id, "captures": request.app.state.console.captures,
+        **context}, status_code=status)
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -133,6 +135,14 @@ TellerOrAuditor = Annotated[ConsoleSession, Depends(operator("teller", "auditor"
 Auditor = Annotated[ConsoleSession, Depends(operator("auditor"))]
 Admin = Annotated[ConsoleSession, Depends(operator("admin"))]
 
+def at_terminal(desk: DeskDep) -> None:
+    """A dependency of the capture pages: they need the camera and the scanner of a terminal (not the registry's)."""
+    if not desk.captures:
+        raise needs_terminal()
+
+
+AtTerminal = [Depends(at_terminal)]
+
 HOME = {"teller": "/console/customers", "auditor": "/console/decisions", "admin": "/console/admin/reviews"}
 
 
@@ -163,6 +173,9 @@ def login(request: Request, desk: DeskDep, name: Annotated[str, Form(max_length=
         response.set_cookie(LOGIN_CSRF_COOKIE, fresh, max_age=600, httponly=True, samesite="strict",
                             secure=desk.cfg.console.secure_cookie, path="/console/login")
         return response
+    if session.role not in HOME:   # investigators work through /v1/search and `biogate mules` (edge.search)
+        desk.sign_out(token)
+        raise ForbiddenError(f"the console has no pages for the {session.role} role", code="auth.forbidden_role")
     response = redirect(HOME[session.role])
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=desk.cfg.console.secure_cookie,
                         path="/console")
@@ -204,7 +217,7 @@ def customers(request: Request, desk: DeskDep, session: TellerOrAdmin, q: str = 
     return page(request, "customers.html", q=q, searched=bool(q))
 
 
-@router.get("/customers/new")
+@router.get("/customers/new", dependencies=AtTerminal)
 def new_customer_form(request: Request, desk: DeskDep, session: Teller):
     return page(request, "new_customer.html", purposes=PURPOSES, card_pattern=CARD_REF_PATTERN, form={})
 
@@ -214,7 +227,7 @@ def consent_text(t: Translator, name: str, purpose: str, modalities: list[str]) 
              modalities=", ".join(t(f"modality.{m}") for m in modalities) or "…")
 
 
-@router.post("/customers")
+@router.post("/customers", dependencies=AtTerminal)
 def create_customer(request: Request, desk: DeskDep, session: Teller,
                     display_name: Annotated[str, Form(min_length=1, max_length=120)],
                     card_ref: Annotated[str, Form(pattern=CARD_REF_PATTERN)],
@@ -248,7 +261,7 @@ def customer(request: Request, desk: DeskDep, session: TellerOrAdmin, customer_i
     return page(request, "customer.html", customer=c, consents=consents, templates=metas, created=created)
 
 
-@router.get("/customers/{customer_id}/enrol")
+@router.get("/customers/{customer_id}/enrol", dependencies=AtTerminal)
 def enrol_page(request: Request, desk: DeskDep, session: Teller, customer_id: str):
     c, consents, metas = desk.enrolment.customer(customer_id)
     consented = {m for k in consents if k.withdrawn_at is None for m in k.modalities}
@@ -256,7 +269,7 @@ def enrol_page(request: Request, desk: DeskDep, session: Teller, customer_id: st
                 samples=desk.cfg.service.enrol_face_samples, impressions=desk.cfg.service.enrol_finger_impressions)
 
 
-@router.post("/customers/{customer_id}/enrol/face")
+@router.post("/customers/{customer_id}/enrol/face", dependencies=AtTerminal)
 def enrol_face(desk: DeskDep, session: Teller, customer_id: str,
                samples: Annotated[int, Form(ge=1, le=10)] = 3):
     desk.enrolment.customer(customer_id)     # 404 before a job starts
@@ -264,7 +277,7 @@ def enrol_face(desk: DeskDep, session: Teller, customer_id: str,
     return redirect(f"/console/jobs/{job.id}")
 
 
-@router.post("/customers/{customer_id}/enrol/finger")
+@router.post("/customers/{customer_id}/enrol/finger", dependencies=AtTerminal)
 def enrol_finger(desk: DeskDep, session: Teller, customer_id: str, position: Annotated[str, Form(max_length=20)],
                  impressions: Annotated[int, Form(ge=1, le=10)] = 3):
     if position not in FINGERS:
@@ -274,7 +287,7 @@ def enrol_finger(desk: DeskDep, session: Teller, customer_id: str, position: Ann
     return redirect(f"/console/jobs/{job.id}")
 
 
-@router.get("/camera/preview")
+@router.get("/camera/preview", dependencies=AtTerminal)
 def camera_preview(request: Request, desk: DeskDep, session: Teller):
     """The live preview as JSON (frame as a data URL, face boxes as fractions, findings in words); not cached."""
     t = Translator(language(request))
@@ -321,13 +334,13 @@ def job_view(job, t: Translator, desk: ConsoleBackend) -> dict:
 
 
 # -- teller: assisted verification --------------------------------------------------------------------------
-@router.get("/verify")
+@router.get("/verify", dependencies=AtTerminal)
 def verify_form(request: Request, desk: DeskDep, session: Teller, card_ref: str = Query("", max_length=64)):
     return page(request, "verify.html", operations=sorted(desk.cfg.policy.operations), card_ref=card_ref,
                 card_pattern=CARD_REF_PATTERN)
 
 
-@router.post("/verify")
+@router.post("/verify", dependencies=AtTerminal)
 def verify_open(desk: DeskDep, session: Teller, card_ref: Annotated[str, Form(pattern=CARD_REF_PATTERN)],
                 operation: Annotated[str, Form(max_length=40)], amount: Annotated[str, Form(max_length=24)],
                 currency: Annotated[str, Form(pattern=r"^[A-Z]{3}$")]):
@@ -335,14 +348,14 @@ def verify_open(desk: DeskDep, session: Teller, card_ref: Annotated[str, Form(pa
     return redirect(f"/console/verify/{s.id}")
 
 
-@router.get("/verify/{session_id}")
+@router.get("/verify/{session_id}", dependencies=AtTerminal)
 def verify_session(request: Request, desk: DeskDep, session: Teller, session_id: str):
     s = desk.verification.get(session_id)
     return page(request, "verify_session.html", s=s, attempts_left=desk.verification.attempts_left(s),
                 fingers=FINGERS)
 
 
-@router.post("/verify/{session_id}/attempt")
+@router.post("/verify/{session_id}/attempt", dependencies=AtTerminal)
 def verify_attempt(desk: DeskDep, session: Teller, session_id: str,
                    finger: Annotated[str, Form(max_length=20)] = ""):
     desk.verification.get(session_id)
@@ -358,7 +371,7 @@ def lockouts(request: Request, desk: DeskDep, session: TellerOrAuditor, reset: s
 
 
 @router.post("/lockouts/{card_ref}/reset")
-def lockout_reset(desk: DeskDep, session: Teller, card_ref: str,
+def lockout_reset(desk: DeskDep, session: Teller, card_ref: Annotated[str, FastPath(pattern=CARD_REF_PATTERN)],
                   identity_checked: Annotated[str, Form()] = "", document: Annotated[str, Form()] = ""):
     checked = identity_checked == "yes" and document in DOCUMENT_KINDS
     desk.lockouts.reset(card_ref, checked, session.caller)       # policy.id_check_required unless checked

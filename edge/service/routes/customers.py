@@ -42,18 +42,38 @@ def enrol_finger(customer_id: str, runtime: RuntimeDep, caller: Teller, body: S.
                              captures=[S.CaptureLog(**c) for c in captures], duplicate_of=dups)
 
 
-@router.post("/{customer_id}/templates", response_model=S.EnrolmentResult)
+@router.post("/{customer_id}/templates", response_model=S.EnrolmentResult, status_code=202)
 def import_templates(customer_id: str, body: S.ImportRequest, runtime: RuntimeDep, caller: TellerOrAdmin):
-    """Import templates from central enrolment: a signed biogate bundle, or bare ISO 19794-2 records."""
+    """Import templates from central enrolment: a signed biogate bundle bound to this customer. It is checked
+    against the existing enrolment and held pending until a second operator approves it (`.../imports/{id}`)."""
     records = [r.model_dump() for r in body.records] if body.records is not None else None
-    added, dups = runtime.enrolment.import_templates(customer_id, body.bundle, records, caller)
-    return S.EnrolmentResult(customer=customer_view(runtime, customer_id), added=added, duplicate_of=dups)
+    pending, dups = runtime.enrolment.import_templates(customer_id, body.bundle, records, caller)
+    return S.EnrolmentResult(customer=customer_view(runtime, customer_id), added=0, duplicate_of=dups,
+                             pending_import=S.ImportView(**pending.__dict__))
+
+
+@router.get("/{customer_id}/imports", response_model=list[S.ImportView])
+def list_imports(customer_id: str, runtime: RuntimeDep, caller: TellerOrAdmin):
+    return [S.ImportView(**i.__dict__) for i in runtime.enrolment.imports(customer_id)]
+
+
+@router.post("/{customer_id}/imports/{import_id}", response_model=S.ImportView)
+def decide_import(customer_id: str, import_id: str, runtime: RuntimeDep, caller: TellerOrAdmin,
+                  approve: bool = Query(..., description="true: the templates become usable; false: they are "
+                                                         "deleted")):
+    """The second operator's decision on a pending import (403 auth.same_operator for the one who asked)."""
+    return S.ImportView(**runtime.enrolment.decide_import(customer_id, import_id, approve, caller).__dict__)
 
 
 @router.get("/{customer_id}/templates/export")
-def export_templates(customer_id: str, runtime: RuntimeDep, caller: Admin) -> dict:
+def export_templates(customer_id: str, runtime: RuntimeDep, caller: Admin,
+                     for_customer: str | None = Query(None, max_length=80, description="the customer id it may be "
+                                                      "imported into (default: this one)"),
+                     for_terminal: str = Query("*", max_length=64, description="the terminal it may be imported "
+                                               "on (default: any terminal holding the deployment's signing key)")
+                     ) -> dict:
     """A signed bundle of the customer's templates for central enrolment (admin only; audited)."""
-    return runtime.enrolment.export(customer_id, caller)
+    return runtime.enrolment.export(customer_id, caller, for_customer, for_terminal)
 
 
 @router.post("/{customer_id}/review", response_model=S.CustomerView)

@@ -1,4 +1,5 @@
-"""Full FVC2000 DB1_B-DB3_B protocol against NBIS on the same pairs (slow: a few minutes per database)."""
+"""Full FVC2000 DB1_B-DB4_B protocol: cross-validated figures, and NBIS on the same pairs (slow: a few
+minutes per database; `make soak`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +9,32 @@ from edge.evaluation import fvc
 from edge.evaluation.metrics import equal_error_rate
 
 pytestmark = pytest.mark.slow
+DBS = ("DB1_B", "DB2_B", "DB3_B", "DB4_B")
+
+
+@pytest.fixture(scope="module")
+def cross_validated(fvc_root) -> dict[str, dict]:
+    """Leave-one-database-out: each DB scored by a calibration fitted on the other three only."""
+    parts = {}
+    for db in DBS:
+        genuine, impostor, fte = fvc.score_parts_db(fvc_root / db)
+        assert fte == 0 and len(genuine) == 280 and len(impostor) == 2880
+        parts[db] = (genuine, impostor)
+    out = fvc.leave_one_db_out(parts)
+    for db, r in out.items():
+        print(f"{db} (cross-validated): EER {100 * r['eer']:.2f}%  FMR100 {100 * r['fmr100']:.2f}%  "
+              f"FMR1000 {100 * r['fmr1000']:.2f}%")
+    return out
+
+
+@pytest.mark.timeout(1800)
+def test_cross_validated_figures_hold(cross_validated):
+    # Measured 2026-12-02 (see models/MODEL_CARD.md): EER 1.8-4.6 %, FMR1000 6.4-21.1 %. These bounds
+    # guard against regressions; the issue-15 targets (EER <= 2.5 %, FMR1000 <= 5 % on every DB) are
+    # not reached yet (FMR1000 on every DB, EER on DB3_B and DB4_B).
+    for db, r in cross_validated.items():
+        assert r["eer"] <= 0.05 and r["fmr1000"] <= 0.22, (db, r)
+    assert np.mean([r["eer"] for r in cross_validated.values()]) <= 0.035, cross_validated
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +42,7 @@ def eers(fvc_root) -> dict[str, tuple[float, float]]:
     from edge.evaluation.peers.nbis import nbis_matcher
 
     out = {}
-    for db in ("DB1_B", "DB2_B", "DB3_B"):
+    for db in DBS:
         g, i, fte = fvc.score_db(fvc_root / db)
         ng, ni, _ = fvc.score_db(fvc_root / db, nbis_matcher())
         assert g.size == 280 and i.size == 2880 and fte <= 2
