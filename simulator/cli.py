@@ -73,7 +73,11 @@ def sim_serve(as_json: bool = typer.Option(False, "--json", help="print the addr
         cfg = load_config(config)
         rig = start_rig(cfg, fingerprint_profile=profile, fingerprint_source=fingers, camera_script="live",
                         control_port=control_port)
-        rig.control.camera_present(face)
+        try:
+            rig.control.camera_present(face)
+        except BiogateError:
+            rig.close()
+            raise
     except BiogateError as exc:
         fail(exc, as_json)
     addresses = rig.addresses()

@@ -135,8 +135,8 @@ class Recorder:
     def _on_frame(self, jpeg: bytes) -> None:
         self._add({"device": "camera", "dir": "device", "jpeg": base64.b64encode(jpeg).decode()})
 
-    def _on_dispenser(self, direction: str, text: str) -> None:
-        self._add({"device": "dispenser", "dir": direction, "text": text})
+    def _on_dispenser(self, direction: str, text: str, connection: int) -> None:
+        self._add({"device": "dispenser", "dir": direction, "conn": connection, "text": text})
 
     def start(self) -> "Recorder":
         rig = self.rig

@@ -247,16 +247,17 @@ def replay_camera(records: list[dict], timeout: float = 600.0) -> dict:
 def _dispenser_exchanges(records: list[dict]) -> list[tuple[dict, list[dict]]]:
     """(command, the service's messages for its requestId) in the recorded order."""
     exchanges: list[tuple[dict, list[dict]]] = []
-    by_id: dict[int, list[dict]] = {}
+    by_id: dict[tuple, list[dict]] = {}       # (connection, requestId) -> that command's replies
     for r in records:
         message = json.loads(r["text"])
         header = message.get("header", {})
+        key = (r.get("conn"), header.get("requestId"))
         if r["dir"] == "host" and header.get("type") == "command":
             replies: list[dict] = []
             exchanges.append((message, replies))
-            by_id[header.get("requestId")] = replies
-        elif r["dir"] == "dispenser" and header.get("requestId") in by_id:
-            by_id[header["requestId"]].append(message)
+            by_id[key] = replies
+        elif r["dir"] == "dispenser" and key in by_id:
+            by_id[key].append(message)
     return exchanges
 
 
@@ -298,15 +299,21 @@ def replay_dispenser(records: list[dict], timeout: float = 120.0) -> dict:
         try:
             with open_device("dispenser", "xfs4iot", url=url) as dispenser:
                 while position["next"] < len(exchanges):
-                    recorded, _ = exchanges[position["next"]]
+                    recorded, replies = exchanges[position["next"]]
                     name = recorded["header"]["name"]
+                    completion = next((m for m in replies if m.get("header", {}).get("type") == "completion"), {})
+                    before = position["next"]
                     try:
                         dispenser.call(name, recorded.get("payload") or {}, version=recorded["header"].get("version", "2.0"),
                                        timeout=min(timeout, 30.0))
                         outcome = "success"
                     except (DeviceError, BiogateError) as exc:
                         outcome = getattr(exc, "completion_code", None) or exc.code
-                    results.append({"command": name, "driver": outcome})
+                    if position["next"] == before:     # it never reached the stand-in: nothing more will
+                        results.append({"command": name, "driver": outcome, "recorded": None})
+                        break
+                    results.append({"command": name, "driver": outcome,
+                                    "recorded": completion.get("header", {}).get("completionCode")})
         finally:
             server.shutdown()
     return {"commands": results, "recorded_commands": len(exchanges), "diverged": diverged}

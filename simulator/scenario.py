@@ -31,6 +31,7 @@ photos built by `make models` when it is not (fingers: `["fvc:DB1_B/101/1-3", "s
     face = "lfw:Colin_Powell/2"  # who stands at the machine: a face spec, or {script = "printed_photo", ...}
     finger = "fvc:DB1_B/101/6"   # which finger touches the scanner
     second_finger = "fvc:DB1_B/102/6"   # what the customer puts on the scanner when asked for another finger
+                                        # (or {finger = spec, press = "dry"}: pressed wet, dry or partially)
     amount = "200"
     currency = "EUR"
     attempts = 3                 # attempts the ATM allows before giving up (default: the session's limit)
@@ -338,9 +339,12 @@ class ScenarioRunner:
 
         def react(prompt: str) -> None:
             if prompt.startswith("place_another_finger:"):
-                self.rig.present(finger="none")
+                self.sim.finger.lift()
                 time.sleep(0.5)
-                self.present(finger=second)
+                if isinstance(second, dict):      # {finger = spec, press = "dry"}: how the finger lands
+                    self.sim.finger.place(second["finger"], second.get("press", "normal"))
+                else:
+                    self.present(finger=second)
         return react
 
     def _do_withdraw(self, i: int, step: dict) -> None:

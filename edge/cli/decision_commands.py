@@ -124,7 +124,7 @@ def eval_fusion(
     if as_json:
         print_json(report)
         return
-    typer.echo(f"{report['identities']} chimeric identities, {report['folds'].__len__()} folds, seed {seed}: "
+    typer.echo(f"{report['identities']} chimeric identities, {len(report['folds'])} folds, seed {seed}: "
                f"{report['genuine_trials']} genuine / {report['impostor_trials']} impostor trials")
     for mode, m in report["modes"].items():
         typer.echo(f"  {mode:11s} FNMR {100 * m['fnmr']:5.2f}%   measured FMR {m['fmr']:.2g}   "

@@ -79,19 +79,24 @@ def face_compare(
         typer.echo(f"  {item['path']}: {item['faces']} face(s); {notes}")
 
 
-def _score_pairs_with_progress(cfg: Config, pairs_file: Path, images: Optional[Path], as_json: bool):
+def _score_pairs_with_progress(cfg: Config, pairs_file: Path, images: Optional[Path], as_json: bool,
+                               conditions: Optional[list] = None, pipeline=None):
+    """The pairs' scores, once per capture condition when `conditions` are given (else once, clean)."""
     from edge.evaluation.lfw import read_pairs, score_pairs
 
     try:
         pair_list = read_pairs(pairs_file, images)
-        pipeline = _pipeline(cfg)
+        pipeline = pipeline or _pipeline(cfg)
     except BiogateError as exc:
         fail(exc, as_json)
-    with progress_bar() as bar:
-        task = bar.add_task("embedding faces", total=None)
-        scores = score_pairs(pair_list, pipeline, cfg.face.max_image_px,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
-    return scores
+    results = []
+    for condition in conditions or [None]:
+        with progress_bar() as bar:
+            task = bar.add_task(f"embedding faces ({condition.name})" if condition else "embedding faces", total=None)
+            results.append(score_pairs(pair_list, pipeline, cfg.face.max_image_px,
+                                       progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                       degrade=condition.degrade if condition else None))
+    return results if conditions else results[0]
 
 
 @eval_app.command("faces")
@@ -100,16 +105,25 @@ def eval_faces(
     images: Optional[Path] = typer.Option(None, "--images", help="image folder (default: images/ beside the pairs file)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     det_plot: Optional[Path] = typer.Option(None, "--det-plot", help="write a DET plot (PNG) here"),
+    condition: Optional[str] = typer.Option(
+        None, "--condition", help="capture conditions, comma-separated: the second image of each pair degraded "
+                                  "(clean, face50, face75, face100, low_light, jpeg12, motion_blur, or faceN, "
+                                  "darkN, jpegN, motionN; see edge/evaluation/conditions.py)"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
 ) -> None:
     """Run the LFW pairs protocol with the shipped threshold: accuracy, EER, FNMR@FMR1e-3, failures to acquire."""
+    from edge.evaluation.conditions import parse_conditions
     from edge.evaluation.lfw import protocol_report
     from edge.evaluation.metrics import det_plot as write_det_plot
 
     try:
         cfg = load_config(config)
+        conditions = parse_conditions(condition) if condition is not None else None
     except BiogateError as exc:
         fail(exc, as_json)
+    if conditions:
+        _eval_conditions(cfg, pairs, images, conditions, as_json)
+        return
     scores = _score_pairs_with_progress(cfg, pairs, images, as_json)
     report = protocol_report(scores, cfg.face.threshold)
     if det_plot:
@@ -127,6 +141,23 @@ def eval_faces(
     typer.echo(f"failures to acquire  {report['failures_to_acquire']} images ({fta_pairs} pairs, counted as errors)")
     if det_plot:
         typer.echo(f"DET plot             {det_plot}")
+
+
+def _eval_conditions(cfg: Config, pairs: Path, images: Optional[Path], conditions: list, as_json: bool) -> None:
+    from edge.evaluation.lfw import condition_report
+
+    results = _score_pairs_with_progress(cfg, pairs, images, as_json, conditions)
+    reports = [condition_report(scores, cfg.face.threshold, c.name) for c, scores in zip(conditions, results)]
+    if as_json:
+        print_json({"pairs": reports[0]["pairs"], "threshold": cfg.face.threshold, "conditions": reports})
+        return
+    typer.echo(f"{reports[0]['pairs']} pairs, the second image of each degraded; shipped threshold "
+               f"{cfg.face.threshold}; failures to acquire count as errors")
+    typer.echo(f"{'condition':14s} {'accuracy':>9s} {'FTA':>5s} {'face found':>11s} {'gates refuse':>13s}  findings")
+    for r in reports:
+        notes = ", ".join(f"{code.removeprefix('quality.')} {n}" for code, n in r["findings"].items()) or "-"
+        typer.echo(f"{r['condition']:14s} {100 * r['accuracy']:8.2f}% {r['failures_to_acquire']:5d} "
+                   f"{100 * r['face_found']:10.2f}% {100 * r['refused_by_gates']:12.2f}%  {notes}")
 
 
 @eval_app.command("face-threshold")
@@ -262,3 +293,69 @@ def bench_face(
     typer.echo(f"  speedup {report['speedup']:.1f}x")
     typer.echo(f"embedding model alone, per chip: ONNX {ours_embed:.2f} ms, dlib {dlib_embed:.2f} ms "
                f"({report['embed_speedup']:.1f}x)")
+
+
+@bench_app.command("detector")
+def bench_detector(
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    repeats: int = typer.Option(5, "--repeats"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration file"),
+) -> None:
+    """The face finder's time on 640 x 480 and 1280 x 720 camera frames: a 100 px face (full range), a photo-like
+    close face (full range + the short-range re-read) and an empty frame (whole frame + four tiles)."""
+    import cv2
+
+    from edge.biometrics.face.detector import FaceDetector, build_detector
+    from edge.models import examples_dir
+
+    try:
+        cfg = load_config(config)
+        f = cfg.face
+        chain = build_detector(cfg.paths.models_dir, f.threads, f.detector_score, f.detector, f.close_up_detector,
+                               f.redetect_tiles)
+        models = {name: FaceDetector(cfg.paths.models_dir, f.threads, f.detector_score, name)
+                  for name in ("short_range", "full_range")}
+        from edge.biometrics.face import load_image
+
+        photo = load_image(examples_dir(cfg.paths.models_dir) / "obama.jpg")
+    except BiogateError as exc:
+        fail(exc, as_json)
+    [face] = models["short_range"].detect_bgr(photo)[:1] or [None]
+    if face is None:
+        fail(InputError("the example photo shows no face: run `make models`", code="input.not_found"), as_json)
+
+    def frame_with_face(width: int, height: int, face_px: float) -> np.ndarray:
+        scale = face_px / face.width
+        small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        frame = np.full((height, width, 3), 100, np.uint8)
+        h, w = min(small.shape[0], height), min(small.shape[1], width)
+        frame[:h, :w] = small[:h, :w]
+        return frame
+
+    def best_ms(fn, frame) -> float:
+        fn(frame)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(5):
+                fn(frame)
+            best = min(best, (time.perf_counter() - t0) * 1000 / 5)
+        return best
+
+    report: dict = {"threads": f.threads, "repeats": repeats, "frames": {}}
+    for width, height in ((640, 480), (1280, 720)):
+        frames = {"face_100px": frame_with_face(width, height, 100), "face_close": frame_with_face(width, height, 0.4 * height),
+                  "empty": np.full((height, width, 3), 100, np.uint8)}
+        row = {f"finder_{kind}_ms": round(best_ms(chain.detect_bgr, frame), 2) for kind, frame in frames.items()}
+        for name, model in models.items():
+            row[f"{name}_ms"] = round(best_ms(model.detect_bgr, frames["face_100px"]), 2)
+        report["frames"][f"{width}x{height}"] = row
+    if as_json:
+        print_json(report)
+        return
+    typer.echo(f"face detector, best of {repeats} x 5 runs, {f.threads} thread(s), ms per frame:")
+    for size, row in report["frames"].items():
+        typer.echo(f"  {size}: finder {row['finder_face_100px_ms']:.2f} (100 px face), "
+                   f"{row['finder_face_close_ms']:.2f} (close face, + short-range re-read), "
+                   f"{row['finder_empty_ms']:.2f} (no face, + 4 tiles); models alone: short range "
+                   f"{row['short_range_ms']:.2f}, full range {row['full_range_ms']:.2f}")

@@ -25,13 +25,15 @@ def audit_verify(db: Optional[Path] = typer.Option(None, "--db", help="database 
     """Check the hash chain; exit 1 naming the first bad seq if any entry was edited, deleted or moved. In a
     fleet, also check that the chain holds the head the registry anchored (a rewritten chain does not)."""
     from edge.audit import verify_database
-    from edge.store import db_path
+    from edge.store import db_path, load_secrets
 
     anchor = None
     try:
         cfg = load_config(config)
+        if db is not None:      # a terminal's state folder: the database and, beside it, the secrets with the key
+            cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"state_dir": db.resolve().parent})})
         path = db or db_path(cfg)
-        result = verify_database(path)
+        result = verify_database(path, load_secrets(cfg, create=False).audit_key)   # the key is not in the file
         if result.ok and cfg.fleet.registry_url:
             anchor = _check_anchor(cfg, path)
     except BiogateError as exc:

@@ -79,11 +79,21 @@ def read_pairs(pairs_file: Path, images: Path | None = None) -> list[Pair]:
 
 # -- scoring -----------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ProbeQuality:
+    """One degraded image as the face path saw it: its quality measures and the gates' finding codes."""
+
+    measures: dict | None
+    findings: tuple[str, ...]
+
+
 @dataclass
 class PairScores:
     pairs: list[Pair]
     distances: np.ndarray                                   # one per pair; +inf when an image failed
     failures: dict[Path, str] = field(default_factory=dict)  # image -> error code (failure to acquire)
+    # With a capture condition: what the product's quality gates say about each degraded image
+    probes: dict[Path, "ProbeQuality"] = field(default_factory=dict)
 
     @property
     def same(self) -> np.ndarray:
@@ -103,8 +113,14 @@ class PairScores:
 
 
 def embed_images(paths: list[Path], pipeline, max_image_px: int, progress: Progress | None = None,
-                 chunk: int = 16) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
-    """Embed each image once (batched through the embedder): (embeddings, failures with their error code)."""
+                 chunk: int = 16, degrade: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                 observe: Callable[[Path, object], None] | None = None
+                 ) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
+    """Embed each image once (batched through the embedder): (embeddings, failures with their error code).
+    `degrade(image, seed)` (edge.evaluation.conditions) is applied to each image first, seeded by its name;
+    `observe(path, analysis)` sees each image's FaceAnalysis (quality measures and findings)."""
+    from edge.evaluation.conditions import seed_of
+
     from edge.biometrics.face.image import load_image
 
     embeddings: dict[Path, np.ndarray] = {}
@@ -113,11 +129,14 @@ def embed_images(paths: list[Path], pipeline, max_image_px: int, progress: Progr
         batch, frames = [], []
         for p in paths[start:start + chunk]:
             try:
-                frames.append(load_image(p, max_image_px))
+                image = load_image(p, max_image_px)
+                frames.append(degrade(image, seed_of(p.name)) if degrade else image)
                 batch.append(p)
             except BiogateError as exc:
                 failures[p] = exc.code
         for p, analysis in zip(batch, pipeline.analyze_many(frames)):
+            if observe:
+                observe(p, analysis)
             if analysis.acquired:
                 embeddings[p] = analysis.embedding
             else:
@@ -127,14 +146,40 @@ def embed_images(paths: list[Path], pipeline, max_image_px: int, progress: Progr
     return embeddings, failures
 
 
-def score_pairs(pairs: list[Pair], pipeline, max_image_px: int, progress: Progress | None = None) -> PairScores:
-    paths = sorted({p for pair in pairs for p in (pair.a, pair.b)})
-    embeddings, failures = embed_images(paths, pipeline, max_image_px, progress)
+def score_pairs(pairs: list[Pair], pipeline, max_image_px: int, progress: Progress | None = None,
+                degrade: Callable[[np.ndarray, int], np.ndarray] | None = None) -> PairScores:
+    """Distances of every pair. With `degrade`, the second image of each pair is degraded (a capture condition,
+    edge.evaluation.conditions) and the first stays as it is; `failures` then holds the degraded images that
+    failed (what a condition's failures to acquire count)."""
+    if degrade is None:
+        paths = sorted({p for pair in pairs for p in (pair.a, pair.b)})
+        embeddings, failures = embed_images(paths, pipeline, max_image_px, progress)
+        first = second = embeddings
+        kept = [embeddings]
+        probes = {}
+    else:
+        firsts = sorted({pair.a for pair in pairs})
+        seconds = sorted({pair.b for pair in pairs})
+        total = len(firsts) + len(seconds)
+        first, clean_failures = embed_images(firsts, pipeline, max_image_px,
+                                             progress and (lambda done, _: progress(done, total)))
+        probes: dict[Path, ProbeQuality] = {}
+
+        def observe(path: Path, analysis) -> None:
+            probes[path] = ProbeQuality(analysis.measures.to_dict() if analysis.measures else None,
+                                        tuple(f.code for f in analysis.findings))
+
+        second, failures = embed_images(seconds, pipeline, max_image_px,
+                                        progress and (lambda done, _: progress(len(firsts) + done, total)),
+                                        degrade=degrade, observe=observe)
+        failures = {**clean_failures, **failures}
+        kept = [first, second]
     distances = np.array([
-        face_distance(embeddings[p.a], embeddings[p.b]) if p.a in embeddings and p.b in embeddings else np.inf for p in pairs])
-    for e in embeddings.values():
-        e.fill(0)  # templates are not kept beyond the scoring
-    return PairScores(pairs, distances, failures)
+        face_distance(first[p.a], second[p.b]) if p.a in first and p.b in second else np.inf for p in pairs])
+    for embeddings in kept:
+        for e in embeddings.values():
+            e.fill(0)  # templates are not kept beyond the scoring
+    return PairScores(pairs, distances, failures, probes)
 
 
 # -- error rates ---------------------------------------------------------------------------------------------
@@ -158,6 +203,28 @@ def protocol_report(scores: PairScores, threshold: float) -> dict:
         "threshold": threshold,
         "failures_to_acquire": len(scores.failures),
     }
+
+
+def condition_report(scores: PairScores, threshold: float, condition: str) -> dict:
+    """`protocol_report` of one capture condition plus what happened to the degraded probes: the share in which a
+    face was found, and the share the product's quality gates would refuse (and why: they prompt instead)."""
+    report = {"condition": condition, **protocol_report(scores, threshold)}
+    probes = scores.probes
+    found = [q for q in probes.values() if q.measures is not None]
+    report["probes"] = len(probes)
+    report["face_found"] = round(len(found) / len(probes), 6) if probes else 0.0
+    gated = [q for q in found if set(q.findings) - {"quality.multiple_faces"}]
+    report["refused_by_gates"] = round(len(gated) / len(probes), 6) if probes else 0.0
+    codes: dict[str, int] = {}
+    for q in found:
+        for code in q.findings:
+            codes[code] = codes.get(code, 0) + 1
+    report["findings"] = dict(sorted(codes.items()))
+    for key in ("face_px", "brightness", "sharpness", "motion_blur"):
+        values = [q.measures[key] for q in found if key in q.measures]
+        if values:
+            report[f"median_{key}"] = round(float(np.median(values)), 4)
+    return report
 
 
 def choose_threshold(distances: np.ndarray, same: np.ndarray) -> float:

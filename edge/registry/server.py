@@ -39,8 +39,9 @@ def registry_secrets(cfg: Config) -> Secrets:
 
 def open_registry_store(cfg: Config, *, migrate: bool = False) -> PostgresStore:
     settings = registry_settings(cfg)
-    return PostgresStore(cfg.registry.dsn, load_secrets(settings).keyring(), max_connections=cfg.registry.pool_max,
-                         keyring_loader=KeyFileWatcher(settings), migrate=migrate)
+    secrets = load_secrets(settings)
+    return PostgresStore(cfg.registry.dsn, secrets.keyring(), max_connections=cfg.registry.pool_max,
+                         keyring_loader=KeyFileWatcher(settings), migrate=migrate, audit_key=secrets.audit_key)
 
 
 def init_registry(cfg: Config) -> int:

@@ -31,6 +31,7 @@ HTTP_STATUS: dict[str, int] = {
     "model.invalid": 503,
     "device.error": 503,
     "storage.error": 500,
+    "storage.tampered": 409,          # a record failed its integrity check: reported, quarantined; retrying won't help
     "config.invalid": 500,
     "internal.error": 500,
 }

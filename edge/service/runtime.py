@@ -136,6 +136,11 @@ class Runtime:
             self._stop.wait(1.0)
             waited += 1.0
 
+    def audit_bridge(self, event: str, details: dict) -> None:
+        """What the XFS4IoT bridge reports (every Read, Match, token): one audit entry each."""
+        with self.store.transaction() as tx:
+            tx.audit("xfs4iot-client", event, details)
+
     def check_operator(self, name: str, role: str) -> None:
         """The operator an API key's caller named is an active account of that key's role (edge.service.deps)."""
         OperatorAccounts(self.store, self.cfg.console).check_named(name, role)
@@ -192,6 +197,7 @@ class Runtime:
                 component.close()
             except Exception:
                 log.warning("could not stop an attached component", extra={"component": type(component).__name__})
+        self.verification.tokens.close()     # an unspent token is made useless, not left to outlive the daemon
         self.devices.close()
         try:
             with self.store.transaction() as tx:

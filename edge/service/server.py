@@ -84,8 +84,13 @@ class Daemon:
         if not self.cfg.bridge.enabled:
             return None
         engine = self.runtime.core.bridge_engine(self.cfg.policy.target_fmr)
-        bridge = start_bridge(self.cfg.bridge, BridgeDevices(**shared_devices(self.runtime.devices)), engine,
-                              self.runtime.verification, self.runtime.secrets.dispense_hmac_key)
+        bridge_cfg = self.cfg.bridge
+        if not bridge_cfg.client_token:      # the terminal's own, from secrets.json (docs/security-B.md)
+            bridge_cfg = bridge_cfg.model_copy(update={"client_token": self.runtime.secrets.bridge_client_token})
+        bridge = start_bridge(bridge_cfg, BridgeDevices(**shared_devices(self.runtime.devices)), engine,
+                              self.runtime.verification, self.runtime.secrets.dispense_hmac_key,
+                              tokens=self.runtime.verification.tokens.dispense_tokens,
+                              audit=self.runtime.audit_bridge)
         self.runtime.attach(bridge)
         return bridge
 

@@ -1,26 +1,26 @@
-"""Dispense authorisations: an XFS4IoT end-to-end token for exactly one allowed transaction.
+"""Dispense authorisations of the API: an XFS4IoT end-to-end token for exactly one allowed transaction.
 
     issuer = TokenIssuer(devices, dispense_key, ttl_s, metrics)
-    authorisation, problem = issuer.issue(amount, currency)     # problem: a reason code when none was issued
-    issuer.expire_due()                                         # make tokens past their TTL useless
+    authorisation, problem = issuer.issue(session_id, amount, currency)   # problem: a reason code when none
+    issuer.expire_due()                                                   # the periodic safety net
 
-A token is made over the dispenser's current command nonce and the exact amount (xfs4iot_bridge.token); the
-dispenser checks it itself. Tokens not used within `ttl_s` are made useless by clearing the dispenser's nonce.
+The rules (a fresh nonce per transaction, one outstanding authorisation, each token's own deadline that never
+touches a younger token) are xfs4iot_bridge.dispense.DispenseTokens'; `issuer.dispense_tokens` is the same
+instance the bridge uses for BiogateAuthorisation.GetDispenseToken. This layer adds the API's view of a token
+and turns device trouble into a reason code.
 """
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
 from drivers.errors import DeviceError
-from edge.errors import BiogateError
-from edge.service.devices import TerminalDevices
+from edge.service.devices import SharedDispenser, TerminalDevices
 from edge.service.metrics import ServiceMetrics
 from edge.store.base import iso, utcnow
-from xfs4iot_bridge.token import make_dispense_token
+from xfs4iot_bridge.dispense import DispenseTokens
 
 
 @dataclass
@@ -30,7 +30,6 @@ class IssuedAuthorisation:
     amount: str
     currency: str
     expires_at: str
-    cleared: bool = False          # the dispenser nonce behind it was cleared after its TTL
 
     def to_dict(self) -> dict:
         return {"token": self.token, "nonce": self.nonce, "amount": self.amount, "currency": self.currency,
@@ -41,44 +40,29 @@ class TokenIssuer:
     def __init__(self, devices: TerminalDevices, dispense_key: bytes, ttl_s: float, metrics: ServiceMetrics,
                  clock: Callable[[], dt.datetime] = utcnow):
         self.devices = devices
-        self.dispense_key = dispense_key
-        self.ttl_s = ttl_s
         self.metrics = metrics
         self.clock = clock
-        self._issued: list[IssuedAuthorisation] = []
-        self._lock = threading.Lock()
+        self.ttl_s = ttl_s
+        self.dispense_tokens: DispenseTokens | None = (
+            DispenseTokens(SharedDispenser(devices.slots["dispenser"]), dispense_key, ttl_s)
+            if devices.configured("dispenser") else None)
 
-    def issue(self, amount: Decimal, currency: str) -> tuple[IssuedAuthorisation | None, str | None]:
-        """A token over the dispenser's current nonce for exactly `amount` `currency`, or (None, reason)."""
-        if not self.devices.configured("dispenser"):
+    def issue(self, session_id: str, amount: Decimal,
+              currency: str) -> tuple[IssuedAuthorisation | None, str | None]:
+        """A token over a fresh dispenser nonce for exactly `amount` `currency`, or (None, reason)."""
+        if self.dispense_tokens is None:
             return None, "dispenser.not_configured"
         try:
-            with self.devices.use("dispenser") as dispenser:
-                nonce = dispenser.get_command_nonce()
+            issued = self.dispense_tokens.issue(session_id, amount, currency)
         except DeviceError as exc:
             self.metrics.device_errors.labels("dispenser", exc.code).inc()
             return None, f"dispenser.nonce_unavailable:{exc.code}"
-        token = make_dispense_token(nonce, amount, currency, self.dispense_key)
         expires = self.clock() + dt.timedelta(seconds=self.ttl_s)
-        issued = IssuedAuthorisation(token, nonce, str(amount), currency, iso(expires))
-        with self._lock:
-            self._issued.append(issued)
-        return issued, None
+        return IssuedAuthorisation(issued.token, issued.nonce, str(amount), currency, iso(expires)), None
 
     def expire_due(self) -> int:
-        """Clear the dispenser's nonce behind tokens that outlived their TTL; how many were made useless."""
-        now = iso(self.clock())
-        with self._lock:
-            due = [a for a in self._issued if not a.cleared and now >= a.expires_at]
-        expired = 0
-        for a in due:
-            try:
-                with self.devices.use("dispenser") as dispenser:
-                    dispenser.clear_command_nonce()
-            except BiogateError:
-                continue          # tried again on the next round
-            a.cleared = True
-            expired += 1
-        with self._lock:
-            self._issued = [a for a in self._issued if not a.cleared]
-        return expired
+        return self.dispense_tokens.expire_due() if self.dispense_tokens is not None else 0
+
+    def close(self) -> None:
+        if self.dispense_tokens is not None:
+            self.dispense_tokens.close()

@@ -25,7 +25,7 @@ def open_store(cfg: StoreSettings, secrets: Secrets | None = None) -> SQLiteStor
     secrets = secrets or load_secrets(cfg)
     return SQLiteStore(db_path(cfg), secrets.keyring(), synchronous=cfg.storage.synchronous,
                        busy_timeout_ms=cfg.storage.busy_timeout_ms,
-                       keyring_loader=KeyFileWatcher(cfg))
+                       keyring_loader=KeyFileWatcher(cfg), audit_key=secrets.audit_key)
 
 
 __all__ = [

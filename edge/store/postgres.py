@@ -28,8 +28,8 @@ class PostgresStore(SqlStore):
 
     def __init__(self, dsn: str, keyring: KeyRing, *, min_connections: int = 1, max_connections: int = 10,
                  connect_timeout_s: float = 5.0, keyring_loader: Callable[[], KeyRing] | None = None,
-                 migrate: bool = True):
-        super().__init__(keyring, keyring_loader)
+                 migrate: bool = True, audit_key: bytes):
+        super().__init__(keyring, keyring_loader, audit_key=audit_key)
         self.dsn = dsn
         self.connect_timeout_s = connect_timeout_s
         self._pool = ConnectionPool(dsn, min_size=min_connections, max_size=max_connections, open=False,

@@ -29,6 +29,8 @@ class Secrets:
     api_keys: dict[str, str]
     dispense_hmac_key: bytes
     template_signing_key: bytes
+    audit_key: bytes = b""             # HMAC key of the audit chain (edge.audit.chain)
+    bridge_client_token: str = ""      # what XFS4IoT clients present to the bridge (xfs4iot_bridge.host)
     retired: list[str] = field(default_factory=list)
 
     def keyring(self) -> KeyRing:
@@ -70,6 +72,8 @@ def _fresh_file_content() -> dict:
         "api_keys": {role: pysecrets.token_urlsafe(24) for role in ROLES},
         "dispense_hmac_key": pysecrets.token_hex(32),
         "template_signing_key": pysecrets.token_hex(32),
+        "audit_key": pysecrets.token_hex(32),
+        "bridge_client_token": pysecrets.token_urlsafe(32),
     }
 
 
@@ -86,7 +90,7 @@ def read_secrets_file(path: Path, create: bool = True) -> dict:
     # Fill roles or keys added by later versions without touching existing values.
     changed = False
     fresh = _fresh_file_content()
-    for name in ("dispense_hmac_key", "template_signing_key"):
+    for name in ("dispense_hmac_key", "template_signing_key", "audit_key", "bridge_client_token"):
         if name not in data:
             data[name], changed = fresh[name], True
     for role in ROLES:
@@ -118,9 +122,11 @@ def load_secrets(cfg: StoreSettings, create: bool = True) -> Secrets:
     try:
         hmac_key = bytes.fromhex(cfg.keys.dispense_hmac_key or data["dispense_hmac_key"])
         signing = bytes.fromhex(cfg.keys.template_signing_key or data["template_signing_key"])
+        audit_key = bytes.fromhex(data["audit_key"])
     except ValueError:
-        raise ConfigError("dispense_hmac_key / template_signing_key must be hex") from None
-    return Secrets(path, keys, active, api_keys, hmac_key, signing, list(data.get("retired", [])))
+        raise ConfigError("dispense_hmac_key / template_signing_key / audit_key must be hex") from None
+    return Secrets(path, keys, active, api_keys, hmac_key, signing, audit_key, data["bridge_client_token"],
+                   list(data.get("retired", [])))
 
 
 class KeyFileWatcher:

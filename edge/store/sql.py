@@ -10,6 +10,7 @@ trigger syntax) and connections; `SqlTransaction` holds every query, written onc
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -17,8 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from edge.audit.chain import GENESIS_HASH, AuditEntry, AuditVerification, make_entry
-from edge.audit.verify import AUDIT_HEAD_SQL, AUDIT_ROWS_SQL, verify_rows
+from edge.audit.chain import (GENESIS_HASH, HEAD_TAMPERED, AuditEntry, AuditVerification, details_text, head_mac,
+                              make_entry, parse_details, verify_rows)
+from edge.audit.verify import AUDIT_HEAD_SQL, AUDIT_ROWS_SQL
 from edge.errors import InputError, StorageError
 from edge.store.base import (
     CacheEntry,
@@ -376,6 +378,13 @@ def _schema_v6_search(d: Dialect) -> list[str]:
     """)
 
 
+def _schema_v7_keyed_audit(d: Dialect) -> list[str]:
+    """Issue 14, finding 4: the audit chain is keyed (entries from now on carry an HMAC under the audit key,
+    `keyed` = 1; the head carries its own MAC; edge.audit.chain)."""
+    return ["ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE audit_head ADD COLUMN mac TEXT NOT NULL DEFAULT ''"]
+
+
 # Each migration: (version, dialect -> statements). It runs once, in one transaction, and bumps
 # schema_version. Add new ones at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
@@ -385,15 +394,26 @@ MIGRATIONS: list[tuple[int, Callable[[Dialect], list[str]]]] = [
     (4, _schema_v4_consent_signer),
     (5, _schema_v5_integrity),
     (6, _schema_v6_search),
+    (7, _schema_v7_keyed_audit),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Steps that need the keys (so are Python, not SQL), run after a migration's statements in its transaction.
-AFTER_MIGRATION: dict[int, Callable[[Any], None]] = {5: lambda tx: tx.seal_existing_records()}
+# 7: the head found when the chain becomes keyed (a new database's empty one, or an older one's) gets its MAC;
+# only then, so a head whose MAC is blanked later is never sealed again.
+AFTER_MIGRATION: dict[int, Callable[[Any], None]] = {5: lambda tx: tx.seal_existing_records(),
+                                                     7: lambda tx: tx.seal_audit_head()}
 
 
 def statements(script: str) -> list[str]:
     """The statements of a DDL script without procedural bodies (they are given one by one)."""
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _readable(text: Any) -> dict:
+    try:
+        return parse_details(text)
+    except (ValueError, TypeError, RecursionError):
+        return {"unreadable": True}
 
 
 def _template_aad(meta: TemplateMeta) -> bytes:
@@ -406,7 +426,7 @@ def _template_aad(meta: TemplateMeta) -> bytes:
 
 
 def _template_aad_v1(meta: TemplateMeta) -> bytes:
-    """The associated data before schema 4 (read once, by the migration that re-seals under v2)."""
+    """The associated data before schema 5 (read once, by the migration that re-seals under v2)."""
     return aad_for("templates", meta.id, meta.customer_id,
                    f"{meta.modality}|{meta.position}|{meta.sample_index}|{meta.format}")
 
@@ -447,9 +467,11 @@ class SqlStore(Store):
 
     dialect: Dialect
 
-    def __init__(self, keyring: KeyRing, keyring_loader: Callable[[], KeyRing] | None = None):
+    def __init__(self, keyring: KeyRing, keyring_loader: Callable[[], KeyRing] | None = None, *,
+                 audit_key: bytes):
         self.keyring = keyring
         self._keyring_loader = keyring_loader
+        self.audit_key = audit_key      # HMAC key of the audit chain, from secrets.json, never in the database
         self._reports: list[TamperReport] = []
         self._reports_lock = threading.Lock()
         self._reported: set[TamperReport] = set()     # audited once per process, not at every read
@@ -550,23 +572,39 @@ class SqlTransaction(Transaction):
         self._c = _Cursorless(conn, store.dialect)
 
     # -- audit ------------------------------------------------------------------------------
+    def seal_audit_head(self) -> None:
+        seq, digest = self._c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        self._c.execute("UPDATE audit_head SET mac = ? WHERE id = 1", (head_mac(self._s.audit_key, int(seq), digest),))
+
     def audit(self, actor: str, event: str, details: dict) -> AuditEntry:
-        seq, prev = self._c.execute("SELECT seq, hash FROM audit_head WHERE id = 1" + self._d.lock_row).fetchone()
-        entry = make_entry(int(seq) + 1, str(prev), iso(utcnow()), actor, event, details)
-        self._c.execute("INSERT INTO audit (seq, prev_hash, timestamp, actor, event, details, hash) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        key = self._s.audit_key
+        seq, prev, mac = self._c.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1"
+                                         + self._d.lock_row).fetchone()
+        if not hmac.compare_digest(str(mac), head_mac(key, int(seq), str(prev))):
+            # Someone replaced the head (a truncated tail, a rolled-back file). The terminal keeps working, but
+            # the entry says so under the key, so the next append cannot make the cut invisible.
+            log.error("audit head does not verify: the log was truncated or its head replaced")
+            details = {**details, HEAD_TAMPERED: True}
+        entry = make_entry(int(seq) + 1, str(prev), iso(utcnow()), actor, event, details, key=key)
+        self._c.execute("INSERT INTO audit (seq, prev_hash, timestamp, actor, event, details, hash, keyed) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
                         (entry.seq, entry.prev_hash, entry.timestamp, entry.actor, entry.event,
-                         json.dumps(entry.details, sort_keys=True), entry.hash))
-        self._c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (entry.seq, entry.hash))
+                         details_text(entry), entry.hash))
+        self._c.execute("UPDATE audit_head SET seq = ?, hash = ?, mac = ? WHERE id = 1",
+                        (entry.seq, entry.hash, head_mac(key, entry.seq, entry.hash)))
         return entry
 
     def verify_audit(self) -> AuditVerification:
-        return verify_rows(self._c.execute(AUDIT_ROWS_SQL).fetchall(), self._c.execute(AUDIT_HEAD_SQL).fetchone())
+        return verify_rows(self._c.execute(AUDIT_ROWS_SQL).fetchall(), self._c.execute(AUDIT_HEAD_SQL).fetchone(),
+                           self._s.audit_key)
 
     def audit_entries(self, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+        """Entries for reading (the API, the fleet upload); a row too damaged to read is shown as such, the
+        verifier names it (edge.audit.chain.verify_rows)."""
         rows = self._c.execute("SELECT seq, prev_hash, timestamp, actor, event, details, hash FROM audit "
                                "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [AuditEntry(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), _readable(r[5]), str(r[6]))
+                for r in rows]
 
     # -- customers --------------------------------------------------------------------------
     def add_customer(self, customer: Customer) -> None:
@@ -869,7 +907,7 @@ class SqlTransaction(Transaction):
             "changed": list(report.changed), "action": action})
 
     def seal_existing_records(self) -> None:
-        """Schema 4: re-seal every template under the v2 associated data, then seal every customer's record."""
+        """Schema 5: re-seal every template under the v2 associated data, then seal every customer's record."""
         for r in self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates").fetchall():
             t = self._open_template(r, aad=_template_aad_v1)
             sealed = self._s.seal(bytes(t.payload), _template_aad(t))
@@ -1011,19 +1049,27 @@ class SqlTransaction(Transaction):
         return len(ids)
 
     def face_template_owners(self) -> list[tuple[str, str]]:
-        """(template id, customer id) of every face template of a customer not erased (no payload opened)."""
+        """(template id, customer id) of every usable face template of a customer not erased (no payload opened;
+        pending imports and quarantined rows are not usable)."""
         return [(r[0], r[1]) for r in self._c.execute(
             "SELECT t.id, t.customer_id FROM templates t JOIN customers c ON c.id = t.customer_id "
-            "WHERE t.modality = 'face' AND c.status != 'erased' ORDER BY t.id").fetchall()]
+            "WHERE t.modality = 'face' AND c.status != 'erased' AND t.state = 'active' AND t.quarantined IS NULL "
+            "ORDER BY t.id").fetchall()]
 
     def face_templates_by_id(self, template_ids: list[str]) -> list[StoredTemplate]:
+        """The usable ones of these templates; a blob that fails to open is reported (quarantined afterwards) and
+        left out, as in all_templates: one bad row never stops the index or anyone's duplicate check."""
         out = []
         for start in range(0, len(template_ids), 500):
             chunk = template_ids[start:start + 500]
             marks = ", ".join("?" for _ in chunk)
-            rows = self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates WHERE id IN ({marks})",
-                                   tuple(chunk)).fetchall()
-            out += [self._open_template(r) for r in rows]
+            rows = self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates WHERE id IN ({marks}) "
+                                   f"AND {self._USABLE}", tuple(chunk)).fetchall()
+            for r in rows:
+                try:
+                    out.append(self._open_template(r))
+                except StorageError:
+                    continue
         return out
 
     # -- decisions, lockouts ----------------------------------------------------------------

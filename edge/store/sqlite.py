@@ -30,8 +30,9 @@ class SQLiteStore(SqlStore):
     dialect = SQLITE
 
     def __init__(self, path: str | Path, keyring: KeyRing, *, synchronous: str = "FULL",
-                 busy_timeout_ms: int = 5000, keyring_loader: Callable[[], KeyRing] | None = None):
-        super().__init__(keyring, keyring_loader)
+                 busy_timeout_ms: int = 5000, keyring_loader: Callable[[], KeyRing] | None = None,
+                 audit_key: bytes):
+        super().__init__(keyring, keyring_loader, audit_key=audit_key)
         self.path = Path(path)
         self._lock = threading.RLock()
         try:

@@ -57,13 +57,14 @@ VENDOR COMMAND (not part of XFS4IoT, which has no standard way to hand out dispe
 from __future__ import annotations
 
 import asyncio
+import collections
 import base64
 import binascii
 import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from xfs4iot_bridge.config import BridgeConfig
 from edge.errors import InputError, QualityError
@@ -73,7 +74,8 @@ from xfs4iot_bridge.engine import BiometricEngine, Modality
 from xfs4iot_bridge.envelope import CompletionCode
 from xfs4iot_bridge.sealed import SealedBox
 from xfs4iot_bridge.server import CommandContext, CommandError, XFS4IoTService, command_error, run_in_thread
-from xfs4iot_bridge.token import TokenError, format_amount, make_dispense_token
+from xfs4iot_bridge.dispense import DispenseTokens
+from xfs4iot_bridge.token import TokenError, format_amount
 
 log = logging.getLogger("xfs4iot_bridge.biometric")
 
@@ -111,15 +113,29 @@ class MatchCriteria:
     threshold: int
 
 
+# (event, details) -> None: the host writes it to its audit log (edge.service: the daemon's store).
+AuditHook = Callable[[str, dict], None]
+
+
 class BiometricService(XFS4IoTService):
     def __init__(self, cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEngine,
-                 authoriser: Authoriser | None = None, dispense_key: bytes | None = None):
+                 authoriser: Authoriser | None = None, dispense_key: bytes | None = None,
+                 tokens: DispenseTokens | None = None, audit: "AuditHook | None" = None):
         super().__init__(cfg.service_name, interface="Biometric", max_requests=cfg.max_requests)
         self.cfg = cfg
         self.devices = devices
         self.engine = engine
         self.authoriser = authoriser
-        self._dispense_key = bytes(dispense_key) if dispense_key else None
+        # One dispense authorisation per transaction, over its own nonce, with its own deadline (the daemon
+        # hands in the instance its API shares; standalone, the bridge makes its own).
+        if tokens is None and dispense_key and devices.dispenser is not None:
+            tokens = DispenseTokens(devices.dispenser, bytes(dispense_key), cfg.token_ttl_s)
+            self._own_tokens = tokens
+        else:
+            self._own_tokens = None
+        self.tokens = tokens
+        self._audit = audit
+        self._match_times: collections.deque[float] = collections.deque()
         self.box = SealedBox()
         self.imported: dict[str, Held] = {}
         self.scanned: list[Held] = []
@@ -226,6 +242,11 @@ class BiometricService(XFS4IoTService):
     async def _read(self, ctx: CommandContext) -> dict[str, Any]:
         p = ctx.payload
         mode = p.get("mode", "scan")
+        if mode == "scan" and not self.cfg.return_template_data:
+            # scan mode hands the captured templates to the client: only where configured to
+            await self._record(ctx, "bridge.read_refused", {"mode": mode, "reason": "template data not returned"})
+            raise CommandError(CompletionCode.COMMAND_ERROR_CODE, error_code="modeNotSupported",
+                               description="this bridge does not return template data (bridge.return_template_data)")
         if mode not in ("scan", "match"):
             raise command_error("modeNotSupported", f"mode {mode!r} is not supported")
         tries = p.get("numCaptures", 0)
@@ -275,6 +296,9 @@ class BiometricService(XFS4IoTService):
             data_read.append(item)
         if mode == "scan" and self.persistence == "clear":  # returned to the application: drop it here
             await self._drop_scanned(notify=True)
+        await self._record(ctx, "bridge.read", {"mode": mode, "captured": len(captured),
+                                                "formats": sorted(h.format for h in captured),
+                                                "template_data_returned": mode == "scan"})
         return {"dataRead": data_read}
 
     async def _capture_face(self, ctx: CommandContext, tries: int, deadline: float) -> bytearray:
@@ -379,6 +403,15 @@ class BiometricService(XFS4IoTService):
         self.set_match = self._criteria(ctx.payload, "modeNotSupported")
 
     async def _match(self, ctx: CommandContext) -> dict[str, Any]:
+        """Every Match is counted against the rate limit and audited, whatever its outcome."""
+        self._count_match()
+        try:
+            return await self._run_match(ctx)
+        except CommandError as exc:
+            await self._record(ctx, "bridge.match", {"outcome": exc.error_code or exc.code.value})
+            raise
+
+    async def _run_match(self, ctx: CommandContext) -> dict[str, Any]:
         if not ctx.payload and self.set_match is not None:
             criteria = self._criteria({"compareMode": self.set_match.compare_mode,
                                        "identifier": self.set_match.identifier,
@@ -403,6 +436,9 @@ class BiometricService(XFS4IoTService):
                  len(scores), len(accepted), criteria.threshold)
         if self.persistence == "clear":  # used by a Match: drop it
             await self._drop_scanned(notify=True)
+        await self._record(ctx, "bridge.match", {"outcome": "success", "compare_mode": criteria.compare_mode,
+                                                 "compared": len(scores),
+                                                 "candidates": len(accepted), "threshold": criteria.threshold})
         return {"candidates": {ident: {"confidenceLevel": level} for level, ident in accepted}}
 
     def _scores(self, pairs: list[tuple[str, Held, Held]]) -> dict[str, float]:
@@ -477,6 +513,24 @@ class BiometricService(XFS4IoTService):
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()
         await self.clear_data(None, notify=False)
+        if self._own_tokens is not None:
+            self._own_tokens.close()
+
+    # --- audit and limits ------------------------------------------------------------------------
+    async def _record(self, ctx: CommandContext, event: str, details: dict[str, Any]) -> None:
+        """One audit entry through the host's hook (never template data: counts, modes, formats)."""
+        if self._audit is not None:
+            await ctx.run_blocking(self._audit, event, details)
+
+    def _count_match(self) -> None:
+        now = time.monotonic()
+        while self._match_times and now - self._match_times[0] > 60.0:
+            self._match_times.popleft()
+        if len(self._match_times) >= self.cfg.max_matches_per_minute:
+            log.warning("Biometric.Match rate limit reached")
+            raise CommandError(CompletionCode.FRAUD_ATTEMPT,
+                               description=f"more than {self.cfg.max_matches_per_minute} matches in a minute")
+        self._match_times.append(now)
 
     # --- the vendor command: dispense token for an authorised session ----------------------------
     async def _get_dispense_token(self, ctx: CommandContext) -> dict[str, Any]:
@@ -484,17 +538,18 @@ class BiometricService(XFS4IoTService):
         if not isinstance(session_id, str) or not SESSION_ID_RE.match(session_id):
             raise CommandError(CompletionCode.INVALID_DATA, description="sessionId must be 1..128 of [A-Za-z0-9._:-]")
         dispenser = self.devices.dispenser
-        if dispenser is None or self.authoriser is None or not self._dispense_key:
+        if dispenser is None or self.authoriser is None or self.tokens is None:
             raise CommandError(CompletionCode.DEVICE_NOT_READY,
                                description="no dispenser, authoriser or token key configured")
         # The nonce first: if the dispenser is unreachable the session's approval is not consumed.
-        nonce = await ctx.run_blocking(dispenser.get_command_nonce)
+        await ctx.run_blocking(dispenser.get_command_nonce)
         approval = await ctx.run_blocking(self.authoriser.authorise, session_id)
         try:
-            token = make_dispense_token(nonce, approval.amount, approval.currency, self._dispense_key)
             amount = format_amount(approval.amount, approval.currency)
+            issued = await ctx.run_blocking(self.tokens.issue, session_id, approval.amount, approval.currency)
         except TokenError as exc:
             raise CommandError(CompletionCode.INVALID_DATA,
                                description=f"approved amount cannot be put in a token: {exc.message}") from None
+        token = issued.token
         log.info("dispense token issued for one authorised session (%s)", approval.currency)
         return {"token": token, "amount": float(amount), "currency": approval.currency}

@@ -22,7 +22,8 @@ from xfs4iot_bridge.config import BridgeConfig
 from edge.errors import ConfigError
 
 from xfs4iot_bridge.authoriser import Authoriser, BridgeDevices
-from xfs4iot_bridge.biometric import BiometricService
+from xfs4iot_bridge.biometric import AuditHook, BiometricService
+from xfs4iot_bridge.dispense import DispenseTokens
 from xfs4iot_bridge.engine import BiometricEngine
 from xfs4iot_bridge.host import RunningService, ServiceHost
 
@@ -36,12 +37,19 @@ class BridgeHandle(RunningService):
 
 
 def start_bridge(cfg: BridgeConfig, devices: BridgeDevices, engine: BiometricEngine,
-                 authoriser: Authoriser | None, dispense_key: bytes | None) -> BridgeHandle:
-    """Serve the Biometric service (and its publisher) until `.stop()`."""
+                 authoriser: Authoriser | None, dispense_key: bytes | None,
+                 tokens: DispenseTokens | None = None, audit: AuditHook | None = None) -> BridgeHandle:
+    """Serve the Biometric service (and its publisher) until `.stop()`. `tokens`: the dispense authorisations
+    to share with the host (the daemon's API); without, the bridge makes its own from `dispense_key`. `audit`:
+    called with (event, details) for every Read, Match, Import and token (the daemon writes its audit log).
+    A bridge without `cfg.client_token` is refused: XFS4IoT clients authenticate (docs/security-B.md)."""
     if not cfg.enabled:
         raise ConfigError("the XFS4IoT bridge is disabled (bridge.enabled = false)")
-    service = BiometricService(cfg, devices, engine, authoriser, dispense_key)
-    host = ServiceHost([service], host=cfg.host, ports=cfg.ports, vendor_name=cfg.vendor_name).start()
+    if not cfg.client_token:
+        raise ConfigError("the XFS4IoT bridge needs bridge.client_token: clients authenticate with it")
+    service = BiometricService(cfg, devices, engine, authoriser, dispense_key, tokens, audit)
+    host = ServiceHost([service], host=cfg.host, ports=cfg.ports, vendor_name=cfg.vendor_name,
+                       client_token=cfg.client_token).start()
     warm_up = getattr(engine, "warm_up", None)
     if callable(warm_up):  # one-time compilation in the background, not in the first customer's Match
         threading.Thread(target=_warm_up, args=(warm_up,), name="xfs4iot-engine-warm-up", daemon=True).start()

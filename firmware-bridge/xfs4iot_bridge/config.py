@@ -22,6 +22,15 @@ class BridgeConfig(Section):
     capture_timeout_s: float = Field(15.0, gt=0, description="Biometric.Read waits this long for a subject")
     max_captures: int = Field(10, ge=1, le=100, description="rejected captures before Read fails (numCaptures 0)")
     subject_removed_timeout_s: float = Field(30.0, gt=0, description="watch for the finger lifting this long")
+    client_token: str | None = Field(None, min_length=16, description=(
+        "the connection token every XFS4IoT client presents at the WebSocket handshake (Authorization: Bearer); "
+        "the daemon sets it from secrets.json (bridge_client_token), so this stays unset there"))
+    return_template_data: bool = Field(False, description="Biometric.Read in scan mode hands templates to the "
+                                                          "client; off, it answers modeNotSupported")
+    max_matches_per_minute: int = Field(30, ge=1, le=10_000, description="Biometric.Match calls per minute "
+                                                                          "(all clients); more: fraudAttempt")
+    token_ttl_s: float = Field(60.0, gt=0, description="a dispense token from GetDispenseToken is useless after "
+                                                       "this (the daemon uses service.token_ttl_s instead)")
     data_persistence: Literal["persist", "clear"] = Field(
         "clear", description="initial Biometric data persistence mode (clear: captured data is dropped once used)")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import logging
 import socket
 import threading
@@ -95,15 +96,24 @@ class ServicePublisher(XFS4IoTService):
         return payload
 
 
+def _presents(request: Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    if not given.lower().startswith("bearer "):
+        return False
+    return hmac.compare_digest(given[7:].strip().encode(), token.encode())
+
+
 class ServiceHost:
     """A WebSocket server hosting a publisher and `services` on one port, in its own thread."""
 
     def __init__(self, services: list[XFS4IoTService], *, host: str = "127.0.0.1",
-                 ports: Iterable[int] = XFS4IOT_PORTS, vendor_name: str = "biogate"):
+                 ports: Iterable[int] = XFS4IOT_PORTS, vendor_name: str = "biogate",
+                 client_token: str | None = None):
         names = [s.name for s in services]
         if len(set(names)) != len(names):
             raise ConfigError(f"service names must be unique: {names}")
         self.services = list(services)
+        self.client_token = client_token     # None: no authentication (a device's own service, the simulator)
         self.host = host
         self.ports = list(ports)
         self.publisher = ServicePublisher(self, vendor_name)
@@ -197,6 +207,12 @@ class ServiceHost:
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] not in self._routes:
             return connection.respond(HTTPStatus.NOT_FOUND, f"no XFS4IoT endpoint at {request.path}\n")
+        if self.client_token is not None and not _presents(request, self.client_token):
+            # XFS4IoT defines no client authentication: the connection token goes in the handshake's
+            # Authorization header (docs/security-B.md); without it no message is ever read.
+            log.warning("XFS4IoT connection refused: no or wrong client token")
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "a client token is required: "
+                                                               "Authorization: Bearer <token>\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:

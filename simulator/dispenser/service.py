@@ -38,7 +38,8 @@ class CashDispenserService(XFS4IoTService):
     def __init__(self, device: VirtualDispenser, name: str = "CashDispenser1"):
         super().__init__(name, interface="CashDispenser")
         self.device = device
-        self.wire_taps: list = []   # callables(direction, text): "host" (to us) / "dispenser" (from us)
+        self.wire_taps: list = []   # callables(direction, text, connection): "host" (to us) / "dispenser" (from us)
+        self._connections_served = 0
         self.register("Common.Status", self._status, versions=("3.0",), immediate=True)
         self.register("Common.Capabilities", self._capabilities, versions=("3.0",), immediate=True)
         self.register("Common.GetCommandNonce", self._get_nonce)
@@ -49,22 +50,26 @@ class CashDispenserService(XFS4IoTService):
         self.register("BiogateSimulator.GetDispensed", self._get_dispensed, immediate=True)
 
     async def serve(self, send_text, receive_text) -> None:
-        """One connection, with every message both ways passed to `wire_taps` (the recorder)."""
+        """One connection, with every message both ways passed to `wire_taps` (the recorder), numbered by
+        connection (request ids are only unique within one)."""
+        self._connections_served += 1
+        number = self._connections_served
+
         async def sending(text):
-            self._tap("dispenser", text)
+            self._tap("dispenser", text, number)
             await send_text(text)
 
         async def receiving():
             text = await receive_text()
             if text is not None:
-                self._tap("host", text)
+                self._tap("host", text, number)
             return text
         await super().serve(sending, receiving)
 
-    def _tap(self, direction: str, text) -> None:
+    def _tap(self, direction: str, text, connection: int) -> None:
         for tap in list(self.wire_taps):
             try:
-                tap(direction, text if isinstance(text, str) else bytes(text).decode("utf-8", "replace"))
+                tap(direction, text if isinstance(text, str) else bytes(text).decode("utf-8", "replace"), connection)
             except Exception:  # a listener must never break the connection
                 pass
 

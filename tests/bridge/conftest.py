@@ -13,6 +13,7 @@ from drivers.base import FingerprintScanner
 from edge.config import BridgeConfig
 from tests.conftest import require_data
 from xfs4iot_bridge import ApprovalLedger, BridgeDevices, start_bridge
+from tests.bridge.xfs_client import TEST_CLIENT_TOKEN
 from xfs4iot_bridge.engine import BiogateEngine
 
 FACE = "reservedTemplate1"
@@ -120,7 +121,8 @@ def make_bridge(engine, ledger):
     started = []
 
     def make(devices: BridgeDevices | None = None, *, dispense_key: bytes | None = KEY, **overrides):
-        settings = {"ports": [0], "capture_timeout_s": 5.0, "subject_removed_timeout_s": 5.0, **overrides}
+        settings = {"ports": [0], "capture_timeout_s": 5.0, "subject_removed_timeout_s": 5.0,
+                    "client_token": TEST_CLIENT_TOKEN, "return_template_data": True, **overrides}
         handle = start_bridge(BridgeConfig(**settings), devices or BridgeDevices(camera=live_camera()),
                               engine, ledger, dispense_key)
         started.append(handle)

@@ -21,10 +21,15 @@ _LEGACY = {"legacy": True} if "legacy" in inspect.signature(connect).parameters 
 CLIENT_LOGGER = "tests.xfs_client"  # the test client's own websockets log (not the product's)
 
 
+# The connection token the bridge fixtures configure (tests.bridge.conftest.make_bridge).
+TEST_CLIENT_TOKEN = "test-client-token-0123456789abcdef"
+
+
 class XfsClient:
-    def __init__(self, url: str, timeout: float = 10.0):
+    def __init__(self, url: str, timeout: float = 10.0, token: str | None = TEST_CLIENT_TOKEN):
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         self.ws = connect(url, open_timeout=5, close_timeout=1, ping_interval=None, proxy=None,
-                          max_size=8 * 1024 * 1024,
+                          max_size=8 * 1024 * 1024, additional_headers=headers,
                           logger=logging.getLogger(CLIENT_LOGGER), **_LEGACY)
         self.timeout = timeout
         self.ids = itertools.count(1)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge.audit.chain import GENESIS_HASH, make_entry
+from edge.audit.chain import GENESIS_HASH, details_text, head_mac, make_entry
 from edge.fleet.transport import DOWN, open_template
 from tests.fleet.conftest import api, drained, wait_for
 
@@ -187,6 +187,7 @@ def test_a_rewritten_terminal_chain_is_caught_by_audit_verify_and_by_the_registr
     atm = world.terminals["ATM-0002"]
     wait_for(lambda: drained(atm))
     db = Path(atm.rig.config.paths.state_dir) / "biogate.sqlite"
+    audit_key = atm.daemon.runtime.store.audit_key
     code, out = _terminal_audit_verify(atm)
     assert code == 0, out
     # an insider with the database rewrites the whole chain consistently (the old weakness)
@@ -198,11 +199,11 @@ def test_a_rewritten_terminal_chain_is_caught_by_audit_verify_and_by_the_registr
             d = json.loads(details)
             if seq == 1:
                 d["terminal_id"] = "ATM-0002-forged"
-            e = make_entry(seq, prev, ts, actor, event, d)
-            conn.execute("UPDATE audit SET prev_hash = ?, details = ?, hash = ? WHERE seq = ?",
-                         (e.prev_hash, json.dumps(e.details, sort_keys=True), e.hash, seq))
+            e = make_entry(seq, prev, ts, actor, event, d, key=audit_key)   # an insider with the keys too
+            conn.execute("UPDATE audit SET prev_hash = ?, details = ?, hash = ?, keyed = 1 WHERE seq = ?",
+                         (e.prev_hash, details_text(e), e.hash, seq))
             prev = e.hash
-        conn.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+        conn.execute("UPDATE audit_head SET hash = ?, mac = ? WHERE id = 1", (prev, head_mac(audit_key, seq, prev)))
     code, out = _terminal_audit_verify(atm)
     assert code == 1 and "anchor" in out, out
     # the registry refuses the rewritten chain when the terminal uploads next, and says so in its own log

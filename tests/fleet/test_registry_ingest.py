@@ -18,7 +18,8 @@ KEY = new_key()
 
 @pytest.fixture
 def service(postgres_dsn):
-    store = PostgresStore(postgres_dsn, KeyRing({key_id_for(KEY): KEY}, key_id_for(KEY)), max_connections=12)
+    store = PostgresStore(postgres_dsn, KeyRing({key_id_for(KEY): KEY}, key_id_for(KEY)), max_connections=12,
+                          audit_key=KEY)
     svc = RegistryService(store)
     svc.add_terminal("ATM-9", "admin:test")
     yield svc
@@ -29,7 +30,8 @@ def chain(n: int, start=(0, GENESIS_HASH), tag: str = "") -> list[dict]:
     seq, prev = start
     out = []
     for i in range(n):
-        e = make_entry(seq + 1, prev, f"2026-12-02T10:00:{i:02d}.000000Z", "terminal", "test.event", {"i": i, "t": tag})
+        e = make_entry(seq + 1, prev, f"2026-12-02T10:00:{i:02d}.000000Z", "terminal", "test.event", {"i": i, "t": tag},
+                       key=KEY)
         out.append(e.to_dict())
         seq, prev = e.seq, e.hash
     return out

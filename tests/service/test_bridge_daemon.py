@@ -47,7 +47,7 @@ def test_session_authorises_the_dispense_through_the_bridge(tmp_path):
         assert result["authorisation"] is None            # the token goes through the bridge, not here
 
         bridge_url = d.addresses()["xfs4iot"]["Biometric1"]
-        with XfsClient(bridge_url) as atm, XfsClient(rig.dispenser.url) as cdm:
+        with XfsClient(bridge_url, token=d.daemon.runtime.secrets.bridge_client_token) as atm, XfsClient(rig.dispenser.url) as cdm:
             done = atm.complete("BiogateAuthorisation.GetDispenseToken", {"sessionId": s["session_id"]},
                                 version="1.0")
             assert code(done) == "success", done

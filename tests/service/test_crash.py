@@ -142,7 +142,7 @@ def _check(cfg: Config, acknowledged: dict[str, int], decisions: list[str]) -> N
             stored = {d.id for d in tx.decisions(limit=1_000_000)}
         missing = [d for d in decisions if d not in stored]
         assert not missing, f"acknowledged decisions lost: {missing[:5]}"
-        result = verify_database(store.path)
+        result = verify_database(store.path, store.audit_key)
         assert result.ok, f"audit chain broken: {result}"
 
 

@@ -146,7 +146,8 @@ def test_a_withdrawal_driven_from_outside(daemon):
     assert r.status_code == 201, r.text
     customer = r.json()["id"]
     face = first_accepted(sim.post, "/camera/present", "who", ["lfw:Colin_Powell/1", "example:obama"])
-    assert api.post(f"/v1/customers/{customer}/enrol/face", headers=teller, json={}).status_code == 200
+    r = api.post(f"/v1/customers/{customer}/enrol/face", headers=teller, json={})
+    assert r.status_code == 200, r.text
     enrol_finger = first_accepted(sim.post, "/finger/place", "finger", ["fvc:DB1_B/101/1-3", "synthetic:1/0-2"])
     r = api.post(f"/v1/customers/{customer}/enrol/finger", headers=teller, json={"positions": [FINGER]})
     assert r.status_code == 200, r.text

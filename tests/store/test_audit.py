@@ -33,7 +33,7 @@ def _cli_verify(path):
 
 def test_intact_chain_verifies(store):
     _fill(store)
-    r = verify_database(store.path)
+    r = verify_database(store.path, store.audit_key)
     assert r.ok and r.entries == 6 and r.head_seq == 6
 
 
@@ -69,7 +69,7 @@ def test_tail_truncation_detected(store):
     conn = _raw(store)
     conn.execute("DELETE FROM audit WHERE seq = 6")
     conn.commit()
-    r = verify_database(store.path)
+    r = verify_database(store.path, store.audit_key)
     assert not r.ok and r.first_bad_seq == 6
 
 

@@ -16,15 +16,17 @@ from edge.store.sqlite import SQLiteStore
 
 KEY = new_key()
 RING = KeyRing({key_id_for(KEY): KEY}, key_id_for(KEY))
+AUDIT_KEY = b"audit-key-of-these-tests-32bytes"
 PAYLOAD = b"FACE-EMBEDDING-not-a-real-one" * 4
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request, tmp_path):
     if request.param == "sqlite":
-        store = SQLiteStore(tmp_path / "t.sqlite", RING, synchronous="NORMAL")
+        store = SQLiteStore(tmp_path / "t.sqlite", RING, synchronous="NORMAL", audit_key=AUDIT_KEY)
     else:
-        store = PostgresStore(request.getfixturevalue("postgres_dsn"), RING, max_connections=8)
+        store = PostgresStore(request.getfixturevalue("postgres_dsn"), RING, max_connections=8,
+                              audit_key=AUDIT_KEY)
     yield store
     store.close()
 
@@ -88,7 +90,7 @@ def test_the_audit_chain_holds_under_concurrent_appends(backend):
 
 
 def test_postgres_refuses_edits_of_the_audit_log(postgres_dsn):
-    store = PostgresStore(postgres_dsn, RING)
+    store = PostgresStore(postgres_dsn, RING, audit_key=AUDIT_KEY)
     try:
         with store.transaction() as tx:
             tx.audit("teller:t", "customer.created", {"customer_id": "cus_1"})
@@ -113,11 +115,12 @@ def test_postgres_refuses_edits_of_the_audit_log(postgres_dsn):
 
 
 def test_postgres_migrates_once_and_reports_a_server_that_is_gone(postgres_server, postgres_dsn):
-    a = PostgresStore(postgres_dsn, RING)
-    b = PostgresStore(postgres_dsn, RING)         # a second registry process on the same database
+    a = PostgresStore(postgres_dsn, RING, audit_key=AUDIT_KEY)
+    b = PostgresStore(postgres_dsn, RING, audit_key=AUDIT_KEY)   # a second registry process on the same database
     assert a.schema_version() == b.schema_version() == SCHEMA_VERSION
     a.close()
     b.close()
     with pytest.raises(StorageError) as err:
-        PostgresStore(postgres_dsn.replace(f"port={postgres_server.port}", "port=1"), RING, connect_timeout_s=1)
+        PostgresStore(postgres_dsn.replace(f"port={postgres_server.port}", "port=1"), RING, connect_timeout_s=1,
+                      audit_key=AUDIT_KEY)
     assert err.value.code == "storage.unavailable"

@@ -42,10 +42,12 @@ from edge.errors import InputError
 # Fitted on FVC2000 DB1_B..DB4_B pooled (see module docstring):
 #   python -m edge.evaluation.fvc ../shared/data/fingerprints/fvc2000/DB{1,2,3,4}_B
 FEATURES = ("ln_mcc", "ln_paired", "ln_paired_similarity", "ln_overlap_agreement")
-WEIGHTS = (4.305, 3.866, -1.825, 0.656)  # ln_paired and ln_paired_similarity overlap: their sum counts
-BIAS = 9.981
+# ln_paired and ln_paired_similarity move together (each pair adds up to 1 to the similarity), so only
+# their combination reads: more pairs count for, pairs that agree only weakly count less than strong ones.
+WEIGHTS = (4.447, 3.713, -1.717, 0.606)
+BIAS = 10.515
 # FMR <= 0.1 % on the same pooled development comparisons.
-DEFAULT_THRESHOLD = 1.16
+DEFAULT_THRESHOLD = 1.28
 MCC_FLOOR = 0.02          # keeps ln(mcc) finite for comparisons with no agreeing structure
 SIMILARITY_FLOOR = 0.5    # the same for the paired similarity (about one weakly agreeing pair)
 AGREEMENT_FLOOR = 0.003   # and for the overlap agreement (about 1 pair in 18 x 18 minutiae)

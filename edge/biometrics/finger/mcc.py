@@ -444,81 +444,100 @@ def _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y,
 
 
 @njit(cache=True, fastmath=True)
+def _anchor_transform(i, j, xy_a, th_a, xy_b, th_b):
+    """(cos, sin, tx, ty, phi) of the rigid transform that puts A's minutia i onto B's minutia j."""
+    phi = th_b[j] - th_a[i]
+    c, s = np.cos(phi), np.sin(phi)
+    return c, s, xy_b[j, 0] - (c * xy_a[i, 0] - s * xy_a[i, 1]), xy_b[j, 1] - (s * xy_a[i, 0] + c * xy_a[i, 1]), phi
+
+
+@njit(cache=True, fastmath=True)
+def _least_squares_transform(pa, pb, match_of, m):
+    """(cos, sin, tx, ty, phi) of the least-squares rigid transform (2-D Procrustes) of the m pairs."""
+    max_, may, mbx, mby = 0.0, 0.0, 0.0, 0.0
+    for k in range(pa.shape[0]):
+        if match_of[k] >= 0:
+            max_ += pa[k, 0]
+            may += pa[k, 1]
+            mbx += pb[match_of[k], 0]
+            mby += pb[match_of[k], 1]
+    max_ /= m
+    may /= m
+    mbx /= m
+    mby /= m
+    sxx, sxy = 0.0, 0.0
+    for k in range(pa.shape[0]):
+        if match_of[k] >= 0:
+            ax, ay = pa[k, 0] - max_, pa[k, 1] - may
+            bx, by = pb[match_of[k], 0] - mbx, pb[match_of[k], 1] - mby
+            sxx += ax * bx + ay * by
+            sxy += ax * by - ay * bx
+    phi = np.arctan2(sxy, sxx)
+    c, s = np.cos(phi), np.sin(phi)
+    return c, s, mbx - (c * max_ - s * may), mby - (s * max_ + c * may), phi
+
+
+@njit(cache=True, fastmath=True)
 def _global_pairing(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, hull_a, hull_b, dtol, atol,
                     margin, lsm, cyl_a, cyl_b):
-    """Global consolidation: the most minutiae paired under one alignment, and how many minutiae of
-    each print fall inside the other's area under that alignment (the ones that *could* pair).
+    """Global consolidation: the most minutiae paired under one alignment, how many minutiae of each
+    print fall inside the other's area under it (the ones that *could* pair) and the summed local
+    similarity of the pairs.
 
-    Each anchor pair (a minutia of A, one of B) fixes a rotation and translation; the pairing under it
-    is then refined once by the least-squares rigid transform of the pairs it found, which follows
-    the whole overlap rather than the one anchor (skin stretches away from it). Returns
-    (paired, A's minutiae inside B's hull, B's minutiae inside A's moved hull) of the best alignment.
+    Each anchor pair (a minutia of A, one of B) fixes a rotation and translation; the anchor that
+    pairs the most is then refined once by the least-squares rigid transform of its pairs, which
+    follows the whole overlap rather than the one anchor (skin stretches away from it); the refined
+    alignment is kept when it pairs at least as many. Returns (paired, A's minutiae inside B's hull,
+    B's minutiae inside A's moved hull, summed local similarity of the pairs).
     """
     na, nb = pa.shape[0], pb.shape[0]
-    best, best_in_a, best_in_b, best_sim = 0, na, nb, 0.0
     moved_x = np.empty(na)
     moved_y = np.empty(na)
     used = np.zeros(nb, np.bool_)
     match_of = np.empty(na, np.int64)
+    # the best anchor's pairing and moved positions, kept rather than recomputed
+    best_match = np.empty(na, np.int64)
+    best_x = np.empty(na)
+    best_y = np.empty(na)
+    best, best_h = 0, -1
     for h in range(anchor_a.size):
-        i, j = anchor_a[h], anchor_b[h]
-        phi = th_b[j] - th_a[i]
-        c, s = np.cos(phi), np.sin(phi)
-        tx = xy_b[j, 0] - (c * xy_a[i, 0] - s * xy_a[i, 1])
-        ty = xy_b[j, 1] - (s * xy_a[i, 0] + c * xy_a[i, 1])
+        c, s, tx, ty, phi = _anchor_transform(anchor_a[h], anchor_b[h], xy_a, th_a, xy_b, th_b)
         m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used, match_of)
-        if m >= 3:
-            # least-squares rigid transform (2-D Procrustes) of the pairs found
-            max_, may, mbx, mby = 0.0, 0.0, 0.0, 0.0
-            for k in range(na):
-                if match_of[k] >= 0:
-                    max_ += pa[k, 0]
-                    may += pa[k, 1]
-                    mbx += pb[match_of[k], 0]
-                    mby += pb[match_of[k], 1]
-            max_ /= m
-            may /= m
-            mbx /= m
-            mby /= m
-            sxx, sxy = 0.0, 0.0
-            for k in range(na):
-                if match_of[k] >= 0:
-                    ax, ay = pa[k, 0] - max_, pa[k, 1] - may
-                    bx, by = pb[match_of[k], 0] - mbx, pb[match_of[k], 1] - mby
-                    sxx += ax * bx + ay * by
-                    sxy += ax * by - ay * bx
-            phi2 = np.arctan2(sxy, sxx)
-            if abs(_wrap1(phi2 - phi)) < atol:
-                c2, s2 = np.cos(phi2), np.sin(phi2)
-                tx2 = mbx - (c2 * max_ - s2 * may)
-                ty2 = mby - (s2 * max_ + c2 * may)
-                m2 = _pair_under(c2, s2, tx2, ty2, phi2, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used,
-                                 match_of)
-                if m2 >= m:
-                    m, c, s, tx, ty, phi = m2, c2, s2, tx2, ty2, phi2
-                else:  # keep the anchor's alignment (and recompute its moved positions)
-                    m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used,
-                                    match_of)
         if m > best:
-            best = m
-            sim = 0.0
-            for k in range(na):
-                l = match_of[k]
-                if l >= 0 and cyl_a[k] >= 0 and cyl_b[l] >= 0:
-                    sim += lsm[cyl_a[k], cyl_b[l]]
-            best_sim = sim
-            in_a = 0
-            for k in range(na):
-                if _inside_hull(moved_x[k], moved_y[k], hull_b, margin):
-                    in_a += 1
-            # B's minutiae moved back into A's frame (inverse rotation and translation)
-            in_b = 0
-            for l in range(nb):
-                dx, dy = pb[l, 0] - tx, pb[l, 1] - ty
-                if _inside_hull(c * dx + s * dy, -s * dx + c * dy, hull_a, margin):
-                    in_b += 1
-            best_in_a, best_in_b = in_a, in_b
-    return best, best_in_a, best_in_b, best_sim
+            best, best_h = m, h
+            best_match[:] = match_of
+            best_x[:] = moved_x
+            best_y[:] = moved_y
+    if best_h < 0:
+        return 0, na, nb, 0.0
+    c, s, tx, ty, phi = _anchor_transform(anchor_a[best_h], anchor_b[best_h], xy_a, th_a, xy_b, th_b)
+    m = best
+    if m >= 3:
+        c2, s2, tx2, ty2, phi2 = _least_squares_transform(pa, pb, best_match, m)
+        if abs(_wrap1(phi2 - phi)) < atol:
+            m2 = _pair_under(c2, s2, tx2, ty2, phi2, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used,
+                             match_of)
+            if m2 >= m:
+                m, c, s, tx, ty, phi = m2, c2, s2, tx2, ty2, phi2
+                best_match[:] = match_of
+                best_x[:] = moved_x
+                best_y[:] = moved_y
+    match_of, moved_x, moved_y = best_match, best_x, best_y
+    sim = 0.0
+    for k in range(na):
+        l = match_of[k]
+        if l >= 0 and cyl_a[k] >= 0 and cyl_b[l] >= 0:
+            sim += lsm[cyl_a[k], cyl_b[l]]
+    in_a = 0
+    for k in range(na):
+        if _inside_hull(moved_x[k], moved_y[k], hull_b, margin):
+            in_a += 1
+    in_b = 0  # B's minutiae moved back into A's frame (inverse rotation and translation)
+    for l in range(nb):
+        dx, dy = pb[l, 0] - tx, pb[l, 1] - ty
+        if _inside_hull(c * dx + s * dy, -s * dx + c * dy, hull_a, margin):
+            in_b += 1
+    return m, in_a, in_b, sim
 
 
 @njit(cache=True)

@@ -143,7 +143,7 @@ class OperatorDesk:
             while True:
                 page = tx.list_customers(limit=500, offset=offset)
                 out += [c for c in page if c.status == "review"]
-                if len(page) < 500:
+                if not page:   # (a page may be short: a tampered record is left out of it, not the end)
                     return out
                 offset += 500
 

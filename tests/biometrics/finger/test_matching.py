@@ -111,3 +111,43 @@ def test_empty_templates_score_lowest():
 
 def test_warm_up_runs():
     finger.warm_up()  # compiles or loads the kernels; must not raise on its synthetic template
+
+
+def test_score_parts_pairs_lie_inside_the_overlap(db1):
+    """Every paired minutia is within 10 px of a minutia of the other print, so it lies inside that
+    print's hull (give or take the 10 px margin): paired <= both overlap counts, for mates and others."""
+    keys = sorted(db1)
+    for a, b in [(keys[0], keys[1]), (keys[0], keys[4]), (keys[5], keys[9]), (keys[3], keys[2])]:
+        parts = finger.score_parts(db1[a], db1[b])
+        assert 0 <= parts.paired <= min(parts.inside_a, parts.inside_b), (a, b, parts)
+        assert parts.inside_a <= db1[a].count and parts.inside_b <= db1[b].count
+        assert 0 <= parts.paired_similarity <= parts.paired
+
+
+def test_self_comparison_pairs_every_minutia_with_full_similarity(db1):
+    t = db1[(101, 1)]
+    parts = finger.score_parts(t, t)
+    assert parts.paired == parts.inside_a == parts.inside_b == t.count
+    usable = int((finger.prepare(t).cylinders.cylinder_of >= 0).sum())
+    assert abs(parts.paired_similarity - usable) < 1e-6  # each usable cylinder matches itself exactly
+
+
+def test_mates_pair_with_agreeing_neighbourhoods_others_by_chance(db1):
+    """The reason for the local-similarity features: a chance alignment of another finger pairs many
+    minutiae too, but their cylinders disagree."""
+    keys = sorted(db1)
+    mated = [finger.score_parts(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] == b[0]]
+    other = [finger.score_parts(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] != b[0]]
+    share = lambda p: p.paired_similarity / max(p.paired, 1)  # noqa: E731
+    assert np.median([share(p) for p in mated]) > np.median([share(p) for p in other]) + 0.1
+
+
+def test_inside_hull_with_margin():
+    from edge.biometrics.finger.mcc import _hull, _inside_hull
+
+    square = _hull(np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0], [50.0, 50.0]]))
+    assert square.shape == (4, 2)
+    assert _inside_hull(50.0, 50.0, square, 0.0) and _inside_hull(0.0, 100.0, square, 0.0)
+    assert not _inside_hull(105.0, 50.0, square, 0.0) and _inside_hull(105.0, 50.0, square, 10.0)
+    assert not _inside_hull(50.0, -11.0, square, 10.0)
+    assert not _inside_hull(1.0, 1.0, np.zeros((0, 2)), 10.0)  # fewer than 3 minutiae: no area
