@@ -69,6 +69,7 @@ test: models setup-postgres console-assets browser
 
 bench: models setup-postgres
 	$(BIOGATE) bench face
+	$(BIOGATE) bench detector
 	$(BIOGATE) bench finger
 	$(BIOGATE) bench pad --images ../shared/data/pad/nuaa/live.txt
 	$(BIOGATE) bench registry --terminals 50 --customers 100000

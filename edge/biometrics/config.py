@@ -31,13 +31,19 @@ class FaceConfig(Section):
     redetect_tiles: bool = Field(True, description="when no model finds a face in the whole frame, the last one "
                                                    "looks again in four overlapping tiles (small, distant faces)")
     hog_fallback: bool = Field(True, description="when BlazeFace finds no face, try dlib's HOG detector (slower)")
-    min_face_px: int = Field(48, ge=8, description="smallest accepted face (detector box width, pixels)")
+    # Smallest accepted face (detector box width, frame pixels): LFW development pairs keep their accuracy with
+    # faces of 69-85 px (face75: 98.67 % on fold 1) and lose it at 44-59 px (face50: 96.83 %); models/MODEL_CARD.md,
+    # "Capture conditions". Below it the terminal asks the customer to move closer.
+    min_face_px: int = Field(64, ge=8, description="smallest accepted face (detector box width, pixels)")
     max_image_px: int = Field(40_000_000, description="images with more pixels are refused before decoding")
     min_brightness: float = 40.0
     max_brightness: float = 215.0
     # Share of the face's grey-level variance in its finest detail (edge.biometrics.face.quality), chosen on
     # LFW development faces against blurred copies of them (models/MODEL_CARD.md, ## Face).
     min_sharpness: float = 0.0012
+    # edge.biometrics.face.quality.directional_blur above which the face is smeared by motion ("hold still");
+    # set on LFW development faces against horizontally smeared copies (models/MODEL_CARD.md, "Capture conditions").
+    max_motion_blur: float = 0.8
     max_yaw_deg: float = 35.0
     max_roll_deg: float = 30.0
 

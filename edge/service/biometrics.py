@@ -110,6 +110,27 @@ class BiometricCore:
         finally:
             analysis.wipe()
 
+    def best_face_sample(self, frames_bgr: list[np.ndarray], reference: np.ndarray | None = None
+                         ) -> tuple[FaceSample, list[str]] | None:
+        """The probe from the best of several frames of one capture (FacePipeline.analyze_best) and its capture
+        findings (too small, dark, bright, blurred, smeared: the customer can fix them). With `reference` (the
+        embedding of the frame the liveness check kept), a frame whose face is not the same face is not taken.
+        None when no frame shows a usable face."""
+        with self._lock:
+            chosen = self.face.analyze_best(frames_bgr)
+        if chosen is None:
+            return None
+        index, analysis = chosen
+        try:
+            if reference is not None and not self.face.is_same(self.face.distance(analysis.embedding, reference)):
+                return None
+            crop = _evidence_crop(frames_bgr[index], analysis.face.box)
+            sample = FaceSample(analysis.embedding.copy(), crop, analysis.measures.to_dict(),
+                                [f.code for f in analysis.findings])
+            return sample, [f.code for f in analysis.capture_findings()]
+        finally:
+            analysis.wipe()
+
     def face_overlay(self, frame_bgr: np.ndarray) -> tuple[list[tuple[tuple[float, ...], bool]], list[str]]:
         """What a live preview draws: every face's box (True for the most prominent one, the one captured) and
         the quality finding codes of that face ("quality.multiple_faces" first when more than one is seen)."""

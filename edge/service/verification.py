@@ -11,7 +11,9 @@ One attempt, in order:
 1. refuse at once if the card is locked or biometrics are disabled for it (another session may have
    locked it meanwhile);
 2. face (if required): the liveness check runs the active challenge over the camera stream and scores
-   the frames passively; the best frontal frame gives the probe embedding and the evidence crop;
+   the frames passively; the best of the checked frame and the few after it (the same face: large, well
+   exposed, sharp, still, frontal) gives the probe and the evidence crop; a frame the customer can improve
+   prompts them (move closer, more light, hold still) instead of being decided on;
 3. finger (if required): the customer is asked for one enrolled finger; the scanner's image is
    quality-checked, with a few recaptures before the attempt counts as failed;
 4. scores (edge.decision.scoring, through BiometricCore) -> the verdict (edge.decision.judgement); when it
@@ -60,6 +62,11 @@ from edge.biometrics.face.template import encode_face_template
 from edge.store.base import DecisionRecord, EvidenceMeta, ProbeMeta, StoredTemplate, Store, iso, new_id, utcnow
 from xfs4iot_bridge.authoriser import Authorisation
 from xfs4iot_bridge.token import minor_units
+
+# The probe is chosen among the checked frame and this many that follow it; after a quality prompt the customer
+# gets up to PROMPT_ROUNDS looks of twice as many frames to fix it (about a second each at 15 fps).
+PROBE_FRAMES = 4
+PROMPT_ROUNDS = 2
 
 log = logging.getLogger("biogate.verification")
 
@@ -423,14 +430,68 @@ class VerificationService:
             self.metrics.stage_seconds.labels("face_capture").observe(time.perf_counter() - t0)
         if frame is None:
             return failure or ["quality.no_face"]
+        if failure:  # no decision; the face is still kept as evidence of what was presented
+            try:
+                probe.face = self.core.face_sample(frame, strict=False)
+                probe.evidence_jpeg = probe.face.crop_jpeg
+            except QualityError:
+                pass
+            finally:
+                frame.fill(0)
+            return failure
         try:
-            probe.face = self.core.face_sample(frame, strict=False)
-            probe.evidence_jpeg = probe.face.crop_jpeg
-        except QualityError as exc:
-            failure = failure or [exc.code]
+            with self.devices.use("camera") as camera:
+                return self._pick_probe(session, probe, camera, frame)
+        except DeviceError as exc:
+            self.metrics.device_errors.labels("camera", exc.code).inc()
+            raise
         finally:
             frame.fill(0)
-        return failure
+
+    def _pick_probe(self, session: Session, probe: _Probe, camera: Camera, first: np.ndarray) -> list[str]:
+        """The probe is the best of the frames around the capture, not the first (FacePipeline.analyze_best):
+        the liveness check's frame plus the next few the camera gives, each of them the same face as the checked
+        one. A frame the customer can improve (too small, dark, bright, blurred, smeared) is not decided on: the
+        terminal shows the finding's prompt (move_closer, more_light, ...) through the camera prompt path and looks
+        at the frames that follow; if none is good enough the attempt ends with that quality code."""
+        from edge.biometrics.face.quality import PROMPTS
+
+        show = self._prompt(session, camera)
+        try:
+            anchor = self.core.face_sample(first, strict=False)
+        except QualityError as exc:
+            return [exc.code]
+        frames = [first.copy(), *self._read_frames(camera, PROBE_FRAMES)]
+        prompted: str | None = None
+        try:
+            for round_ in range(PROMPT_ROUNDS + 1):
+                chosen = self.core.best_face_sample(frames, reference=anchor.embedding)
+                if chosen is None:
+                    return [prompted or "quality.no_face"]
+                sample, findings = chosen
+                if not findings:
+                    probe.face, probe.evidence_jpeg = sample, sample.crop_jpeg
+                    return []
+                sample.wipe()
+                prompted = findings[0]
+                if round_ == PROMPT_ROUNDS:
+                    return [prompted]
+                show(PROMPTS[prompted])
+                for f in frames:
+                    f.fill(0)
+                frames = self._read_frames(camera, PROBE_FRAMES * 2)
+            return [prompted or "quality.no_face"]
+        finally:
+            anchor.wipe()
+            for f in frames:
+                f.fill(0)
+
+    @staticmethod
+    def _read_frames(camera: Camera, count: int) -> list[np.ndarray]:
+        frames = []
+        for _ in range(count):
+            frames.append(camera.read(timeout=2.0))
+        return frames
 
     def _first_face_frame(self, camera: Camera) -> np.ndarray | None:
         deadline = time.monotonic() + self.cfg.devices.capture_timeout_s

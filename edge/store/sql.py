@@ -1049,19 +1049,27 @@ class SqlTransaction(Transaction):
         return len(ids)
 
     def face_template_owners(self) -> list[tuple[str, str]]:
-        """(template id, customer id) of every face template of a customer not erased (no payload opened)."""
+        """(template id, customer id) of every usable face template of a customer not erased (no payload opened;
+        pending imports and quarantined rows are not usable)."""
         return [(r[0], r[1]) for r in self._c.execute(
             "SELECT t.id, t.customer_id FROM templates t JOIN customers c ON c.id = t.customer_id "
-            "WHERE t.modality = 'face' AND c.status != 'erased' ORDER BY t.id").fetchall()]
+            "WHERE t.modality = 'face' AND c.status != 'erased' AND t.state = 'active' AND t.quarantined IS NULL "
+            "ORDER BY t.id").fetchall()]
 
     def face_templates_by_id(self, template_ids: list[str]) -> list[StoredTemplate]:
+        """The usable ones of these templates; a blob that fails to open is reported (quarantined afterwards) and
+        left out, as in all_templates: one bad row never stops the index or anyone's duplicate check."""
         out = []
         for start in range(0, len(template_ids), 500):
             chunk = template_ids[start:start + 500]
             marks = ", ".join("?" for _ in chunk)
-            rows = self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates WHERE id IN ({marks})",
-                                   tuple(chunk)).fetchall()
-            out += [self._open_template(r) for r in rows]
+            rows = self._c.execute(f"SELECT {self._TEMPLATE_COLS} FROM templates WHERE id IN ({marks}) "
+                                   f"AND {self._USABLE}", tuple(chunk)).fetchall()
+            for r in rows:
+                try:
+                    out.append(self._open_template(r))
+                except StorageError:
+                    continue
         return out
 
     # -- decisions, lockouts ----------------------------------------------------------------

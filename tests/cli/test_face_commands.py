@@ -41,7 +41,8 @@ def test_compare_same_and_different_people():
     same = one_json_line(run("face", "compare", str(EXAMPLES / "obama.jpg"), str(EXAMPLES / "obama2.jpg"), "--json").stdout)
     assert same["decision"] == "same" and same["same"] is True and same["distance"] < same["threshold"]
     assert [i["faces"] for i in same["images"]] == [1, 1] and same["images"][0]["findings"] == []
-    assert set(same["images"][0]["quality"]) == {"face_px", "brightness", "sharpness", "yaw_deg", "roll_deg"}
+    assert set(same["images"][0]["quality"]) == {"face_px", "brightness", "sharpness", "yaw_deg", "roll_deg",
+                                                 "motion_blur"}
     text = run("face", "compare", str(EXAMPLES / "obama.jpg"), str(EXAMPLES / "biden.jpg"))
     assert text.exit_code == 0 and "DIFFERENT person" in text.stdout and "no quality findings" in text.stdout
 
@@ -150,3 +151,12 @@ def test_the_console_script_prints_one_json_line():
                           "--json"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert one_json_line(out.stdout)["decision"] == "same"
+
+
+def test_bench_detector_reports_both_frame_sizes():
+    report = one_json_line(run("bench", "detector", "--json", "--repeats", "1").stdout)
+    assert set(report["frames"]) == {"640x480", "1280x720"}
+    for row in report["frames"].values():
+        assert {"finder_face_100px_ms", "finder_face_close_ms", "finder_empty_ms", "short_range_ms",
+                "full_range_ms"} <= set(row)
+        assert all(v > 0 for v in row.values())

@@ -135,7 +135,7 @@ def test_a_lockout_at_one_atm_locks_the_card_at_the_other(world):
 def test_offline_decisions_by_policy_then_the_outbox_drains(world):
     branch, atm = world.terminals["BRANCH-01"], world.terminals["ATM-0002"]
     enrol(branch, "card-alice")
-    enrol(branch, "card-bob")
+    enrol(branch, "card-bob", face=IMPOSTOR_FACE)   # another person: one face on two customers puts both under review
     wait_for(lambda: drained(branch))
     assert withdraw(atm, "card-alice")[1]["outcome"] == "allow"          # cached at the ATM
     wait_for(lambda: drained(atm))

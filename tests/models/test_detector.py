@@ -67,3 +67,46 @@ def test_bgr_entry_point_equals_rgb(models_dir, detector):
 
 def test_nothing_in_an_empty_frame(detector):
     assert detector.detect(np.full((480, 640, 3), 90, np.uint8)) == []
+
+
+# -- full range ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def full_range(models_dir):
+    return FaceDetector(models_dir, threads=1, min_score=0.5, model="full_range")
+
+
+def test_full_range_anchor_layout():
+    from edge.biometrics.face.detector import FULL_RANGE
+
+    anchors = ssd_anchors(FULL_RANGE)
+    # One stride-4 grid over the 192-px input: 48 x 48 cells, one anchor each, row-major.
+    assert anchors.shape == (2304, 2)
+    assert np.allclose(anchors[0], [0.5 / 48, 0.5 / 48]) and np.allclose(anchors[1], [1.5 / 48, 0.5 / 48])
+    assert np.allclose(anchors[48], [0.5 / 48, 1.5 / 48]) and np.allclose(anchors[-1], [47.5 / 48, 47.5 / 48])
+
+
+@pytest.mark.parametrize("face_px", [50, 75, 150])
+def test_full_range_finds_a_small_face_in_a_camera_frame(models_dir, detector, full_range, face_px):
+    """The photo scaled so its face is `face_px` wide, in a 640 x 480 frame: found where it is, eyes where the
+    short-range model puts them on the full-size photo."""
+    rgb = read_rgb(models_dir / "examples" / "obama.jpg")
+    [big] = detector.detect(rgb)
+    scale = face_px / big.width
+    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    cx, cy = (big.box[0] + big.box[2]) / 2 * scale, (big.box[1] + big.box[3]) / 2 * scale
+    x0, y0 = int(320 - cx), int(240 - cy)
+    sx0, sy0 = max(0, -x0), max(0, -y0)
+    part = small[sy0:sy0 + 480 - max(0, y0), sx0:sx0 + 640 - max(0, x0)]
+    frame[max(0, y0):max(0, y0) + part.shape[0], max(0, x0):max(0, x0) + part.shape[1]] = part
+    faces = full_range.detect(frame)
+    assert faces, f"no face of {face_px} px found"
+    face = faces[0]
+    assert 0.7 < face.width / face_px < 1.4
+    expected_eyes = big.keypoints[:2] * scale + [x0, y0]
+    assert np.abs(face.keypoints[:2] - expected_eyes).max() < 0.15 * face_px
+
+
+def test_full_range_nothing_in_an_empty_frame(full_range):
+    assert full_range.detect(np.full((480, 640, 3), 90, np.uint8)) == []

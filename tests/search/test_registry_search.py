@@ -16,7 +16,8 @@ from tests.search.helpers import People, attempt, enrol
 
 def test_bank_wide_duplicate_and_scan_on_postgres(postgres_dsn):
     key = os.urandom(32)
-    store = PostgresStore(postgres_dsn, KeyRing({key_id_for(key): key}, key_id_for(key)), max_connections=8)
+    store = PostgresStore(postgres_dsn, KeyRing({key_id_for(key): key}, key_id_for(key)), max_connections=8,
+                          audit_key=os.urandom(32))
     try:
         people = People()
         first = enrol(store, people, "alice", ["CARD-A"])            # enrolled at one terminal

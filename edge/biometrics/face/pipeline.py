@@ -16,7 +16,7 @@ import numpy as np
 from edge.biometrics.face.align import AlignedFace, Aligner
 from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
-from edge.biometrics.face.quality import QualityFinding, QualityMeasures, findings, measure
+from edge.biometrics.face.quality import PROMPTS, QualityFinding, QualityMeasures, capture_score, findings, measure
 from edge.biometrics.config import FaceConfig
 from edge.errors import InputError, QualityError
 
@@ -35,6 +35,10 @@ class FaceAnalysis:
     @property
     def acquired(self) -> bool:
         return self.embedding is not None
+
+    def capture_findings(self) -> list[QualityFinding]:
+        """Findings the customer can fix in front of the camera (a prompt exists for each: PROMPTS)."""
+        return [f for f in self.findings if f.code in PROMPTS]
 
     def blocking(self, strict: bool) -> list[QualityFinding]:
         """Findings that forbid using this sample: all of them in strict mode, else only "no face"."""
@@ -101,6 +105,28 @@ class FacePipeline:
                 if r.aligned is not None:
                     r.embedding = next(embeddings)
         return results
+
+    def analyze_best(self, images_bgr: list[np.ndarray]) -> tuple[int, FaceAnalysis] | None:
+        """The best frame of one capture (edge.biometrics.face.quality.capture_score: large, well exposed, sharp,
+        still, frontal), analysed and embedded; the others are only located (no embedding is computed for them).
+        None when no frame shows a face."""
+        best: tuple[float, int, FaceAnalysis] | None = None
+        for i, image in enumerate(images_bgr):
+            analysis = self._locate(as_bgr3(image))
+            if analysis.measures is None:
+                continue
+            score = capture_score(analysis.measures, self.cfg)
+            if best is None or score > best[0]:
+                if best is not None:
+                    best[2].wipe()
+                best = (score, i, analysis)
+            else:
+                analysis.wipe()
+        if best is None:
+            return None
+        _, index, analysis = best
+        analysis.embedding = self.embedder.embed(analysis.aligned.chip[None])[0]
+        return index, analysis
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Every face in the frame: the BlazeFace chain, else (when configured) dlib's HOG detector."""

@@ -495,26 +495,34 @@ def _global_pairing(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, 
     moved_y = np.empty(na)
     used = np.zeros(nb, np.bool_)
     match_of = np.empty(na, np.int64)
+    # the best anchor's pairing and moved positions, kept rather than recomputed
+    best_match = np.empty(na, np.int64)
+    best_x = np.empty(na)
+    best_y = np.empty(na)
     best, best_h = 0, -1
     for h in range(anchor_a.size):
         c, s, tx, ty, phi = _anchor_transform(anchor_a[h], anchor_b[h], xy_a, th_a, xy_b, th_b)
         m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used, match_of)
         if m > best:
             best, best_h = m, h
+            best_match[:] = match_of
+            best_x[:] = moved_x
+            best_y[:] = moved_y
     if best_h < 0:
         return 0, na, nb, 0.0
     c, s, tx, ty, phi = _anchor_transform(anchor_a[best_h], anchor_b[best_h], xy_a, th_a, xy_b, th_b)
-    m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used, match_of)
+    m = best
     if m >= 3:
-        c2, s2, tx2, ty2, phi2 = _least_squares_transform(pa, pb, match_of, m)
+        c2, s2, tx2, ty2, phi2 = _least_squares_transform(pa, pb, best_match, m)
         if abs(_wrap1(phi2 - phi)) < atol:
             m2 = _pair_under(c2, s2, tx2, ty2, phi2, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used,
                              match_of)
             if m2 >= m:
                 m, c, s, tx, ty, phi = m2, c2, s2, tx2, ty2, phi2
-            else:  # back to the anchor's alignment (and its pairs)
-                m = _pair_under(c, s, tx, ty, phi, pa, ta, pb, tb, dtol, atol, moved_x, moved_y, used,
-                                match_of)
+                best_match[:] = match_of
+                best_x[:] = moved_x
+                best_y[:] = moved_y
+    match_of, moved_x, moved_y = best_match, best_x, best_y
     sim = 0.0
     for k in range(na):
         l = match_of[k]

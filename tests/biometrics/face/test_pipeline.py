@@ -137,23 +137,58 @@ def test_wipe_zeroises_the_chip_and_the_embedding(pipeline, example):
 # -- HOG fallback --------------------------------------------------------------------------------------------
 
 def small_face_in_a_large_frame(pipeline, example) -> np.ndarray:
-    """A 220-px face crop in a 1400 x 1000 frame: about 15 px in BlazeFace's 128-px input (too small for the
-    short-range model), about 110 px for HOG on the frame scaled to 1024 px."""
+    """A 220-px face crop in a 1400 x 1000 frame: about 15 px in the short-range model's 128-px input (too small
+    for it), about 30 px in full range's 192-px input, about 110 px for HOG on the frame scaled to 1024 px."""
     canvas = np.full((1000, 1400, 3), 120, np.uint8)
     canvas[400:620, 600:820] = cv2.resize(face_crop(pipeline, example("obama")), (220, 220))
     return canvas
 
 
-def test_hog_fallback_finds_faces_too_small_for_blazeface(pipeline, example):
+def test_full_range_finds_faces_too_small_for_short_range(face_config, face_models_dir, pipeline, example):
     frame = small_face_in_a_large_frame(pipeline, example)
-    assert pipeline.detector.detect_bgr(frame) == []
+    short_only = face_config.face.model_copy(update={"detector": "short_range", "close_up_detector": None,
+                                                      "redetect_tiles": False, "hog_fallback": False})
+    assert codes(FacePipeline(short_only, face_models_dir).analyze(frame)) == ["quality.no_face"]
     analysis = pipeline.analyze(frame)
-    assert [d.source for d in analysis.faces] == ["hog"] and analysis.acquired
+    assert [d.source for d in analysis.faces] == ["blazeface"] and analysis.acquired
     reference = pipeline.analyze(example("obama")).embedding
     assert pipeline.is_same(pipeline.distance(reference, analysis.embedding))
 
 
-def test_hog_fallback_can_be_switched_off(face_config, face_models_dir, pipeline, example):
-    cfg = face_config.face.model_copy(update={"hog_fallback": False})
+def test_large_faces_are_re_read_by_short_range(face_config, face_models_dir, pipeline, example):
+    """A photo's face (more than a fifth of the frame) keeps the short-range detection the alignment was fitted
+    on: the chain's box is short range's own."""
+    frame = example("obama")
+    short = FacePipeline(face_config.face.model_copy(update={"detector": "short_range", "close_up_detector": None}),
+                         face_models_dir)
+    [a], [b] = pipeline.detector.detect_bgr(frame), short.detector.detect_bgr(frame)
+    assert a.box == b.box and np.array_equal(a.keypoints, b.keypoints)
+
+
+def test_hog_fallback_finds_faces_blazeface_misses(face_config, face_models_dir, pipeline, example):
+    cfg = face_config.face.model_copy(update={"detector": "short_range", "close_up_detector": None,
+                                              "redetect_tiles": False, "hog_fallback": True})
     analysis = FacePipeline(cfg, face_models_dir).analyze(small_face_in_a_large_frame(pipeline, example))
-    assert codes(analysis) == ["quality.no_face"]
+    assert [d.source for d in analysis.faces] == ["hog"] and analysis.acquired
+
+
+def test_motion_blur_is_its_own_finding(pipeline, example):
+    """Smeared sideways (the customer moving): "hold still", told apart from an evenly out-of-focus face."""
+    frame = example("obama")
+    width = pipeline.detector.detect_bgr(frame)[0].width
+    length = max(3, int(0.15 * width))
+    smeared = cv2.filter2D(frame, -1, np.full((1, length), 1.0 / length, np.float32))
+    analysis = pipeline.analyze(smeared)
+    assert "quality.motion_blurred" in codes(analysis)
+    assert analysis.measures.motion_blur > pipeline.analyze(frame).measures.motion_blur + 0.1
+    assert "quality.motion_blurred" not in codes(pipeline.analyze(cv2.GaussianBlur(frame, (0, 0), 0.03 * width)))
+
+
+def test_the_best_frame_is_picked_not_the_first(pipeline, example):
+    frame = example("obama")
+    width = pipeline.detector.detect_bgr(frame)[0].width
+    blurred = cv2.GaussianBlur(frame, (0, 0), 0.03 * width)
+    dark = (frame * 0.3).astype(np.uint8)
+    index, analysis = pipeline.analyze_best([blurred, dark, frame, blurred])
+    assert index == 2 and analysis.acquired and analysis.capture_findings() == []
+    assert pipeline.analyze_best([np.full((480, 640, 3), 90, np.uint8)]) is None
