@@ -1,6 +1,6 @@
 """1:N face search and cash-out network detection (issue 12).
 
-    index      FaceIndex: faiss SQ8 (flat, or IVF at scale) over 128-d embeddings, int64 ids that can be removed;
+    index      FaceIndex: faiss fp16 codes (flat, or IVF at scale) over 128-d embeddings, int64 ids that can be removed;
                TemplateIndex: the same keyed by template / customer ids (what enrolment and the scan use)
     thresholds the face-link threshold read from the calibrated face LLRs, with the false-link rate it implies
     networks   pure analysis: attempts (probe embedding, card, holder, terminal, time) -> "one person, many

@@ -1,13 +1,14 @@
 """`biogate bench search`: the 1:N index at scale, one query at a time on one thread.
 
     templates   the gallery: synthetic embeddings (edge.search.synthetic), two per person, as enrolments are
-    index_mb    the serialised faiss index (codes, ids, lists, coarse quantiser, direct map), MiB
+    index_mb    the serialised faiss index (codes, ids, lists, coarse quantiser, direct map), MiB: all the search holds
     build_s     training the IVF lists on a sample, adding every template
     p50_ms, p99_ms   one query at a time (a new sample of an enrolled person), faiss on one thread
     recall_at_10     against exact float32 search (faiss.knn) over the same vectors
     own_person_in_top_10   share of probes whose own person's templates are among the 10 found (a duplicate check)
 
-Flat SQ8 below `ivf_from` templates (a scan is quick there), IVF-SQ8 above, as SearchService builds.
+Flat fp16 below `ivf_from` templates (a scan is quick there), IVF-fp16 above (2 sqrt(N) lists), as SearchService
+builds.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from edge.search.index import FaceIndex
 from edge.search.synthetic import EmbeddingGenerator, Spectra, nn_distance_profile
 
 
-def run(templates: int, *, queries: int = 1000, k: int = 10, nprobe: int = 48, ivf_from: int = 50_000,
+def run(templates: int, *, queries: int = 1000, k: int = 10, nprobe: int = 600, ivf_from: int = 50_000,
         seed: int = 0) -> dict:
     faiss.omp_set_num_threads(1)
     spectra = Spectra.load()

@@ -1,19 +1,21 @@
-"""The 1:N face index: faiss with 8-bit scalar quantisation, ids that really go away when removed.
+"""The 1:N face index: faiss with 16-bit float codes, ids that really go away when removed.
 
     index = FaceIndex.empty(kind="flat")                  # or kind="ivf" (trained on the vectors it is built with)
     index.add(ids, vectors); index.remove(ids)
     distances, ids = index.search(probe, k)              # Euclidean distances (not squared), nearest first
 
 Why these choices (see docs/search.md):
-- SQ8 stores 128 bytes per embedding (float32 would be 512 MB at a million, over the 300 MB budget).
-- Flat (`IndexIDMap2` over `IndexScalarQuantizer`) scans every code: exact up to quantisation, fine up to tens
-  of thousands. IVF (`IndexIVFScalarQuantizer`, k-means lists, a direct map) visits `nprobe` lists: what
-  a million needs for a single query on one thread. Both remove ids for real (HNSW would only hide them).
-- The quantiser's range per component is learnt from the gallery it is built with (its min and max, widened
-  by RANGE_MARGIN for later enrolments; IVF quantises the residual to the list's centre, finer still). A gallery
-  too small to learn from (under MIN_TRAIN) gets the fixed box +-COMPONENT_RANGE, which every embedding of
-  length 1.42 (edge.biometrics.face.embedder) fits in. Quantisation only ranks: every decision re-scores the
-  shortlist exactly (edge.search.service).
+- fp16 codes (`QT_fp16`): 256 bytes per embedding, 254 MB at a million with ids and direct map (float32 would be
+  512 MB, over the 300 MB budget). 8-bit codes (half that) were tried and not kept: past the probe's own person its
+  10 nearest are strangers at nearly equal distances, and 8-bit steps swap their order (recall@10 0.987 for a flat
+  scan at 200,000); fp16 keeps 11 significant bits of each component (of the residual, under IVF), which leaves
+  the order as exact search gives it. No range to learn either: a later enrolment can never fall outside it.
+- Flat (`IndexIDMap2` over `IndexScalarQuantizer`) scans every code: fine up to tens of thousands. IVF
+  (`IndexIVFScalarQuantizer`, k-means lists, a direct map) visits `nprobe` of its lists: what a million needs for a
+  single query on one thread. These embeddings hold no tight clusters, so a query's true 10 nearest spread over
+  many lists: recall is set by the share of the gallery visited (about a fifth to a quarter at a million with
+  2 sqrt(N) lists for 0.99; `biogate bench search`). Both remove ids for real (HNSW would only hide them).
+- Quantisation only ranks: every decision re-scores the shortlist exactly (edge.search.service).
 """
 from __future__ import annotations
 
@@ -24,11 +26,15 @@ import faiss
 import numpy as np
 
 DIM = 128
-# Largest |component| the quantiser represents. Development embeddings (LFW, length 1.42) stay well inside
-# (`biogate eval mules` reports the largest it saw); the step is 2 * 0.6 / 255 = 0.0047 per component.
-COMPONENT_RANGE = 0.6
-MIN_TRAIN = 1000
-RANGE_MARGIN = 0.05
+CODE = faiss.ScalarQuantizer.QT_fp16
+# k-means wants tens of training points per list (faiss warns under 39): the sample grows with the lists.
+TRAIN_PER_LIST = 64
+MIN_TRAIN_SIZE = 65_536
+
+
+def default_nlist(n: int) -> int:
+    """IVF lists for a gallery of n: 2 sqrt(n) (2,000 at a million), within [16, 4096]."""
+    return max(16, min(4096, int(2 * np.sqrt(n))))
 
 
 def _vectors(x: np.ndarray) -> np.ndarray:
@@ -38,15 +44,8 @@ def _vectors(x: np.ndarray) -> np.ndarray:
     return v
 
 
-def _train_range(sq_index) -> None:
-    """Train the scalar quantiser on the fixed box [-R, R]^128 (min/max per component)."""
-    box = np.vstack([np.full(DIM, -COMPONENT_RANGE, np.float32), np.full(DIM, COMPONENT_RANGE, np.float32)])
-    sq_index.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
-    sq_index.train(box)
-
-
 class FaceIndex:
-    """int64 ids -> SQ8 codes. Thread-safe: one lock around faiss calls that read or change the index."""
+    """int64 ids -> fp16 codes. Thread-safe: one lock around faiss calls that read or change the index."""
 
     def __init__(self, index, kind: str, nprobe: int = 1):
         self._index = index
@@ -58,30 +57,22 @@ class FaceIndex:
     def empty(cls, kind: str = "flat") -> "FaceIndex":
         if kind != "flat":
             raise ValueError("an IVF index is built with FaceIndex.build (it needs vectors to learn its lists)")
-        sq = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-        _train_range(sq)
-        return cls(faiss.IndexIDMap2(sq), "flat")
+        return cls(faiss.IndexIDMap2(faiss.IndexScalarQuantizer(DIM, CODE, faiss.METRIC_L2)), "flat")
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, *, kind: str = "flat", nlist: int | None = None,
-              nprobe: int = 48, train_size: int = 65_536, seed: int = 0) -> "FaceIndex":
+              nprobe: int = 600, train_size: int | None = None, seed: int = 0) -> "FaceIndex":
         vecs = _vectors(vectors)
-        rng = np.random.default_rng(seed)
-        sample = vecs[rng.choice(len(vecs), min(len(vecs), train_size), replace=False)] if len(vecs) else vecs
         if kind == "flat":
-            if len(vecs) < MIN_TRAIN:
-                index = cls.empty("flat")
-            else:
-                sq = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-                sq.sq.rangestat, sq.sq.rangestat_arg = faiss.ScalarQuantizer.RS_minmax, RANGE_MARGIN
-                sq.train(sample)
-                index = cls(faiss.IndexIDMap2(sq), "flat")
+            index = cls.empty("flat")
         elif kind == "ivf":
-            nlist = nlist or max(16, min(4096, int(np.sqrt(len(vecs)))))
+            nlist = nlist or default_nlist(len(vecs))
+            train_size = train_size or max(MIN_TRAIN_SIZE, TRAIN_PER_LIST * nlist)
+            rng = np.random.default_rng(seed)
+            sample = vecs[rng.choice(len(vecs), min(len(vecs), train_size), replace=False)]
             quantizer = faiss.IndexFlatL2(DIM)
-            ivf = faiss.IndexIVFScalarQuantizer(quantizer, DIM, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-            ivf.sq.rangestat, ivf.sq.rangestat_arg = faiss.ScalarQuantizer.RS_minmax, RANGE_MARGIN
-            ivf.train(sample)         # the k-means lists, then the residuals' range
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, DIM, nlist, CODE, faiss.METRIC_L2)   # residual codes
+            ivf.train(sample)         # the k-means lists
             ivf.make_direct_map()
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)   # remove_ids without scanning every list
             ivf.nprobe = nprobe

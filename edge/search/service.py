@@ -33,7 +33,7 @@ from edge.search.oversight import (AUDITOR, INVESTIGATOR, Investigation, Pseudon
 from edge.search.thresholds import LinkThresholds, link_thresholds
 from edge.store.base import RevealRequest, ScanMeta, Store, iso, new_id, parse_iso, utcnow
 
-# Quantisation moves an SQ8 distance by a few thousandths (edge.search.index): the shortlist is taken this much
+# fp16 codes move a distance by well under a thousandth (edge.search.index): the shortlist is taken this much
 # wider than the threshold, and every candidate is then scored exactly on its decrypted template.
 SHORTLIST_MARGIN = 0.03
 
