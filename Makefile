@@ -29,7 +29,7 @@ setup-postgres:
 
 models: $(MODELS_STAMP)
 
-$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py) models/pad/weights.json
+$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py)
 	$(PY) -m models.build
 	touch $@
 
@@ -71,7 +71,6 @@ bench: models setup-postgres
 	$(BIOGATE) bench face
 	$(BIOGATE) bench detector
 	$(BIOGATE) bench finger
-	$(BIOGATE) bench pad --images ../shared/data/pad/nuaa/live.txt
 	$(BIOGATE) bench registry --terminals 50 --customers 100000
 	nice -n 10 $(BIOGATE) bench search --templates 1000000 --json
 

@@ -77,28 +77,3 @@ def pad_rates(live_scores: Sequence[float], attack_scores: Sequence[float], thre
     apcer, bpcer = rates_at(live, attack, threshold)
     return PadRates(apcer=apcer, bpcer=bpcer, bpcer20=fnmr_at_fmr(live, attack, 0.05),
                     live=int(live.size), attack=int(attack.size), threshold=float(threshold))
-
-
-def image_features(paths: Sequence[Path], locator, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Passive PAD features per image (NaN rows where no face was found) and the found-face mask.
-
-    `locator`: an `edge.biometrics.liveness.geometry.FaceLocator`. Images are read with their EXIF
-    orientation applied (OpenCV's default) and wiped once their features are taken."""
-    import cv2
-
-    from edge.biometrics.liveness.features import feature_names, passive_features
-
-    x = np.full((len(paths), len(feature_names())), np.nan, dtype=np.float32)
-    found = np.zeros(len(paths), dtype=bool)
-    for i, path in enumerate(paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise InputError(f"cannot read image {path}", code="input.unreadable_image")
-        geometry = locator.locate(image)
-        if geometry is not None:
-            x[i] = passive_features(image, geometry)
-            found[i] = True
-        image.fill(0)
-        if progress is not None:
-            progress()
-    return x, found
