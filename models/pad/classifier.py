@@ -48,13 +48,17 @@ class PadClassifier:
         return x[:, 0]
 
     def to_json(self) -> dict[str, Any]:
+        def stored(a: np.ndarray) -> list:
+            # Ten significant digits: far finer than float32 inference, and coarse enough that the last-bit
+            # differences of another CPU's or BLAS's arithmetic do not change the file (training reproduces it).
+            return np.vectorize(lambda v: float(f"{v:.10g}"), otypes=[float])(np.asarray(a, dtype=np.float64)).tolist()
         return {
             "format": "biogate-pad-classifier/1",
             "feature_version": self.feature_version,
             "feature_names": self.feature_names,
             "threshold": self.threshold,
-            "standardise": {"mean": self.mean.tolist(), "scale": self.scale.tolist()},
-            "layers": [{"weight": l.weight.tolist(), "bias": l.bias.tolist(), "activation": l.activation}
+            "standardise": {"mean": stored(self.mean), "scale": stored(self.scale)},
+            "layers": [{"weight": stored(l.weight), "bias": stored(l.bias), "activation": l.activation}
                        for l in self.layers],
             "provenance": self.provenance,
             "evaluation": self.evaluation,

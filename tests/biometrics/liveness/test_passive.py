@@ -135,10 +135,16 @@ def test_held_out_subjects_bpcer20_at_most_5_percent(liveness_models_dir):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_training_reproduces_the_committed_weights(tmp_path):
-    """`python -m models.pad.train` with the defaults writes the committed weights.json byte for byte."""
+    """`python -m models.pad.train` with the defaults writes the committed weights.json: the same model, data,
+    threshold and evaluation (the library versions it records are those of the machine that ran it)."""
+    import json
+
     from models.pad.train import main
 
     nuaa = require_data("pad", "nuaa")
     out = tmp_path / "weights.json"
     assert main(["--data", str(nuaa), "--out", str(out)]) == 0
-    assert out.read_bytes() == WEIGHTS_PATH.read_bytes()
+    made, committed = json.loads(out.read_text()), json.loads(WEIGHTS_PATH.read_text())
+    for record in (made, committed):
+        record["provenance"].pop("versions")
+    assert made == committed
