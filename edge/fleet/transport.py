@@ -82,16 +82,23 @@ def open_template(key: bytes, direction: str, terminal_id: str, wire: dict) -> t
         meta = TemplateMeta(str(wire["id"]), str(wire["customer_id"]), str(wire["modality"]), str(wire["position"]),
                             int(wire["sample_index"]), str(wire["format"]), float(wire["quality"]),
                             str(wire["created_at"]))
+    except (KeyError, TypeError, ValueError):
+        raise InputError("malformed sealed template", code="input.fleet_template") from None
+    return meta, _open_sealed(key, wire, _aad(direction, terminal_id, meta), "template")
+
+
+def _open_sealed(key: bytes, wire: dict, aad: bytes, what: str) -> bytearray:
+    """The plaintext of a sealed record on the wire (its nonce and ciphertext, base64) under `aad`."""
+    try:
         nonce = base64.b64decode(wire["nonce"], validate=True)
         ciphertext = base64.b64decode(wire["ciphertext"], validate=True)
     except (KeyError, TypeError, ValueError):
-        raise InputError("malformed sealed template", code="input.fleet_template") from None
+        raise InputError(f"malformed sealed {what}", code="input.fleet_template") from None
     try:
-        plain = AESGCM(key).decrypt(nonce, ciphertext, _aad(direction, terminal_id, meta))
+        return bytearray(AESGCM(key).decrypt(nonce, ciphertext, aad))
     except InvalidTag:
-        raise AuthError("a sealed template failed authentication (wrong terminal, edited or replayed)",
+        raise AuthError(f"a sealed {what} failed authentication (wrong terminal, edited or replayed)",
                         code="auth.fleet_template") from None
-    return meta, bytearray(plain)
 
 
 # -- probe embeddings (edge.search): the same sealing, the probe's own fields in the associated data ------------
@@ -114,13 +121,6 @@ def seal_probe(key: bytes, direction: str, terminal_id: str, meta: ProbeMeta, em
 def open_probe(key: bytes, direction: str, terminal_id: str, wire: dict) -> tuple[ProbeMeta, bytearray]:
     try:
         meta = ProbeMeta(*(None if f == "customer_id" and wire.get(f) is None else str(wire[f]) for f in _PROBE_FIELDS))
-        nonce = base64.b64decode(wire["nonce"], validate=True)
-        ciphertext = base64.b64decode(wire["ciphertext"], validate=True)
     except (KeyError, TypeError, ValueError):
         raise InputError("malformed sealed probe", code="input.fleet_template") from None
-    try:
-        plain = AESGCM(key).decrypt(nonce, ciphertext, _probe_aad(direction, terminal_id, meta))
-    except InvalidTag:
-        raise AuthError("a sealed probe failed authentication (wrong terminal, edited or replayed)",
-                        code="auth.fleet_template") from None
-    return meta, bytearray(plain)
+    return meta, _open_sealed(key, wire, _probe_aad(direction, terminal_id, meta), "probe")
