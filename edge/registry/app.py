@@ -217,5 +217,6 @@ def create_registry_app(service: RegistryService, api_keys: dict[str, str], *, m
         app.include_router(make_search_router(_search, _role("investigator"), _role("auditor"), _role("admin")))
     if console is not None:
         from edge.service.console import mount_console
+        console.search = app.state.search
         mount_console(app, console)
     return app

@@ -332,6 +332,21 @@ class SearchService:
                                                        "case_ref": request.case_ref, "requested_by": request.requested_by})
         return {"reveal_id": reveal_id, "status": "approved"}
 
+    def reveal_requests(self, role: str, actor: str) -> list[dict]:
+        """For an auditor, the requests awaiting approval; for an investigator, their own requests (any status).
+        Request metadata only (pseudonyms, purpose, case): nothing is revealed by listing them."""
+        if role == AUDITOR:
+            with self.store.transaction() as tx:
+                found = tx.reveals(pending_only=True)
+        else:
+            require_role(role, INVESTIGATOR, "list reveal requests")
+            with self.store.transaction() as tx:
+                found = tx.reveals(requested_by=actor)
+        return [{"reveal_id": r.id, "scan_id": r.scan_id, "pseudonym": r.pseudonym, "what": r.what,
+                 "purpose": r.purpose, "case_ref": r.case_ref, "requested_by": r.requested_by,
+                 "requested_at": r.requested_at, "approved_by": r.approved_by,
+                 "status": "approved" if r.approved_by else "awaiting_auditor"} for r in found]
+
     def reveal(self, role: str, actor: str, reveal_id: str) -> dict:
         require_role(role, INVESTIGATOR, "see a revealed identity")
         with self.store.transaction() as tx:

@@ -391,6 +391,11 @@ class Transaction(abc.ABC):
         """Record the auditor's approval once; False when it was approved already."""
 
     @abc.abstractmethod
+    def reveals(self, *, requested_by: str | None = None, pending_only: bool = False,
+                limit: int = 200) -> list[RevealRequest]:
+        """Reveal requests, newest first: one investigator's (`requested_by`), or those awaiting an auditor."""
+
+    @abc.abstractmethod
     def face_template_owners(self) -> list[tuple[str, str]]: ...
 
     @abc.abstractmethod

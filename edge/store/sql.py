@@ -1043,6 +1043,19 @@ class SqlTransaction(Transaction):
         return self._c.execute("UPDATE search_reveals SET approved_by = ?, approved_at = ? WHERE id = ? "
                                "AND approved_by IS NULL", (approved_by, at, reveal_id)).rowcount == 1
 
+    def reveals(self, *, requested_by: str | None = None, pending_only: bool = False,
+                limit: int = 200) -> list[RevealRequest]:
+        where, args = ["1 = 1"], []
+        if requested_by is not None:
+            where.append("requested_by = ?")
+            args.append(requested_by)
+        if pending_only:
+            where.append("approved_by IS NULL")
+        rows = self._c.execute("SELECT id, scan_id, pseudonym, what, purpose, case_ref, requested_by, requested_at, "
+                               f"approved_by, approved_at FROM search_reveals WHERE {' AND '.join(where)} "
+                               "ORDER BY requested_at DESC, id LIMIT ?", (*args, int(limit))).fetchall()
+        return [RevealRequest(*r) for r in rows]
+
     def delete_expired_scans(self, now: str) -> int:
         ids = [r[0] for r in self._c.execute("SELECT id FROM search_scans WHERE retain_until <= ?", (now,)).fetchall()]
         self._delete_scans(ids)

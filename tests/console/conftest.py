@@ -27,7 +27,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 AXE = REPO / "build" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 HTMX = REPO / "edge" / "service" / "console" / "static" / "vendor" / "htmx.min.js"
 PASSWORD = "correct horse battery staple"
-OPERATORS = {"tina": "teller", "tom": "teller", "alma": "auditor", "adil": "admin", "lena": "teller"}
+OPERATORS = {"tina": "teller", "tom": "teller", "alma": "auditor", "adil": "admin", "lena": "teller",
+             "ivan": "investigator"}
 # Who stands at the simulated terminal: the example photos and synthetic prints ship with the project (no
 # shared data needed), so these tests run on a fresh machine and in CI.
 CUSTOMER_FACE, IMPOSTOR_FACE = "example:obama", "example:biden"

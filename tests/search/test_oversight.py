@@ -182,13 +182,14 @@ def test_http_roles_on_a_live_daemon(tmp_path, world):
         r = httpx.post(f"{d.url}/v1/search/scans", json=why, headers=inv, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["networks"] == [] and r.json()["case_ref"] == "CASE-2026-0042"   # this daemon's own store
-        # the console has no investigator pages: the sign-in is refused and leaves no session
+        # the console signs the investigator in to the investigations page only (tests/console has the pages)
         with httpx.Client(base_url=d.url, timeout=30) as browser:
             browser.get("/console/login")
             csrf = browser.cookies.get("biogate_login_csrf")
             r = browser.post("/console/login", data={"name": "ivan", "password": "correct horse battery 9",
                                                      "csrf_token": csrf or ""})
-            assert r.status_code == 403 and "biogate_console" not in r.cookies, r.text[:300]
+            assert r.status_code == 303 and r.headers["location"] == "/console/investigations", r.text[:300]
+            assert browser.get("/console/decisions").status_code == 403
 
 
 def test_face_search_from_an_attempt_names_the_linked_holder_by_pseudonym(world):

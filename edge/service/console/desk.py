@@ -66,6 +66,7 @@ class ConsoleBackend(Protocol):
     verification: object       # .get(session_id), .attempts_left(session)
     lockouts: object           # .list(active_only), .reset(card, identity_checked, caller)
     records: object            # .read_evidence(id, caller)
+    search: object | None      # edge.search.SearchService: the investigators' scans and the two-person reveal
 
     @property
     def terminal_id(self) -> str: ...
@@ -93,6 +94,7 @@ class OperatorDesk:
     read through `records` (an edge.service.records.AuditRecords, which each desk sets)."""
 
     captures = False
+    search = None
 
     def __init__(self, cfg: Config, store):
         self.cfg = cfg
@@ -172,6 +174,7 @@ class ConsoleDesk(OperatorDesk):
         self.verification = runtime.verification
         self.lockouts = runtime.lockouts
         self.records = runtime.records
+        self.search = runtime.search
         self.preview = CameraPreview(runtime.devices, runtime.core)
 
     @classmethod

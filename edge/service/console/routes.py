@@ -21,7 +21,8 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from edge.errors import AuthError, BiogateError, ForbiddenError, InputError
+from edge.errors import AuthError, BiogateError, ForbiddenError, InputError, NotFoundError
+from edge.search.oversight import Investigation
 from edge.service.console.desk import ConsoleBackend, DecisionFilter, needs_terminal
 from edge.service.console.i18n import LANGUAGES, Translator
 from edge.service.console.sessions import (
@@ -134,6 +135,7 @@ TellerOrAdmin = Annotated[ConsoleSession, Depends(operator("teller", "admin"))]
 TellerOrAuditor = Annotated[ConsoleSession, Depends(operator("teller", "auditor"))]
 Auditor = Annotated[ConsoleSession, Depends(operator("auditor"))]
 Admin = Annotated[ConsoleSession, Depends(operator("admin"))]
+Investigator = Annotated[ConsoleSession, Depends(operator("investigator"))]
 
 def at_terminal(desk: DeskDep) -> None:
     """A dependency of the capture pages: they need the camera and the scanner of a terminal (not the registry's)."""
@@ -143,7 +145,8 @@ def at_terminal(desk: DeskDep) -> None:
 
 AtTerminal = [Depends(at_terminal)]
 
-HOME = {"teller": "/console/customers", "auditor": "/console/decisions", "admin": "/console/admin/reviews"}
+HOME = {"teller": "/console/customers", "auditor": "/console/decisions", "admin": "/console/admin/reviews",
+        "investigator": "/console/investigations"}
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -173,7 +176,7 @@ def login(request: Request, desk: DeskDep, name: Annotated[str, Form(max_length=
         response.set_cookie(LOGIN_CSRF_COOKIE, fresh, max_age=600, httponly=True, samesite="strict",
                             secure=desk.cfg.console.secure_cookie, path="/console/login")
         return response
-    if session.role not in HOME:   # investigators work through /v1/search and `biogate mules` (edge.search)
+    if session.role not in HOME:   # a role without pages of its own (the ATM application's `terminal` keys)
         desk.sign_out(token)
         raise ForbiddenError(f"the console has no pages for the {session.role} role", code="auth.forbidden_role")
     response = redirect(HOME[session.role])
@@ -461,6 +464,65 @@ def operations(request: Request, desk: DeskDep, session: Admin, purged: int | No
 @router.post("/admin/evidence/purge")
 def purge(desk: DeskDep, session: Admin):
     return redirect(f"/console/admin/operations?purged={desk.purge_evidence(session.caller)}")
+
+
+# -- investigator: network scans and the two-person reveal (edge.search checks the roles again) -----------
+def search_of(desk: ConsoleBackend):
+    if desk.search is None:
+        raise NotFoundError("network search is not enabled here", code="search.disabled")
+    return desk.search
+
+
+Purpose = Annotated[str, Form(max_length=300)]
+CaseRef = Annotated[str, Form(max_length=64)]
+
+
+@router.get("/investigations")
+def investigations(request: Request, desk: DeskDep, session: Investigator, requested: str = ""):
+    mine = search_of(desk).reveal_requests(session.role, session.caller.actor)
+    return page(request, "investigations.html", reveals=mine, requested=requested)
+
+
+@router.post("/investigations/scans")
+def run_scan(request: Request, desk: DeskDep, session: Investigator, purpose: Purpose, case_ref: CaseRef,
+             window_days: Annotated[int | None, Form(ge=1, le=180)] = None):
+    view = search_of(desk).scan(session.role, session.caller.actor, Investigation.of(purpose, case_ref), window_days)
+    return page(request, "scan.html", scan=view)
+
+
+@router.post("/investigations/scans/{scan_id}")
+def open_scan(request: Request, desk: DeskDep, session: Investigator, scan_id: Annotated[str, FastPath(max_length=64)],
+              purpose: Purpose, case_ref: CaseRef):
+    view = search_of(desk).view_scan(session.role, session.caller.actor, scan_id, Investigation.of(purpose, case_ref))
+    return page(request, "scan.html", scan=view)
+
+
+@router.post("/investigations/reveals")
+def ask_reveal(desk: DeskDep, session: Investigator, scan_id: Annotated[str, Form(max_length=64)],
+               pseudonym: Annotated[str, Form(max_length=32)], purpose: Purpose, case_ref: CaseRef):
+    what = "identity" if pseudonym.startswith("H-") else "evidence"    # a holder's identity, an attempt's crop
+    asked = search_of(desk).request_reveal(session.role, session.caller.actor, scan_id, pseudonym, what,
+                                           Investigation.of(purpose, case_ref))
+    return redirect(f"/console/investigations?requested={asked['reveal_id']}")
+
+
+@router.get("/investigations/reveals/{reveal_id}")
+def revealed(request: Request, desk: DeskDep, session: Investigator,
+             reveal_id: Annotated[str, FastPath(max_length=64)]):
+    shown = search_of(desk).reveal(session.role, session.caller.actor, reveal_id)
+    return page(request, "reveal.html", shown=shown)
+
+
+@router.get("/reveals")
+def reveal_queue(request: Request, desk: DeskDep, session: Auditor, approved: str = ""):
+    return page(request, "reveals.html", reveals=search_of(desk).reveal_requests(session.role, session.caller.actor),
+                approved=approved)
+
+
+@router.post("/reveals/{reveal_id}/approve")
+def approve_reveal(desk: DeskDep, session: Auditor, reveal_id: Annotated[str, FastPath(max_length=64)]):
+    search_of(desk).approve_reveal(session.role, session.caller.actor, reveal_id)
+    return redirect(f"/console/reveals?approved={reveal_id}")
 
 
 def mount_console(app: FastAPI, desk: ConsoleBackend) -> None:
