@@ -29,7 +29,7 @@ setup-postgres:
 
 models: $(MODELS_STAMP)
 
-$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py)
+$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py) models/pad/weights.json
 	$(PY) -m models.build
 	touch $@
 

@@ -69,12 +69,9 @@ def _aad(direction: str, terminal_id: str, m: TemplateMeta) -> bytes:
 
 
 def seal_template(key: bytes, direction: str, terminal_id: str, meta: TemplateMeta, payload: bytes) -> dict:
-    nonce = os.urandom(12)
-    ciphertext = AESGCM(key).encrypt(nonce, bytes(payload), _aad(direction, terminal_id, meta))
     return {"id": meta.id, "customer_id": meta.customer_id, "modality": meta.modality, "position": meta.position,
             "sample_index": meta.sample_index, "format": meta.format, "quality": meta.quality,
-            "created_at": meta.created_at, "nonce": base64.b64encode(nonce).decode(),
-            "ciphertext": base64.b64encode(ciphertext).decode()}
+            "created_at": meta.created_at, **_sealed(key, payload, _aad(direction, terminal_id, meta))}
 
 
 def open_template(key: bytes, direction: str, terminal_id: str, wire: dict) -> tuple[TemplateMeta, bytearray]:
@@ -85,6 +82,13 @@ def open_template(key: bytes, direction: str, terminal_id: str, wire: dict) -> t
     except (KeyError, TypeError, ValueError):
         raise InputError("malformed sealed template", code="input.fleet_template") from None
     return meta, _open_sealed(key, wire, _aad(direction, terminal_id, meta), "template")
+
+
+def _sealed(key: bytes, plaintext: bytes, aad: bytes) -> dict:
+    """The wire fields of `plaintext` sealed under `aad`: a fresh nonce and the AES-GCM ciphertext, base64."""
+    nonce = os.urandom(12)
+    ciphertext = AESGCM(key).encrypt(nonce, bytes(plaintext), aad)
+    return {"nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(ciphertext).decode()}
 
 
 def _open_sealed(key: bytes, wire: dict, aad: bytes, what: str) -> bytearray:
@@ -112,10 +116,8 @@ def _probe_aad(direction: str, terminal_id: str, m: ProbeMeta) -> bytes:
 
 
 def seal_probe(key: bytes, direction: str, terminal_id: str, meta: ProbeMeta, embedding: bytes) -> dict:
-    nonce = os.urandom(12)
-    ciphertext = AESGCM(key).encrypt(nonce, bytes(embedding), _probe_aad(direction, terminal_id, meta))
-    return {**{f: getattr(meta, f) for f in _PROBE_FIELDS}, "nonce": base64.b64encode(nonce).decode(),
-            "ciphertext": base64.b64encode(ciphertext).decode()}
+    return {**{f: getattr(meta, f) for f in _PROBE_FIELDS},
+            **_sealed(key, embedding, _probe_aad(direction, terminal_id, meta))}
 
 
 def open_probe(key: bytes, direction: str, terminal_id: str, wire: dict) -> tuple[ProbeMeta, bytearray]:

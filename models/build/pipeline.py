@@ -71,10 +71,22 @@ class Outcome:
     recorded: dict[str, str]  # manifest fields changed under --update-manifest: field -> new sha256
 
 
+def _repository_source_changed(artifact: Artifact) -> bool:
+    """A source committed in this repository (trained weights) can be edited under an artefact that still matches
+    the manifest; reading it is cheap, so it is checked on every build (downloaded sources are pinned by version)."""
+    if artifact.source.distribution != "repository":
+        return False
+    try:
+        return sha256_bytes(source_bytes(artifact.source, Path("."))) != artifact.source.sha256
+    except SourceError:
+        return True      # missing: the build below says so
+
+
 def build_artifact(artifact: Artifact, *, out_dir: Path, downloads: Path, update: bool, force: bool) -> Outcome:
     start = time.perf_counter()
     target = out_dir / artifact.file
-    if not force and artifact.sha256 and target.is_file() and sha256_file(target) == artifact.sha256:
+    if (not force and artifact.sha256 and target.is_file() and sha256_file(target) == artifact.sha256
+            and not _repository_source_changed(artifact)):
         return Outcome(artifact.name, "up to date", time.perf_counter() - start, {})
 
     recorded: dict[str, str] = {}

@@ -96,27 +96,14 @@ class CashDispenserService(XFS4IoTService):
         }
 
     async def _get_nonce(self, ctx: CommandContext) -> dict[str, Any]:
-        try:
-            return {"commandNonce": self.device.get_command_nonce()}
-        except MechanismFault as exc:
-            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
+        return {"commandNonce": _device_call(self.device.get_command_nonce)}
 
     async def _present(self, ctx: CommandContext) -> dict[str, Any]:
-        try:
-            record = self.device.present()
-        except MechanismFault as exc:
-            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
-        except DispenseRefused as exc:
-            raise command_error(exc.error_code, exc.description) from None
+        record = _device_call(self.device.present)
         return {"position": "center", "sequence": record.sequence}
 
     async def _retract(self, ctx: CommandContext) -> dict[str, Any]:
-        try:
-            record = self.device.retract()
-        except MechanismFault as exc:
-            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
-        except DispenseRefused as exc:
-            raise command_error(exc.error_code, exc.description) from None
+        record = _device_call(self.device.retract)
         return {"sequence": record.sequence}
 
     async def _clear_nonce(self, ctx: CommandContext) -> None:
@@ -145,17 +132,25 @@ class CashDispenserService(XFS4IoTService):
         if values is not None and not isinstance(values, dict):
             raise CommandError(CompletionCode.INVALID_DATA, description="denomination.values must be an object")
         try:
-            record = self.device.dispense(token, amount if isinstance(amount, float) else Decimal(amount),
-                                          currency, values=values, request_id=ctx.request_id)
-        except MechanismFault as exc:
-            raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
+            record = _device_call(self.device.dispense, token,
+                                  amount if isinstance(amount, float) else Decimal(amount), currency,
+                                  values=values, request_id=ctx.request_id)
         except TokenError as exc:
             raise CommandError(exc.completion_code, description=exc.message) from None
-        except DispenseRefused as exc:
-            raise command_error(exc.error_code, exc.description) from None
         return {"currencies": {record.currency: float(record.amount)}, "values": dict(record.notes)}
 
     async def _get_dispensed(self, ctx: CommandContext) -> dict[str, Any]:
         return {"dispensed": [r.to_dict() for r in self.device.dispensed],
                 "totals": {c: float(v) for c, v in self.device.totals().items()},
                 "cashUnits": self.device.cash_units()}
+
+
+def _device_call(operation, *args, **kwargs):
+    """Run a device operation, its two device errors mapped to the XFS4IoT answers: a mechanism fault is a
+    hardware error, a refusal the command's own error code."""
+    try:
+        return operation(*args, **kwargs)
+    except MechanismFault as exc:
+        raise CommandError(CompletionCode.HARDWARE_ERROR, description=exc.description) from None
+    except DispenseRefused as exc:
+        raise command_error(exc.error_code, exc.description) from None

@@ -226,3 +226,19 @@ def test_build_is_idempotent_and_checks_hashes(tmp_path, models_dir):
 def test_builders_must_live_in_models_build():
     with pytest.raises(BuildError, match="models.build"):
         pipeline.resolve_builder("os:system")
+
+
+@pytest.mark.timeout(120)
+def test_an_edited_repository_source_is_noticed_even_when_the_artefact_is_up_to_date(tmp_path):
+    """models/pad/weights.json edited (retrained) without recording it: the ONNX still matches the manifest, but it
+    was built from the old weights, so the build must say so instead of calling it up to date."""
+    entry = copy.deepcopy(raw_manifest()["artifacts"]["pad_passive"])
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"schema": 1, "artifacts": {"pad_passive": entry}}), encoding="utf-8")
+    out = tmp_path / "out"
+    assert [o.status for o in pipeline.run(manifest_path=path, out_dir=out)] == ["built"]
+    assert [o.status for o in pipeline.run(manifest_path=path, out_dir=out)] == ["up to date"]
+    entry["source"]["sha256"] = "0" * 64          # what the manifest says no longer matches the committed weights
+    path.write_text(json.dumps({"schema": 1, "artifacts": {"pad_passive": entry}}), encoding="utf-8")
+    with pytest.raises(BuildError, match="source .* has sha256"):
+        pipeline.run(manifest_path=path, out_dir=out)
