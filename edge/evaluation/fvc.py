@@ -78,14 +78,18 @@ def refitted_matcher(fit_on: Iterable[str | Path], dpi: int = 500,
     and the names of the databases it was fitted on."""
     from edge.biometrics import finger
 
+    from edge.biometrics.finger.matcher import N_MINUTIAE_FEATURES
+
     dirs = [Path(d) for d in fit_on]
     scored = [score_parts_db(d, progress) for d in dirs]
-    weights, bias = fit_calibration(np.concatenate([g for g, _, _ in scored]),
-                                    np.concatenate([i for _, i, _ in scored]))
+    genuine = np.concatenate([g for g, _, _ in scored])
+    impostor = np.concatenate([i for _, i, _ in scored])
+    weights, bias = fit_calibration(genuine, impostor)
+    fallback = fit_calibration(genuine, impostor, N_MINUTIAE_FEATURES)
     base = biogate_matcher(dpi)
 
     def compare(a: Any, b: Any) -> float:
-        return float(calibrated(np.asarray([finger.score_parts(a, b)], np.float64), weights, bias)[0])
+        return float(calibrated(np.asarray([finger.score_parts(a, b)], np.float64), weights, bias, fallback)[0])
 
     return Matcher("biogate (refitted)", base.extract, compare), [d.name for d in dirs]
 
@@ -167,18 +171,24 @@ def score_parts_db(db_dir: str | Path, progress: Callable[[int], None] | None = 
     return parts(genuine_pairs), parts(impostor_pairs), len(failed)
 
 
-def fit_calibration(genuine_parts: np.ndarray, impostor_parts: np.ndarray) -> tuple[tuple[float, ...], float]:
+def fit_calibration(genuine_parts: np.ndarray, impostor_parts: np.ndarray,
+                    n_features: int | None = None) -> tuple[tuple[float, ...], float]:
     """Logistic regression of mated/non-mated on the matcher's features, as a log10 likelihood ratio.
 
-    Returns (weights, bias) of `edge.biometrics.finger.matcher.calibrated_score`; the bias has the
-    training set's prior log-odds taken out, so the output is log10 LR (0 = equally likely). A small
-    L2 penalty keeps the weights finite when the development data are nearly separable.
+    Returns (weights, bias) of `edge.biometrics.finger.matcher.calibrated_score` over the first
+    `n_features` features: by default all of them when every comparison has a ridge field (the
+    matcher's WEIGHTS), else the minutiae ones (its MINUTIAE_WEIGHTS). The bias has the training
+    set's prior log-odds taken out, so the output is log10 LR (0 = equally likely). A small L2 penalty
+    keeps the weights finite when the development data are nearly separable.
     """
     from scipy.optimize import minimize
 
-    from edge.biometrics.finger.matcher import features
+    from edge.biometrics.finger.matcher import FEATURES, N_MINUTIAE_FEATURES, features, has_ridge_field
 
-    x = np.concatenate([features(genuine_parts), features(impostor_parts)])
+    if n_features is None:
+        every = bool(has_ridge_field(genuine_parts).all() and has_ridge_field(impostor_parts).all())
+        n_features = len(FEATURES) if every else N_MINUTIAE_FEATURES
+    x = np.concatenate([features(genuine_parts), features(impostor_parts)])[:, :n_features]
     y = np.concatenate([np.ones(len(genuine_parts)), np.zeros(len(impostor_parts))])
     design = np.column_stack([x, np.ones(len(x))])
     n_w = x.shape[1]
@@ -197,11 +207,19 @@ def fit_calibration(genuine_parts: np.ndarray, impostor_parts: np.ndarray) -> tu
     return tuple(float(v / ln10) for v in w[:n_w]), float((w[n_w] - prior_log_odds) / ln10)
 
 
-def calibrated(parts: np.ndarray, weights: Sequence[float], bias: float) -> np.ndarray:
-    """Scores of raw parts under the given calibration (the vector form of `calibrated_score`)."""
-    from edge.biometrics.finger.matcher import features
+def calibrated(parts: np.ndarray, weights: Sequence[float], bias: float,
+               fallback: tuple[Sequence[float], float] | None = None) -> np.ndarray:
+    """Scores of raw parts under the given calibration (the vector form of `calibrated_score`); with
+    a `fallback` (weights, bias), comparisons without a ridge field are scored by it instead."""
+    from edge.biometrics.finger.matcher import features, has_ridge_field
 
-    return features(parts) @ np.asarray(weights, dtype=np.float64) + bias
+    x = features(parts)
+    scores = x[:, :len(weights)] @ np.asarray(weights, dtype=np.float64) + bias
+    if fallback is not None:
+        plain = ~has_ridge_field(parts)
+        w, b = fallback
+        scores[plain] = x[plain, :len(w)] @ np.asarray(w, dtype=np.float64) + b
+    return scores
 
 
 def rates(genuine: np.ndarray, impostor: np.ndarray) -> dict:
@@ -233,15 +251,19 @@ def fit_development(db_dirs: Iterable[str | Path], target_fmr: float = 1e-3) -> 
     """
     from edge.evaluation.metrics import threshold_at_fmr
 
+    from edge.biometrics.finger.matcher import N_MINUTIAE_FEATURES
+
     dirs = [Path(d) for d in db_dirs]
     scored = {d.name: score_parts_db(d) for d in dirs}
     genuine = np.concatenate([g for g, _, _ in scored.values()])
     impostor = np.concatenate([i for _, i, _ in scored.values()])
     weights, bias = fit_calibration(genuine, impostor)
+    minutiae_weights, minutiae_bias = fit_calibration(genuine, impostor, N_MINUTIAE_FEATURES)
     pooled_threshold = threshold_at_fmr(calibrated(genuine, weights, bias), calibrated(impostor, weights, bias),
                                         target_fmr)
     report = {
         "weights": [round(w, 3) for w in weights], "bias": round(bias, 3),
+        "minutiae_weights": [round(w, 3) for w in minutiae_weights], "minutiae_bias": round(minutiae_bias, 3),
         "threshold": round(pooled_threshold, 2),
         "fitted_per_db": {name: rates(calibrated(g, weights, bias), calibrated(i, weights, bias))
                           for name, (g, i, _) in scored.items()},
@@ -249,6 +271,8 @@ def fit_development(db_dirs: Iterable[str | Path], target_fmr: float = 1e-3) -> 
     }
     if len(scored) > 1:
         report["leave_one_db_out"] = leave_one_db_out({name: (g, i) for name, (g, i, _) in scored.items()})
+        report["leave_one_db_out_minutiae_only"] = leave_one_db_out(
+            {name: (g[:, :5], i[:, :5]) for name, (g, i, _) in scored.items()})
     return report
 
 

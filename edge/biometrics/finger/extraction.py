@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.biometrics.finger import enhance, skeleton
-from edge.biometrics.finger.template import FingerTemplate
+from edge.biometrics.finger.template import FLOW_BLOCK, FLOW_CODES, FLOW_NONE, FingerTemplate
 from edge.errors import InputError, QualityError
 
 MIN_SIDE_PX = 64              # smaller images cannot hold a usable fingerprint area
@@ -26,6 +26,7 @@ MIN_CLARITY = 0.35            # ridge clarity (0..1) below which there is no rid
                               # noise: FVC2000 prints measure 0.47 and more, white noise about 0.25
 MAX_MINUTIAE = 120            # keep the best ones: bounds matching cost, enough for any print
 BORDER_PERIODS = 1.2          # minutiae closer than this many ridge periods to the mask edge are dropped
+FLOW_MIN_FOREGROUND = 0.75    # a flow block is on the print when this share of its pixels is
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -152,4 +153,25 @@ def _minutiae(field: enhance.RidgeField, w: int, h: int, dpi: int) -> FingerTemp
         xs, ys, image_angle, kinds, q = xs[best], ys[best], image_angle[best], kinds[best], q[best]
     # image angles have y pointing down; ISO angles turn counter-clockwise as seen on screen
     iso_angle = np.mod(-image_angle, 2 * np.pi)
-    return FingerTemplate(xs, ys, iso_angle, kinds, q, w, h, dpi, _print_quality(field, dpi))
+    return FingerTemplate(xs, ys, iso_angle, kinds, q, w, h, dpi, _print_quality(field, dpi),
+                          ridge_period=float(field.period), flow=_block_flow(field))
+
+
+def _block_flow(field: enhance.RidgeField) -> np.ndarray:
+    """The ridge orientation per FLOW_BLOCK-pixel block (template.FLOW_* codes): the coherence-
+    weighted mean of the doubled angles, so clear ridges outweigh noisy ones and directions modulo
+    180 degrees average correctly."""
+    h, w = field.orientation.shape
+    rows, cols = h // FLOW_BLOCK, w // FLOW_BLOCK
+
+    def block_mean(a: np.ndarray) -> np.ndarray:
+        return a[:rows * FLOW_BLOCK, :cols * FLOW_BLOCK].reshape(rows, FLOW_BLOCK, cols, FLOW_BLOCK).mean(axis=(1, 3))
+
+    doubled = 2.0 * field.orientation
+    c2 = block_mean(np.cos(doubled) * field.coherence)
+    s2 = block_mean(np.sin(doubled) * field.coherence)
+    on_print = block_mean(field.mask.astype(np.float32)) >= FLOW_MIN_FOREGROUND
+    # image angles have y pointing down: negate for the counter-clockwise convention of the template
+    degrees = np.rad2deg(np.mod(-np.arctan2(s2, c2) / 2.0, np.pi))
+    codes = np.rint(degrees).astype(np.int64) % FLOW_CODES
+    return np.where(on_print, codes, FLOW_NONE).astype(np.uint8)

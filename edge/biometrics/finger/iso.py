@@ -16,6 +16,13 @@ angle unit:
     per minutia: type (2 bits: 01 ridge ending, 10 bifurcation, 00 other) + x (14 bits) |
                  2 reserved bits + y (14 bits) | angle (1) | quality 0-100 (1; 0 = not reported)
 
+The extended data block is a sequence of areas: type code (2) | data length (2) | data. biogate
+writes one vendor-defined area, RIDGE_FIELD_AREA, holding the template's ridge field (what its
+matcher compares besides the minutiae): ridge period in 1/256 pixel (2) | block side in pixels (1) |
+block rows (2) | block columns (2) | one orientation code per block, row by row (template.FLOW_*
+codes: whole degrees 0-179 counter-clockwise, 255 off the print). Other areas (ridge counts, cores
+and deltas, other vendors' data) are skipped on reading, as is a block that is not a sequence of areas.
+
 Resolution is in pixels per centimetre (500 ppi = 197). The angle byte counts units of 360/256
 degrees in ISO and of 2 degrees (0-179) in ANSI, counter-clockwise from the x axis; both are
 rounded to the nearest unit on writing. A `FingerTemplate` is one finger view; reading a record with
@@ -29,7 +36,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.biometrics.finger.template import BIFURCATION, ENDING, OTHER, FingerTemplate
+from edge.biometrics.finger.template import (
+    BIFURCATION,
+    ENDING,
+    FLOW_BLOCK,
+    FLOW_CODES,
+    FLOW_NONE,
+    OTHER,
+    FingerTemplate,
+)
 from edge.errors import InputError
 
 # The storage and exchange name of an ISO/IEC 19794-2:2005 record (templates carry it in their metadata).
@@ -46,6 +61,11 @@ ISO_ANGLE_UNIT = 2 * np.pi / 256
 ANSI_ANGLE_UNIT = 2 * np.pi / 180
 DEFAULT_DPI = 500
 CM_PER_INCH = 2.54
+RIDGE_FIELD_AREA = 0xB10F     # vendor-defined extended data type code (0x0001, 0x0002 are the standard ones)
+AREA_HEADER = 4
+RIDGE_FIELD_HEADER = 7
+PERIOD_UNIT = 1 / 256         # pixels per unit of the stored ridge period
+MAX_EXTENDED = 0xFFFF
 
 # type bits <-> FingerTemplate kind; the fourth code (11) is reserved and refused on reading
 _KIND_TO_BITS = {OTHER: 0, ENDING: 1, BIFURCATION: 2}
@@ -97,8 +117,23 @@ def _view_bytes(t: FingerTemplate, fmt: _Format, finger_position: int, impressio
                                 int(np.clip(t.quality, 0, 100)), t.count))
     for x, y, a, k, q in zip(t.x.tolist(), t.y.tolist(), codes.tolist(), kind_bits.tolist(), quality.tolist()):
         out += struct.pack(">HHBB", (k << 14) | x, y, a, q)
-    out += b"\x00\x00"  # no extended data
+    extended = _ridge_field_area(t)
+    out += struct.pack(">H", len(extended)) + extended
     return bytes(out)
+
+
+def _ridge_field_area(t: FingerTemplate) -> bytes:
+    """The RIDGE_FIELD_AREA of the template, or nothing when it has no ridge field (or one too large
+    for the 64 KiB extended data block, which only images far beyond any sensor's would give)."""
+    if t.flow is None or t.ridge_period <= 0:
+        return b""
+    rows, cols = t.flow.shape
+    size = AREA_HEADER + RIDGE_FIELD_HEADER + rows * cols
+    period = int(round(t.ridge_period / PERIOD_UNIT))
+    if size > MAX_EXTENDED or not 0 < period <= 0xFFFF:
+        return b""
+    return (struct.pack(">HHHBHH", RIDGE_FIELD_AREA, size - AREA_HEADER, period, FLOW_BLOCK, rows, cols)
+            + np.ascontiguousarray(t.flow, dtype=np.uint8).tobytes())
 
 
 def encode_iso(t: FingerTemplate, finger_position: int = 0, impression_type: int = 0,
@@ -145,7 +180,8 @@ def _read_views(data: bytes, offset: int, n_views: int, width: int, height: int,
         raw = np.frombuffer(data, dtype=">u2", count=count * 3, offset=offset).reshape(count, 3)
         offset = end
         (ext_len,) = struct.unpack_from(">H", data, offset)
-        offset += 2 + ext_len  # extended data (ridge counts, cores, deltas) is skipped
+        extended = data[offset + 2:offset + 2 + ext_len]
+        offset += 2 + ext_len
         if offset > len(data):
             raise _bad(f"finger view {v} extended data ({ext_len} bytes) runs past the end of the record")
         if v != view:
@@ -168,12 +204,43 @@ def _read_views(data: bytes, offset: int, n_views: int, width: int, height: int,
         if height and np.any(y >= height):
             raise _bad(f"minutia {int(np.argmax(y >= height))} y = {int(y.max())} outside the {height}-pixel image")
         kinds = np.array([_BITS_TO_KIND[int(b)] for b in type_bits], dtype=np.uint8)
-        chosen = FingerTemplate(x, y, angle * fmt.angle_unit, kinds, quality, width, height, dpi, int(finger_quality))
+        period, flow = _read_ridge_field(extended, width, height)
+        chosen = FingerTemplate(x, y, angle * fmt.angle_unit, kinds, quality, width, height, dpi, int(finger_quality),
+                                ridge_period=period, flow=flow)
     if offset != len(data):
         raise _bad(f"record length {len(data)} bytes but its views end at byte {offset}")
     if chosen is None:
         raise _bad(f"finger view {view} requested but the record has {n_views}")
     return chosen
+
+
+def _read_ridge_field(extended: bytes, width: int, height: int) -> tuple[float, np.ndarray | None]:
+    """(ridge period, flow) from the view's RIDGE_FIELD_AREA, or (0, None) when it has none."""
+    at = 0
+    while at + AREA_HEADER <= len(extended):
+        code, length = struct.unpack_from(">HH", extended, at)
+        body = extended[at + AREA_HEADER:at + AREA_HEADER + length]
+        if len(body) < length:
+            break  # not a sequence of areas (some writers fill the block their own way): nothing to read
+        at += AREA_HEADER + length
+        if code != RIDGE_FIELD_AREA:
+            continue
+        if length < RIDGE_FIELD_HEADER:
+            raise _bad(f"ridge field area of {length} bytes is shorter than its {RIDGE_FIELD_HEADER}-byte header")
+        period, block, rows, cols = struct.unpack_from(">HBHH", body, 0)
+        if block != FLOW_BLOCK:
+            raise _bad(f"ridge field blocks of {block} px, only {FLOW_BLOCK} px are read")
+        if length != RIDGE_FIELD_HEADER + rows * cols:
+            raise _bad(f"ridge field area of {length} bytes does not hold {rows} x {cols} blocks")
+        if rows * block > height or cols * block > width:
+            raise _bad(f"ridge field of {rows} x {cols} blocks exceeds the {width}x{height} image")
+        if period == 0:
+            raise _bad("ridge field with a zero ridge period")
+        flow = np.frombuffer(body, dtype=np.uint8, count=rows * cols, offset=RIDGE_FIELD_HEADER).reshape(rows, cols)
+        if np.any((flow >= FLOW_CODES) & (flow != FLOW_NONE)):
+            raise _bad(f"ridge field orientation code {int(flow[flow != FLOW_NONE].max())} exceeds {FLOW_CODES - 1}")
+        return period * PERIOD_UNIT, flow.copy()
+    return 0.0, None
 
 
 def _check_start(data: bytes, minimum: int) -> bytes:

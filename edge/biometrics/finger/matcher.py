@@ -7,15 +7,27 @@ Raw parts per comparison (`ScoreParts`, from `mcc.similarity_parts`):
   seeded by MCC's most consistent pairs and refined by least squares;
 - `inside_a`, `inside_b`: how many minutiae of each print lie inside the other's area under that
   alignment (the ones that could have paired);
-- `paired_similarity`: the summed local (cylinder) similarity of the paired minutiae.
+- `paired_similarity`: the summed local (cylinder) similarity of the paired minutiae;
+- `flow_agreement`: the mean cos 2(difference) of the two ridge-orientation fields over the overlap
+  under that alignment (1 parallel everywhere, about 0.5 between different fingers of a pattern class);
+- `flow_overlap`: how many 16 x 16 px (500 dpi) blocks of the two prints overlap under it;
+- `period_ratio`: the smaller median ridge period over the larger (0 when a template has no ridge
+  field: records from other extractors carry minutiae only).
 None depends on the image size or where the print sits in the frame, so the same pair scores alike
 whatever the crop or padding (DB1 300x300 ... DB3 448x478, the sensor's 256x288).
 
-Four calibration features (`features`): ln(mcc + 0.02), ln(paired + 1), ln(paired_similarity + 0.5)
-and ln(paired_similarity^2 / (inside_a * inside_b) + 0.003). The last one is the share of the
-overlap that agrees, weighted by how well it agrees: two different fingers of the same pattern class
-pair many minutiae by chance (ridge directions are alike), but their neighbourhoods disagree and a
-true mate's overlap pairs nearly whole.
+Seven calibration features (`features`): ln(mcc + 0.02), ln(paired + 1), ln(paired_similarity + 0.5),
+ln(paired_similarity^2 / (inside_a * inside_b) + 0.003), ln(1 - flow_agreement + 0.02),
+ln(flow_overlap + 1) and ln(period_ratio). The fourth is the share of the overlap that agrees,
+weighted by how well it agrees: two different fingers of the same pattern class pair many minutiae by
+chance (ridge directions are alike), but their neighbourhoods disagree and a true mate's overlap pairs
+nearly whole. The ridge-field ones catch the chance alignments that survive that: the flow of a
+different finger drifts off parallel somewhere in a large overlap, and its ridges are often spaced
+differently (ridge density differs between people and fingers).
+
+Two calibrations: `WEIGHTS`/`BIAS` over all seven when both templates carry a ridge field (every
+template biogate extracts; kept in its ISO record's extended data), `MINUTIAE_WEIGHTS`/`MINUTIAE_BIAS`
+over the first four otherwise. Both are fitted by the same function on the same comparisons.
 
 `compare(a, b)` returns a log10 likelihood-ratio-like score, WEIGHTS . features + BIAS, with the
 weights fitted by logistic regression on development data (`edge.evaluation.fvc.fit_calibration` on
@@ -41,16 +53,22 @@ from edge.errors import InputError
 
 # Fitted on FVC2000 DB1_B..DB4_B pooled (see module docstring):
 #   python -m edge.evaluation.fvc ../shared/data/fingerprints/fvc2000/DB{1,2,3,4}_B
-FEATURES = ("ln_mcc", "ln_paired", "ln_paired_similarity", "ln_overlap_agreement")
+FEATURES = ("ln_mcc", "ln_paired", "ln_paired_similarity", "ln_overlap_agreement", "ln_flow_disagreement",
+            "ln_flow_overlap", "ln_period_ratio")
+N_MINUTIAE_FEATURES = 4   # the first four need only minutiae
 # ln_paired and ln_paired_similarity move together (each pair adds up to 1 to the similarity), so only
 # their combination reads: more pairs count for, pairs that agree only weakly count less than strong ones.
-WEIGHTS = (4.447, 3.713, -1.717, 0.606)
-BIAS = 10.515
-# FMR <= 0.1 % on the same pooled development comparisons.
-DEFAULT_THRESHOLD = 1.28
+WEIGHTS = (3.407, 3.21, -1.836, 0.618, -0.7, 0.436, 9.007)
+BIAS = 5.664
+MINUTIAE_WEIGHTS = (4.447, 3.713, -1.717, 0.606)
+MINUTIAE_BIAS = 10.514
+# FMR <= 0.1 % on the same pooled development comparisons (with the ridge field).
+DEFAULT_THRESHOLD = 1.2
 MCC_FLOOR = 0.02          # keeps ln(mcc) finite for comparisons with no agreeing structure
 SIMILARITY_FLOOR = 0.5    # the same for the paired similarity (about one weakly agreeing pair)
 AGREEMENT_FLOOR = 0.003   # and for the overlap agreement (about 1 pair in 18 x 18 minutiae)
+FLOW_FLOOR = 0.02         # ln(1 - agreement) stays finite for identical flows
+PERIOD_FLOOR = 0.05       # ln(period ratio) when no ridge field is known (the minutiae calibration ignores it)
 PARAMS = mcc.DEFAULT_PARAMS
 _CACHE_KEY = "prepared"
 
@@ -63,6 +81,9 @@ class ScoreParts(NamedTuple):
     inside_a: int
     inside_b: int
     paired_similarity: float
+    flow_agreement: float = 0.0
+    flow_overlap: float = 0.0
+    period_ratio: float = 0.0
 
 
 @dataclass(eq=False)
@@ -104,22 +125,43 @@ def score_parts(a: Comparable, b: Comparable) -> ScoreParts:
     return ScoreParts(*mcc.similarity_parts(ca, cb, PARAMS))
 
 
+def has_ridge_field(parts) -> np.ndarray:
+    """Which rows of (n, k) raw parts come from two templates with ridge fields (the full calibration)."""
+    p = np.asarray(parts, dtype=np.float64)
+    p = p.reshape(-1, p.shape[-1] if p.ndim > 1 else p.size)
+    return p[:, 7] > 0 if p.shape[1] > 7 else np.zeros(len(p), bool)
+
+
 def features(parts) -> np.ndarray:
-    """(n, 4) calibration features (FEATURES) of raw parts given as an (n, 5) array of ScoreParts rows."""
-    p = np.asarray(parts, dtype=np.float64).reshape(-1, len(ScoreParts._fields))
+    """(n, 7) calibration features (FEATURES) of raw parts given as an (n, k) array of ScoreParts rows
+    (rows of the first five fields only are parts without a ridge field)."""
+    p = np.asarray(parts, dtype=np.float64)
+    width = len(ScoreParts._fields)
+    p = p.reshape(-1, p.shape[-1] if p.ndim > 1 else p.size)
+    if p.shape[1] < width:
+        p = np.column_stack([p, np.zeros((len(p), width - p.shape[1]))])
     m, paired, sim = p[:, 0], p[:, 1], p[:, 4]
     overlap = np.maximum(p[:, 2], 1.0) * np.maximum(p[:, 3], 1.0)
     return np.column_stack([np.log(m + MCC_FLOOR), np.log(paired + 1.0), np.log(sim + SIMILARITY_FLOOR),
-                            np.log(sim * sim / overlap + AGREEMENT_FLOOR)])
+                            np.log(sim * sim / overlap + AGREEMENT_FLOOR),
+                            np.log(1.0 - np.clip(p[:, 5], -1.0, 1.0) + FLOW_FLOOR), np.log(p[:, 6] + 1.0),
+                            np.log(np.where(p[:, 7] > 0, p[:, 7], PERIOD_FLOOR))])
 
 
 def calibrated_score(parts: ScoreParts) -> float:
-    """The same as `features(parts) @ WEIGHTS + BIAS`, for one comparison (no array overhead)."""
+    """`features(parts) @ WEIGHTS + BIAS` (or the minutiae calibration without a ridge field), for one
+    comparison without array overhead."""
     overlap = max(parts.inside_a, 1) * max(parts.inside_b, 1)
     sim = parts.paired_similarity
-    return (WEIGHTS[0] * math.log(parts.mcc + MCC_FLOOR) + WEIGHTS[1] * math.log(parts.paired + 1.0)
-            + WEIGHTS[2] * math.log(sim + SIMILARITY_FLOOR) + WEIGHTS[3] * math.log(sim * sim / overlap
-                                                                                   + AGREEMENT_FLOOR) + BIAS)
+    x = (math.log(parts.mcc + MCC_FLOOR), math.log(parts.paired + 1.0), math.log(sim + SIMILARITY_FLOOR),
+         math.log(sim * sim / overlap + AGREEMENT_FLOOR))
+    if parts.period_ratio <= 0:
+        w = MINUTIAE_WEIGHTS
+        return w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3] + MINUTIAE_BIAS
+    w = WEIGHTS
+    return (w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]
+            + w[4] * math.log(1.0 - min(max(parts.flow_agreement, -1.0), 1.0) + FLOW_FLOOR)
+            + w[5] * math.log(parts.flow_overlap + 1.0) + w[6] * math.log(parts.period_ratio) + BIAS)
 
 
 def compare(a: Comparable, b: Comparable) -> float:
@@ -150,6 +192,9 @@ def wipe(template: Comparable) -> None:
         return
     for arr in (template.x, template.y, template.angle, template.kind, template.minutia_quality):
         arr.fill(0)
+    if template.flow is not None:
+        template.flow.fill(0)
+    template.ridge_period = 0.0
     cached = template._cache.pop(_CACHE_KEY, None)
     if cached is not None:
         cached.cylinders.wipe()

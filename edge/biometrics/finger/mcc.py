@@ -32,7 +32,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 from scipy.special import erf
 
-from edge.biometrics.finger.template import FingerTemplate
+from edge.biometrics.finger.template import FLOW_BLOCK, FLOW_CODES, FLOW_NONE, FingerTemplate
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,12 @@ class Cylinders:
     all_theta: np.ndarray = None   # type: ignore[assignment]  # (N,)
     hull: np.ndarray = None        # type: ignore[assignment]  # (H, 2) convex hull of all_xy, positive area
     cylinder_of: np.ndarray = None  # type: ignore[assignment]  # (N,) int64: row in bits/xy of each minutia, or -1
+    # the template's ridge flow as doubled image-frame angles per block (0 x 0 when it has none)
+    flow_cos2: np.ndarray = None   # type: ignore[assignment]  # (rows, cols) float64
+    flow_sin2: np.ndarray = None   # type: ignore[assignment]  # (rows, cols) float64
+    flow_on: np.ndarray = None     # type: ignore[assignment]  # (rows, cols) bool: block on the print
+    flow_block: float = 0.0        # block side in 500-dpi pixels
+    ridge_period: float = 0.0      # 500-dpi pixels; 0 = not known
 
     @property
     def count(self) -> int:
@@ -121,8 +127,10 @@ class Cylinders:
 
     def wipe(self) -> None:
         for arr in (self.bits, self.valid, self.xy, self.theta, self.dist, self.rel_dir, self.radial,
-                    self.all_xy, self.all_theta, self.hull, self.cylinder_of):
+                    self.all_xy, self.all_theta, self.hull, self.cylinder_of, self.flow_cos2, self.flow_sin2,
+                    self.flow_on):
             arr.fill(0)
+        self.ridge_period = 0.0
 
 
 def _hull_outside_distance(points: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -166,9 +174,10 @@ def build_cylinders(t: FingerTemplate, p: MccParams = DEFAULT_PARAMS) -> Cylinde
     xy = np.stack([t.x, t.y], axis=1).astype(np.float64) * scale
     theta = np.mod(-t.angle.astype(np.float64), 2 * np.pi)  # ISO angle -> image frame (y down)
     n = xy.shape[0]
+    flow = _flow_arrays(t, scale)
     if n == 0:
-        return _empty(g, 0)
-    extras = dict(all_xy=np.ascontiguousarray(xy), all_theta=np.ascontiguousarray(theta), hull=_hull(xy))
+        return _empty(g, 0, **flow)
+    extras = dict(all_xy=np.ascontiguousarray(xy), all_theta=np.ascontiguousarray(theta), hull=_hull(xy), **flow)
     cos, sin = np.cos(theta), np.sin(theta)
     d = xy[None, :, :] - xy[:, None, :]                      # (m, t, 2): neighbour t seen from m
     dist = np.sqrt((d ** 2).sum(-1))
@@ -221,6 +230,20 @@ def build_cylinders(t: FingerTemplate, p: MccParams = DEFAULT_PARAMS) -> Cylinde
     )
 
 
+def _flow_arrays(t: FingerTemplate, scale: float) -> dict:
+    """The template's ridge flow and period in the matcher's frame (image angles, 500-dpi pixels)."""
+    if t.flow is None or t.flow.size == 0:
+        z = np.zeros((0, 0))
+        return dict(flow_cos2=z, flow_sin2=z.copy(), flow_on=np.zeros((0, 0), bool), flow_block=0.0,
+                    ridge_period=t.ridge_period * scale)
+    on = t.flow != FLOW_NONE
+    # template codes are counter-clockwise degrees; the image frame has y down, so the angle changes sign
+    doubled = -2.0 * np.pi / FLOW_CODES * t.flow.astype(np.float64)
+    return dict(flow_cos2=np.ascontiguousarray(np.where(on, np.cos(doubled), 0.0)),
+                flow_sin2=np.ascontiguousarray(np.where(on, np.sin(doubled), 0.0)),
+                flow_on=np.ascontiguousarray(on), flow_block=FLOW_BLOCK * scale, ridge_period=t.ridge_period * scale)
+
+
 def _empty(g: _Grid, n_minutiae: int, **extras) -> Cylinders:
     z = np.zeros((0, 0))
     w = np.zeros((0, g.n_words), np.uint64)
@@ -228,6 +251,9 @@ def _empty(g: _Grid, n_minutiae: int, **extras) -> Cylinders:
     extras.setdefault("all_theta", np.zeros(0))
     extras.setdefault("hull", np.zeros((0, 2)))
     extras.setdefault("cylinder_of", np.full(n_minutiae, -1, np.int64))
+    extras.setdefault("flow_cos2", np.zeros((0, 0)))
+    extras.setdefault("flow_sin2", np.zeros((0, 0)))
+    extras.setdefault("flow_on", np.zeros((0, 0), bool))
     return Cylinders(w, w.copy(), np.zeros((0, 2)), np.zeros(0), z, z.copy(), z.copy(), n_minutiae, **extras)
 
 
@@ -488,7 +514,8 @@ def _global_pairing(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, 
     pairs the most is then refined once by the least-squares rigid transform of its pairs, which
     follows the whole overlap rather than the one anchor (skin stretches away from it); the refined
     alignment is kept when it pairs at least as many. Returns (paired, A's minutiae inside B's hull,
-    B's minutiae inside A's moved hull, summed local similarity of the pairs).
+    B's minutiae inside A's moved hull, summed local similarity of the pairs, whether an alignment
+    was found, and that alignment: cos, sin, tx, ty, phi).
     """
     na, nb = pa.shape[0], pb.shape[0]
     moved_x = np.empty(na)
@@ -509,7 +536,7 @@ def _global_pairing(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, 
             best_x[:] = moved_x
             best_y[:] = moved_y
     if best_h < 0:
-        return 0, na, nb, 0.0
+        return 0, na, nb, 0.0, False, 1.0, 0.0, 0.0, 0.0, 0.0
     c, s, tx, ty, phi = _anchor_transform(anchor_a[best_h], anchor_b[best_h], xy_a, th_a, xy_b, th_b)
     m = best
     if m >= 3:
@@ -537,36 +564,83 @@ def _global_pairing(anchor_a, anchor_b, xy_a, th_a, xy_b, th_b, pa, ta, pb, tb, 
         dx, dy = pb[l, 0] - tx, pb[l, 1] - ty
         if _inside_hull(c * dx + s * dy, -s * dx + c * dy, hull_a, margin):
             in_b += 1
-    return m, in_a, in_b, sim
+    return m, in_a, in_b, sim, True, c, s, tx, ty, phi
+
+
+@njit(cache=True, fastmath=True)
+def _flow_agreement(c, s, tx, ty, phi, cos_a, sin_a, on_a, block_a, cos_b, sin_b, on_b, block_b):
+    """How well the ridge flows agree where the prints overlap under the alignment (A moved onto B):
+    the mean of cos 2(orientation difference) over A's blocks that land on B's print (1 = the same
+    flow, about 0.5 between different fingers of one pattern class, 0 for unrelated directions),
+    and how many blocks overlap. A chance alignment of two different fingers can pair a dozen
+    minutiae, but rarely keeps the flow parallel over the whole overlap."""
+    rows_a, cols_a = on_a.shape
+    rows_b, cols_b = on_b.shape
+    if rows_a == 0 or rows_b == 0:
+        return 0.0, 0
+    c2p, s2p = np.cos(2.0 * phi), np.sin(2.0 * phi)
+    total = 0.0
+    n = 0
+    for i in range(rows_a):
+        y = (i + 0.5) * block_a
+        for j in range(cols_a):
+            if not on_a[i, j]:
+                continue
+            x = (j + 0.5) * block_a
+            jb = int(math.floor((c * x - s * y + tx) / block_b))
+            ib = int(math.floor((s * x + c * y + ty) / block_b))
+            if ib < 0 or ib >= rows_b or jb < 0 or jb >= cols_b or not on_b[ib, jb]:
+                continue
+            ra = cos_a[i, j] * c2p - sin_a[i, j] * s2p  # A's doubled angle turned by 2 phi
+            rb = cos_a[i, j] * s2p + sin_a[i, j] * c2p
+            total += ra * cos_b[ib, jb] + rb * sin_b[ib, jb]
+            n += 1
+    return total, n
 
 
 @njit(cache=True)
 def _compare(bits_a, valid_a, xy_a, th_a, dist_a, rel_a, rad_a, all_xy_a, all_th_a, hull_a, cyl_a,
+             fc_a, fs_a, fo_a, fb_a,
              bits_b, valid_b, xy_b, th_b, dist_b, rel_b, rad_b, all_xy_b, all_th_b, hull_b, cyl_b,
+             fc_b, fs_b, fo_b, fb_b,
              min_common_bits, max_dtheta, n_r, n_p, one_to_one, relax, rho, n_anchors, pairing):
     """Local similarities, consolidation and the global count in one compiled call (one dispatch)."""
     lsm = local_matrix(bits_a, valid_a, th_a, bits_b, valid_b, th_b, min_common_bits, max_dtheta)
     score, ia, ib = _consolidate(lsm, dist_a, rel_a, rad_a, dist_b, rel_b, rad_b, n_r, n_p, one_to_one,
                                  relax[0], int(relax[1]), rho[0], rho[1], rho[2], rho[3], rho[4], rho[5])
     k = min(ia.size, n_anchors)
-    m, in_a, in_b, sim = _global_pairing(ia[:k], ib[:k], xy_a, th_a, xy_b, th_b, all_xy_a, all_th_a, all_xy_b,
-                                         all_th_b, hull_a, hull_b, pairing[0], pairing[1], pairing[2], lsm,
-                                         cyl_a, cyl_b)
-    return score, m, in_a, in_b, sim
+    m, in_a, in_b, sim, aligned, c, s, tx, ty, phi = _global_pairing(
+        ia[:k], ib[:k], xy_a, th_a, xy_b, th_b, all_xy_a, all_th_a, all_xy_b, all_th_b, hull_a, hull_b, pairing[0],
+        pairing[1], pairing[2], lsm, cyl_a, cyl_b)
+    flow_sum, flow_n = 0.0, 0
+    if aligned:
+        flow_sum, flow_n = _flow_agreement(c, s, tx, ty, phi, fc_a, fs_a, fo_a, fb_a, fc_b, fs_b, fo_b, fb_b)
+    return score, m, in_a, in_b, sim, flow_sum, flow_n
 
 
-def similarity_parts(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> tuple[float, int, int, int]:
+def similarity_parts(a: Cylinders, b: Cylinders, p: MccParams = DEFAULT_PARAMS) -> tuple:
     """(MCC score 0..1, paired minutiae under the best alignment, minutiae of A inside B's area and of
-    B inside A's under that alignment)."""
+    B inside A's under that alignment, summed local similarity of the pairs, mean ridge-flow agreement
+    over the overlap (-1..1; 0 without flows or overlap), the overlap in FLOW_BLOCK-sided 500-dpi
+    blocks, ridge period ratio smaller / larger (0 when either is not known))."""
+    # the ridge-field parts count only when both templates carry one (flow and period)
+    both = min(a.ridge_period, b.ridge_period) > 0 and a.flow_on.size > 0 and b.flow_on.size > 0
+    period_ratio = min(a.ridge_period, b.ridge_period) / max(a.ridge_period, b.ridge_period) if both else 0.0
     if a.count == 0 or b.count == 0:
-        return 0.0, 0, a.n_minutiae, b.n_minutiae, 0.0
+        return 0.0, 0, a.n_minutiae, b.n_minutiae, 0.0, 0.0, 0.0, period_ratio
     g = _grid(p)
     n_r = min(a.count, b.count, p.n_r_max)
-    mcc, m, in_a, in_b, sim = _compare(
+    mcc, m, in_a, in_b, sim, flow_sum, flow_n = _compare(
         a.bits, a.valid, a.xy, a.theta, a.dist, a.rel_dir, a.radial, a.all_xy, a.all_theta, a.hull, a.cylinder_of,
+        a.flow_cos2, a.flow_sin2, a.flow_on, a.flow_block,
         b.bits, b.valid, b.xy, b.theta, b.dist, b.rel_dir, b.radial, b.all_xy, b.all_theta, b.hull, b.cylinder_of,
+        b.flow_cos2, b.flow_sin2, b.flow_on, b.flow_block,
         int(p.min_matchable * g.n_bits), p.max_direction_diff, n_r, _n_p(a.count, b.count, p), p.one_to_one,
         (p.w_relax, float(p.n_relax)), (p.mu_rho[0], p.tau_rho[0], p.mu_rho[1], p.tau_rho[1], p.mu_rho[2],
                                          p.tau_rho[2]),
         p.n_anchors, (p.pair_distance, p.pair_angle, p.overlap_margin))
-    return float(mcc), int(m), int(in_a), int(in_b), float(sim)
+    if not both:
+        flow_sum, flow_n = 0.0, 0
+    agreement = flow_sum / flow_n if flow_n else 0.0
+    overlap = flow_n * (a.flow_block / FLOW_BLOCK) ** 2 if flow_n else 0.0  # in 500-dpi FLOW_BLOCK squares
+    return float(mcc), int(m), int(in_a), int(in_b), float(sim), float(agreement), float(overlap), float(period_ratio)

@@ -10,6 +10,14 @@ ENDING = 1        # ISO/IEC 19794-2 type code 01: ridge ending
 BIFURCATION = 2   # type code 10: ridge bifurcation
 OTHER = 0         # type code 00: other / unknown
 
+# The ridge flow a template may carry besides its minutiae (`FingerTemplate.flow`): the ridge
+# orientation of each FLOW_BLOCK x FLOW_BLOCK pixel block, modulo 180 degrees in whole degrees
+# (0..179, counter-clockwise as seen, like the minutia angles), FLOW_NONE where the block is not
+# on the print.
+FLOW_BLOCK = 16
+FLOW_CODES = 180
+FLOW_NONE = 255
+
 
 @dataclass(eq=False)
 class FingerTemplate:
@@ -31,6 +39,8 @@ class FingerTemplate:
     height: int
     dpi: int = 500
     quality: int = 0         # print quality 0..100
+    ridge_period: float = 0.0          # median ridge period in pixels (at `dpi`); 0 = not known
+    flow: np.ndarray | None = None     # uint8 (rows, cols) ridge orientation per block (see FLOW_BLOCK) or None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -39,6 +49,15 @@ class FingerTemplate:
         self.angle = np.mod(np.asarray(self.angle, dtype=np.float32).reshape(-1), np.float32(2 * np.pi))
         self.kind = np.asarray(self.kind, dtype=np.uint8).reshape(-1)
         self.minutia_quality = np.asarray(self.minutia_quality, dtype=np.uint8).reshape(-1)
+        if not (np.isfinite(self.ridge_period) and self.ridge_period >= 0):
+            raise ValueError("ridge_period must be a finite number >= 0")
+        self.ridge_period = float(self.ridge_period)
+        if self.flow is not None:
+            self.flow = np.asarray(self.flow, dtype=np.uint8)
+            if self.flow.ndim != 2:
+                raise ValueError("flow must be a 2-D array of orientation codes")
+            if np.any((self.flow >= FLOW_CODES) & (self.flow != FLOW_NONE)):
+                raise ValueError(f"flow codes must be 0..{FLOW_CODES - 1} or {FLOW_NONE}")
         n = self.x.size
         if not (self.y.size == self.angle.size == self.kind.size == self.minutia_quality.size == n):
             raise ValueError("minutia arrays must have the same length")

@@ -157,12 +157,17 @@ def test_fit_calibration_orders_and_centres_scores():
 
 def test_calibrated_score_is_the_vector_form():
     from edge.biometrics.finger import ScoreParts
-    from edge.biometrics.finger.matcher import BIAS, WEIGHTS, calibrated_score
+    from edge.biometrics.finger.matcher import BIAS, MINUTIAE_BIAS, MINUTIAE_WEIGHTS, WEIGHTS, calibrated_score
 
-    rows = [ScoreParts(0.41, 17, 30, 28, 9.5), ScoreParts(0.0, 0, 0, 0, 0.0), ScoreParts(0.05, 6, 40, 35, 1.2)]
-    vector = fvc.calibrated(np.array(rows, dtype=np.float64), WEIGHTS, BIAS)
+    rows = [ScoreParts(0.41, 17, 30, 28, 9.5, 0.97, 180.0, 0.98), ScoreParts(0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0.9),
+            ScoreParts(0.05, 6, 40, 35, 1.2, 0.55, 150.0, 0.8),
+            # without a ridge field (records of other extractors): the minutiae calibration
+            ScoreParts(0.41, 17, 30, 28, 9.5), ScoreParts(0.0, 0, 0, 0, 0.0), ScoreParts(0.05, 6, 40, 35, 1.2)]
+    vector = fvc.calibrated(np.array(rows, dtype=np.float64), WEIGHTS, BIAS, (MINUTIAE_WEIGHTS, MINUTIAE_BIAS))
     assert np.allclose(vector, [calibrated_score(r) for r in rows])
-    assert vector[0] > vector[2] > vector[1]
+    assert vector[0] > vector[2] > vector[1] and vector[3] > vector[5] > vector[4]
+    # the same minutiae with a disagreeing flow and ridge spacing score lower than with agreeing ones
+    assert calibrated_score(rows[0]._replace(flow_agreement=0.5, period_ratio=0.8)) < vector[0] - 1
 
 
 def test_leave_one_db_out_never_fits_on_the_held_out_db():

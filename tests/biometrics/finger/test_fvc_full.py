@@ -21,7 +21,11 @@ def cross_validated(fvc_root) -> dict[str, dict]:
         assert fte == 0 and len(genuine) == 280 and len(impostor) == 2880
         parts[db] = (genuine, impostor)
     out = fvc.leave_one_db_out(parts)
+    # the same comparisons without the ridge field: what records of other extractors get
+    out["minutiae_only"] = fvc.leave_one_db_out({db: (g[:, :5], i[:, :5]) for db, (g, i) in parts.items()})
     for db, r in out.items():
+        if db == "minutiae_only":
+            continue
         print(f"{db} (cross-validated): EER {100 * r['eer']:.2f}%  FMR100 {100 * r['fmr100']:.2f}%  "
               f"FMR1000 {100 * r['fmr1000']:.2f}%")
     return out
@@ -29,12 +33,17 @@ def cross_validated(fvc_root) -> dict[str, dict]:
 
 @pytest.mark.timeout(1800)
 def test_cross_validated_figures_hold(cross_validated):
-    # Measured 2026-12-02 (see models/MODEL_CARD.md): EER 1.8-4.6 %, FMR1000 6.4-21.1 %. These bounds
-    # guard against regressions; the issue-15 targets (EER <= 2.5 %, FMR1000 <= 5 % on every DB) are
-    # not reached yet (FMR1000 on every DB, EER on DB3_B and DB4_B).
-    for db, r in cross_validated.items():
+    # Measured 2026-12-02 (see models/MODEL_CARD.md): EER 2.1-3.6 %, FMR1000 5.7-9.6 % (minutiae only:
+    # EER 1.8-4.6 %, FMR1000 6.4-21.1 %). These bounds guard against regressions; the issue-15 targets
+    # (EER <= 2.5 %, FMR1000 <= 5 % on every DB) are not reached yet (FMR1000 on every DB, EER on
+    # DB1_B, DB3_B and DB4_B).
+    with_field = {db: r for db, r in cross_validated.items() if db != "minutiae_only"}
+    for db, r in with_field.items():
+        assert r["eer"] <= 0.04 and r["fmr1000"] <= 0.11, (db, r)
+    assert np.mean([r["eer"] for r in with_field.values()]) <= 0.03, with_field
+    assert np.mean([r["fmr1000"] for r in with_field.values()]) <= 0.08, with_field
+    for db, r in cross_validated["minutiae_only"].items():
         assert r["eer"] <= 0.05 and r["fmr1000"] <= 0.22, (db, r)
-    assert np.mean([r["eer"] for r in cross_validated.values()]) <= 0.035, cross_validated
 
 
 @pytest.fixture(scope="module")

@@ -154,3 +154,69 @@ def test_encode_refuses_what_the_record_cannot_hold():
         encode_iso(_template(n=256))
     with pytest.raises(InputError, match="expected a FingerTemplate"):
         encode_ansi(b"not a template")  # type: ignore[arg-type]
+
+
+def _with_ridge_field(t: FingerTemplate, seed: int = 3) -> FingerTemplate:
+    rng = np.random.default_rng(seed)
+    flow = rng.integers(0, 180, (t.height // 16, t.width // 16)).astype(np.uint8)
+    flow[0, :] = 255  # a row off the print
+    return FingerTemplate(t.x, t.y, t.angle, t.kind, t.minutia_quality, t.width, t.height, t.dpi, t.quality,
+                          ridge_period=9.3, flow=flow)
+
+
+@pytest.mark.parametrize("encode,decode", [(encode_iso, decode_iso), (encode_ansi, decode_ansi)])
+def test_ridge_field_round_trips_in_the_extended_data(encode, decode):
+    t = _with_ridge_field(_template(n=6, width=256, height=288))
+    back = decode(encode(t))
+    assert back.same_minutiae(t, angle_tol=ISO_STEP if decode is decode_iso else ANSI_STEP)
+    assert np.array_equal(back.flow, t.flow)
+    assert abs(back.ridge_period - 9.3) <= 1 / 512
+    plain = decode(encode(_template(n=6, width=256, height=288)))
+    assert plain.flow is None and plain.ridge_period == 0.0
+
+
+def test_ridge_field_area_layout():
+    t = _with_ridge_field(_template(n=2, width=64, height=48))
+    data = encode_iso(t)
+    ext = 24 + 4 + 2 * 6
+    (block_len,) = struct.unpack_from(">H", data, ext)
+    code, length, period, block, rows, cols = struct.unpack_from(">HHHBHH", data, ext + 2)
+    assert (code, block, rows, cols) == (0xB10F, 16, 3, 4)
+    assert length == 7 + 12 and block_len == 4 + length and len(data) == ext + 2 + block_len
+    assert period == round(9.3 * 256)
+    assert data[ext + 2 + 11:] == t.flow.tobytes()
+
+
+def test_other_extended_areas_are_skipped():
+    t = _with_ridge_field(_template(n=2, width=64, height=48))
+    data = encode_iso(t)
+    ext = 24 + 4 + 2 * 6
+    core_delta = struct.pack(">HH", 0x0002, 3) + b"\x00\x00\x00"  # a standard area before ours
+    block = core_delta + data[ext + 2:]
+    spliced = data[:ext] + struct.pack(">H", len(block)) + block
+    spliced = spliced[:8] + struct.pack(">I", len(spliced)) + spliced[12:]
+    assert np.array_equal(decode_iso(spliced).flow, t.flow)
+
+
+def _ridge_area_mutated(offset_in_area: int, value: bytes) -> bytes:
+    data = encode_iso(_with_ridge_field(_template(n=2, width=64, height=48)))
+    return _mutate(data, 24 + 4 + 2 * 6 + 2 + offset_in_area, value)
+
+
+@pytest.mark.parametrize("data,needle", [
+    (_ridge_area_mutated(6, b"\x08"), "blocks of 8 px"),
+    (_ridge_area_mutated(7, b"\x00\x04"), "does not hold 4 x 4 blocks"),
+    (_ridge_area_mutated(4, b"\x00\x00"), "zero ridge period"),
+    (_ridge_area_mutated(11, b"\xb4"), "orientation code 180"),
+])
+def test_malformed_ridge_field_is_refused(data, needle):
+    with pytest.raises(InputError, match=needle):
+        decode_iso(data)
+
+
+def test_template_refuses_bad_ridge_fields():
+    t = _template(n=2)
+    with pytest.raises(ValueError, match="flow codes"):
+        FingerTemplate(t.x, t.y, t.angle, t.kind, t.minutia_quality, 64, 48, flow=np.full((3, 4), 200))
+    with pytest.raises(ValueError, match="ridge_period"):
+        FingerTemplate(t.x, t.y, t.angle, t.kind, t.minutia_quality, 64, 48, ridge_period=-1.0)

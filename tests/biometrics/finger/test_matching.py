@@ -99,7 +99,9 @@ def test_wipe_zeroises_template_and_precomputation():
     prepared = finger.prepare(t)
     finger.wipe(t)
     assert not t.x.any() and not t.y.any() and not t.angle.any() and not t.minutia_quality.any()
+    assert not t.flow.any() and t.ridge_period == 0.0
     assert not prepared.cylinders.bits.any() and not prepared.cylinders.all_xy.any()
+    assert not prepared.cylinders.flow_cos2.any() and not prepared.cylinders.flow_on.any()
     assert "prepared" not in t._cache
 
 
@@ -151,3 +153,40 @@ def test_inside_hull_with_margin():
     assert not _inside_hull(105.0, 50.0, square, 0.0) and _inside_hull(105.0, 50.0, square, 10.0)
     assert not _inside_hull(50.0, -11.0, square, 10.0)
     assert not _inside_hull(1.0, 1.0, np.zeros((0, 2)), 10.0)  # fewer than 3 minutiae: no area
+
+
+def test_extracted_templates_carry_a_ridge_field(db1):
+    t = db1[(101, 1)]
+    assert t.flow.shape == (t.height // 16, t.width // 16) and 5 < t.ridge_period < 15
+    on = t.flow != 255
+    assert 0.2 < on.mean() < 1.0 and t.flow[on].max() < 180
+
+
+def test_self_comparison_flow_agrees_everywhere(db1):
+    t = db1[(101, 1)]
+    parts = finger.score_parts(t, t)
+    assert parts.flow_agreement > 0.999 and parts.period_ratio == 1.0
+    assert parts.flow_overlap == int((t.flow != 255).sum())
+
+
+def test_mates_keep_the_ridge_flow_parallel_others_do_not(db1):
+    """The reason for the ridge-field features: a chance alignment of another finger pairs minutiae,
+    but the flows drift apart somewhere in the overlap."""
+    keys = sorted(db1)
+    mated = [finger.score_parts(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] == b[0]]
+    other = [finger.score_parts(db1[a], db1[b]) for a in keys for b in keys if a < b and a[0] != b[0]]
+    assert np.median([p.flow_agreement for p in mated]) > 0.9
+    assert np.median([p.flow_agreement for p in other]) < np.median([p.flow_agreement for p in mated]) - 0.2
+
+
+def test_templates_without_ridge_field_use_the_minutiae_calibration(db1):
+    from edge.biometrics.finger import matcher
+
+    a, b = db1[(103, 1)], db1[(103, 2)]
+    bare = FingerTemplate(b.x, b.y, b.angle, b.kind, b.minutia_quality, b.width, b.height, b.dpi, b.quality)
+    parts = finger.score_parts(a, bare)
+    assert parts.period_ratio == 0.0 and parts.flow_overlap == 0.0 and parts.flow_agreement == 0.0
+    x = matcher.features([parts])[0, :matcher.N_MINUTIAE_FEATURES]
+    expected = float(x @ np.asarray(matcher.MINUTIAE_WEIGHTS) + matcher.MINUTIAE_BIAS)
+    assert finger.compare(a, bare) == pytest.approx(expected)
+    assert finger.compare(a, bare) >= finger.DEFAULT_THRESHOLD  # mates still match on minutiae alone
