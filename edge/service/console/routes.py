@@ -467,10 +467,14 @@ def purge(desk: DeskDep, session: Admin):
 
 
 # -- investigator: network scans and the two-person reveal (edge.search checks the roles again) -----------
-def search_of(desk: ConsoleBackend):
+def console_search(desk: DeskDep):
+    """A dependency: the desk's SearchService (the investigators' pages are refused where search is off)."""
     if desk.search is None:
         raise NotFoundError("network search is not enabled here", code="search.disabled")
     return desk.search
+
+
+SearchDep = Annotated[object, Depends(console_search)]
 
 
 Purpose = Annotated[str, Form(max_length=300)]
@@ -478,50 +482,50 @@ CaseRef = Annotated[str, Form(max_length=64)]
 
 
 @router.get("/investigations")
-def investigations(request: Request, desk: DeskDep, session: Investigator, requested: str = ""):
-    mine = search_of(desk).reveal_requests(session.role, session.caller.actor)
+def investigations(request: Request, search: SearchDep, session: Investigator, requested: str = ""):
+    mine = search.reveal_requests(session.role, session.caller.actor)
     return page(request, "investigations.html", reveals=mine, requested=requested)
 
 
 @router.post("/investigations/scans")
-def run_scan(request: Request, desk: DeskDep, session: Investigator, purpose: Purpose, case_ref: CaseRef,
+def run_scan(request: Request, search: SearchDep, session: Investigator, purpose: Purpose, case_ref: CaseRef,
              window_days: Annotated[int | None, Form(ge=1, le=180)] = None):
-    view = search_of(desk).scan(session.role, session.caller.actor, Investigation.of(purpose, case_ref), window_days)
+    view = search.scan(session.role, session.caller.actor, Investigation.of(purpose, case_ref), window_days)
     return page(request, "scan.html", scan=view)
 
 
 @router.post("/investigations/scans/{scan_id}")
-def open_scan(request: Request, desk: DeskDep, session: Investigator, scan_id: Annotated[str, FastPath(max_length=64)],
+def open_scan(request: Request, search: SearchDep, session: Investigator, scan_id: Annotated[str, FastPath(max_length=64)],
               purpose: Purpose, case_ref: CaseRef):
-    view = search_of(desk).view_scan(session.role, session.caller.actor, scan_id, Investigation.of(purpose, case_ref))
+    view = search.view_scan(session.role, session.caller.actor, scan_id, Investigation.of(purpose, case_ref))
     return page(request, "scan.html", scan=view)
 
 
 @router.post("/investigations/reveals")
-def ask_reveal(desk: DeskDep, session: Investigator, scan_id: Annotated[str, Form(max_length=64)],
+def ask_reveal(search: SearchDep, session: Investigator, scan_id: Annotated[str, Form(max_length=64)],
                pseudonym: Annotated[str, Form(max_length=32)], purpose: Purpose, case_ref: CaseRef):
     what = "identity" if pseudonym.startswith("H-") else "evidence"    # a holder's identity, an attempt's crop
-    asked = search_of(desk).request_reveal(session.role, session.caller.actor, scan_id, pseudonym, what,
+    asked = search.request_reveal(session.role, session.caller.actor, scan_id, pseudonym, what,
                                            Investigation.of(purpose, case_ref))
     return redirect(f"/console/investigations?requested={asked['reveal_id']}")
 
 
 @router.get("/investigations/reveals/{reveal_id}")
-def revealed(request: Request, desk: DeskDep, session: Investigator,
+def revealed(request: Request, search: SearchDep, session: Investigator,
              reveal_id: Annotated[str, FastPath(max_length=64)]):
-    shown = search_of(desk).reveal(session.role, session.caller.actor, reveal_id)
+    shown = search.reveal(session.role, session.caller.actor, reveal_id)
     return page(request, "reveal.html", shown=shown)
 
 
 @router.get("/reveals")
-def reveal_queue(request: Request, desk: DeskDep, session: Auditor, approved: str = ""):
-    return page(request, "reveals.html", reveals=search_of(desk).reveal_requests(session.role, session.caller.actor),
+def reveal_queue(request: Request, search: SearchDep, session: Auditor, approved: str = ""):
+    return page(request, "reveals.html", reveals=search.reveal_requests(session.role, session.caller.actor),
                 approved=approved)
 
 
 @router.post("/reveals/{reveal_id}/approve")
-def approve_reveal(desk: DeskDep, session: Auditor, reveal_id: Annotated[str, FastPath(max_length=64)]):
-    search_of(desk).approve_reveal(session.role, session.caller.actor, reveal_id)
+def approve_reveal(search: SearchDep, session: Auditor, reveal_id: Annotated[str, FastPath(max_length=64)]):
+    search.approve_reveal(session.role, session.caller.actor, reveal_id)
     return redirect(f"/console/reveals?approved={reveal_id}")
 
 
