@@ -114,7 +114,10 @@ class VirtualAtm:
             return None
         tx.attempts.append(body)
         scores = body.get("scores") or {}
-        figure = (f" (fused LLR {scores['fused_llr']:.1f} vs threshold {scores['threshold']:.1f})"
+        parts = [f"{k} {v:.1f}" for k, v in (scores.get("llr") or {}).items()]
+        if "second_finger_llr" in scores:
+            parts.append(f"second finger {scores['second_finger_llr']:.1f}")
+        figure = (f" (fused LLR {scores['fused_llr']:.1f} = {' + '.join(parts)}; threshold {scores['threshold']:.1f})"
                   if "fused_llr" in scores else "")
         live = body.get("liveness")
         liveness = f"; liveness {'passed' if live['live'] else 'FAILED'} ({live.get('challenge')})" if live else ""

@@ -63,8 +63,10 @@ from edge.store.base import DecisionRecord, EvidenceMeta, ProbeMeta, StoredTempl
 from xfs4iot_bridge.authoriser import Authorisation
 from xfs4iot_bridge.token import minor_units
 
-# The probe is chosen among the checked frame and this many that follow it; after a quality prompt the customer
-# gets up to PROMPT_ROUNDS looks of twice as many frames to fix it (about a second each at 15 fps).
+# Without a liveness check the probe is chosen among the first face frame and this many that follow it (with one,
+# among the start-pose frames the check kept: frames after a challenge show a turning or nearer head); after a
+# quality prompt the customer gets up to PROMPT_ROUNDS looks of twice as many frames to fix it (about a second
+# each at 15 fps).
 PROBE_FRAMES = 4
 PROMPT_ROUNDS = 2
 
@@ -410,6 +412,7 @@ class VerificationService:
 
     def _capture_face(self, session: Session, probe: _Probe) -> list[str]:
         t0 = time.perf_counter()
+        candidates: list[np.ndarray] = []  # frames the probe is chosen from; copies this method wipes
         try:
             with self.devices.use("camera") as camera:
                 show = self._prompt(session, camera)
@@ -419,49 +422,56 @@ class VerificationService:
                     result = self.core.check_liveness(camera, show, rng)
                     probe.liveness = result
                     self.metrics.liveness.labels("live" if result.live else "attack_or_fail").inc()
-                    frame = result.best_frame
+                    candidates = [frame.copy() for frame in result.probe_frames()]
                     failure = [] if result.live else list(result.reasons or ["liveness.failed"])
                 else:
-                    frame, failure = self._first_face_frame(camera), []
+                    first, failure = self._first_face_frame(camera), []
+                    if first is not None:
+                        candidates = [first]
+                        for _ in range(PROBE_FRAMES):  # one by one: a camera that fails midway leaves none unwiped
+                            candidates.append(camera.read(timeout=2.0))
         except DeviceError as exc:
             self.metrics.device_errors.labels("camera", exc.code).inc()
+            for frame in candidates:
+                frame.fill(0)
             raise
         finally:
             self.metrics.stage_seconds.labels("face_capture").observe(time.perf_counter() - t0)
-        if frame is None:
-            return failure or ["quality.no_face"]
-        if failure:  # no decision; the face is still kept as evidence of what was presented
-            try:
-                probe.face = self.core.face_sample(frame, strict=False)
-                probe.evidence_jpeg = probe.face.crop_jpeg
-            except QualityError:
-                pass
-            finally:
-                frame.fill(0)
-            return failure
         try:
+            if not candidates:
+                return failure or ["quality.no_face"]
+            if failure:  # no decision; the face is still kept as evidence of what was presented
+                try:
+                    probe.face = self.core.face_sample(candidates[0], strict=False)
+                    probe.evidence_jpeg = probe.face.crop_jpeg
+                except QualityError:
+                    pass
+                return failure
             with self.devices.use("camera") as camera:
-                return self._pick_probe(session, probe, camera, frame)
+                return self._pick_probe(session, probe, camera, candidates)
         except DeviceError as exc:
             self.metrics.device_errors.labels("camera", exc.code).inc()
             raise
         finally:
-            frame.fill(0)
+            for frame in candidates:
+                frame.fill(0)
 
-    def _pick_probe(self, session: Session, probe: _Probe, camera: Camera, first: np.ndarray) -> list[str]:
-        """The probe is the best of the frames around the capture, not the first (FacePipeline.analyze_best):
-        the liveness check's frame plus the next few the camera gives, each of them the same face as the checked
-        one. A frame the customer can improve (too small, dark, bright, blurred, smeared) is not decided on: the
-        terminal shows the finding's prompt (move_closer, more_light, ...) through the camera prompt path and looks
-        at the frames that follow; if none is good enough the attempt ends with that quality code."""
+    def _pick_probe(self, session: Session, probe: _Probe, camera: Camera, candidates: list[np.ndarray]
+                    ) -> list[str]:
+        """The probe is the best of the capture's candidate frames, not the first (FacePipeline.analyze_best):
+        the liveness check's start-pose frames (or, without one, the first face frame and the next few), each
+        of them the same face as the first candidate. A frame the customer can improve (too small, dark, bright,
+        blurred, smeared) is not decided on: the terminal shows the finding's prompt (move_closer, more_light,
+        ...) through the camera prompt path and looks at the frames that follow; if none is good enough the
+        attempt ends with that quality code. The caller owns and wipes `candidates`."""
         from edge.biometrics.face.quality import PROMPTS
 
         show = self._prompt(session, camera)
         try:
-            anchor = self.core.face_sample(first, strict=False)
+            anchor = self.core.face_sample(candidates[0], strict=False)
         except QualityError as exc:
             return [exc.code]
-        frames = [first.copy(), *self._read_frames(camera, PROBE_FRAMES)]
+        frames = candidates
         prompted: str | None = None
         try:
             for round_ in range(PROMPT_ROUNDS + 1):
@@ -477,14 +487,16 @@ class VerificationService:
                 if round_ == PROMPT_ROUNDS:
                     return [prompted]
                 show(PROMPTS[prompted])
-                for f in frames:
-                    f.fill(0)
+                if frames is not candidates:
+                    for f in frames:
+                        f.fill(0)
                 frames = self._read_frames(camera, PROBE_FRAMES * 2)
             return [prompted or "quality.no_face"]
         finally:
             anchor.wipe()
-            for f in frames:
-                f.fill(0)
+            if frames is not candidates:
+                for f in frames:
+                    f.fill(0)
 
     @staticmethod
     def _read_frames(camera: Camera, count: int) -> list[np.ndarray]:

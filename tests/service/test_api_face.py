@@ -5,6 +5,7 @@ end-to-end tests through the simulator's real transports live in test_end_to_end
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edge.service.server import DaemonThread
@@ -162,3 +163,36 @@ def test_duplicate_face_is_flagged_for_review(daemon):
     assert r.json()["duplicate_of"] and r.json()["customer"]["status"] == "review"
     s = open_session(url, "card-second")
     assert s["status"] == "refused" and "enrolment.under_review" in s["reasons"]
+
+
+def test_after_a_turn_challenge_the_probe_is_a_start_pose_frame(tmp_path, examples_required, monkeypatch):
+    """The probe must come from the frames before the challenge: after a turn the head is still turning and the
+    warped face matched worse (it once cost the second_finger scenario its allow)."""
+    overrides = {**FACE_ONLY, "policy": {**FACE_ONLY["policy"], "liveness_required": True},
+                 "liveness": {"challenges": ["turn_right"]}}
+    with DaemonThread(make_config(tmp_path, overrides)) as d:
+        enrol(d.url)
+        camera(d)  # opens it
+        device = d.runtime.devices.slots["camera"].device  # the simulated camera itself, under the preview's tap
+        before_challenge: list[np.ndarray] = []
+        after_challenge: list[np.ndarray] = []
+        challenged = []
+        show = device.prompt
+        monkeypatch.setattr(device, "prompt", lambda action: (
+            challenged.append(action) if action == "turn_right" else None, show(action))[1])
+        d.runtime.devices.watch_frames(
+            lambda frame: (after_challenge if challenged else before_challenge).append(frame.copy()))
+        offered: list[np.ndarray] = []
+        pick = d.runtime.core.best_face_sample
+        monkeypatch.setattr(d.runtime.core, "best_face_sample",
+                            lambda frames, reference=None: (offered.extend(f.copy() for f in frames),
+                                                            pick(frames, reference))[1])
+        s = open_session(d.url, "card-obama")
+        r = client(d.url, "terminal").post(f"/v1/sessions/{s['session_id']}/attempts")
+        assert r.status_code == 200, r.text
+        assert r.json()["liveness"]["challenge"] == "turn_right"
+        assert r.json()["outcome"] == "allow", r.json()
+    assert challenged and before_challenge and after_challenge and offered
+    for frame in offered:
+        assert any(np.array_equal(frame, b) for b in before_challenge)
+        assert not any(np.array_equal(frame, a) for a in after_challenge)

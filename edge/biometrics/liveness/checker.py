@@ -3,13 +3,14 @@ detector on the frames before it, and physical tests on the motion. The one publ
 
     checker = LivenessChecker(config.liveness, config.paths.models_dir, face_pipeline)
     result = checker.check(camera, prompt, rng)     # reads frames, prompts the customer once
-    if result.live: match(result.best_frame)        # the most frontal frame before the prompt
-    result.wipe()                                   # zeroise the kept frame
+    if result.live: match(result.probe_frames())    # the most frontal frames before the prompt, best first
+    result.wipe()                                   # zeroise the kept frames
 
 How one check runs:
 1. Frames are read until the face has been in view for a random 0.6-1.2 s (`prompt_delay_*`): the start
    pose (baseline). A still image (no frame-to-frame change) is refused here, before any prompt.
-   The passive detector scores `passive_frames` of these frames; the most frontal one is kept.
+   The passive detector scores `passive_frames` of these frames; the `CALM_FRAMES` most frontal ones are
+   kept as the probe's candidates (frames during and after the action show a moving, turned or nearer face).
 2. `prompt(action)` shows one randomly chosen action (`challenges`: blink, turn_left, turn_right,
    move_closer; left/right are the customer's own). Frames are read until the action is seen or
    `challenge_timeout_s` passes.
@@ -55,12 +56,16 @@ PASSIVE_ATTACK = "liveness.passive_attack"
 REASONS = (NO_FACE, STATIC_SEQUENCE, CHALLENGE_NOT_PERFORMED, TIMEOUT, PLANAR_MOTION, PASSIVE_ATTACK)
 
 READ_TIMEOUT_S = 2.0  # one camera read; a camera that stalls longer raises its own device error
+# The probe's candidates: the most frontal frames of the start pose. Several, because one of them may catch a
+# natural blink; choosing among them (edge.biometrics.face) costs a detection each.
+CALM_FRAMES = 4
 SETTLE_S = 0.25       # move_closer: the face has stopped growing for this long
 
 
 @dataclass
 class LivenessResult:
-    """The verdict of one check. Holds one frame (`best_frame`) until `wipe()`; everything else is numbers."""
+    """The verdict of one check. Holds a few frames (`best_frame`, `calm_frames`) until `wipe()`; everything else
+    is numbers."""
 
     live: bool
     reasons: list[str]
@@ -68,13 +73,18 @@ class LivenessResult:
     passive_score: float | None     # mean bona fide probability of the scored frames (None: none scored)
     frames: int                     # frames examined
     best_frame: np.ndarray | None = None  # BGR, the most frontal face before the prompt (a copy the caller owns)
+    calm_frames: list[np.ndarray] = field(default_factory=list)  # the next most frontal ones before it, best first
     prompt_frame: int | None = None  # frame index at which the prompt was shown (None: never prompted)
     measures: dict[str, float] = field(default_factory=dict)  # what each test measured (no biometric data)
 
     def wipe(self) -> None:
         """Zeroise the kept frame (NIST SP 800-63B: samples are zeroised after the transaction)."""
-        if self.best_frame is not None:
-            self.best_frame.fill(0)
+        for frame in self.probe_frames():
+            frame.fill(0)
+
+    def probe_frames(self) -> list[np.ndarray]:
+        """The start-pose frames the probe is chosen from: the most frontal first (empty when no face)."""
+        return ([self.best_frame] if self.best_frame is not None else []) + list(self.calm_frames)
 
     def to_dict(self) -> dict:
         """A JSON-ready summary (no image)."""
@@ -124,7 +134,7 @@ class _Sequence:
         self.passive_every = max(1, expected_baseline // self.cfg.passive_frames)
         self.passive_scores: list[float] = []
         self._baseline_faces = 0
-        self._best: tuple[float, np.ndarray] | None = None   # (frontality penalty, BGR copy)
+        self._calm: list[tuple[float, int, np.ndarray]] = []   # (frontality penalty, index, BGR copy), best first
         self._reference: tuple[np.ndarray, tuple] | None = None  # last baseline frame: (grey, eyes)
         self._peak: tuple[float, np.ndarray, tuple] | None = None  # most moved frame after the prompt
         self.peak_at = -1  # observation index of that frame
@@ -158,10 +168,11 @@ class _Sequence:
         self._baseline_faces += 1
         left, right = o.eyes()
         nose_offset = abs(float(np.dot(o.keypoints[2] - (left + right) / 2, (right - left))) / max(o.iod, 1e-6) ** 2)
-        if self._best is None or nose_offset < self._best[0]:
-            if self._best is not None:
-                self._best[1].fill(0)
-            self._best = (nose_offset, frame_bgr.copy())
+        if len(self._calm) < CALM_FRAMES or nose_offset < self._calm[-1][0]:
+            self._calm.append((nose_offset, o.index, frame_bgr.copy()))
+            self._calm.sort(key=lambda kept: kept[:2])
+            while len(self._calm) > CALM_FRAMES:
+                self._calm.pop()[2].fill(0)
         grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         if self._reference is not None:
             self._reference[0].fill(0)
@@ -237,17 +248,18 @@ class _Sequence:
             if not self.passive.is_live(passive_score):
                 reasons.append(PASSIVE_ATTACK)
         reasons = sorted(set(reasons), key=REASONS.index)
-        best = self._best[1] if self._best is not None else None
-        self._best = None
+        kept = [frame for _, _, frame in self._calm]
+        self._calm = []
         return LivenessResult(live=not reasons, reasons=reasons, challenge=self.challenge,
-                              passive_score=passive_score, frames=len(self.obs), best_frame=best,
+                              passive_score=passive_score, frames=len(self.obs),
+                              best_frame=kept[0] if kept else None, calm_frames=kept[1:],
                               prompt_frame=self.prompt_at, measures=measures)
 
     def wipe(self) -> None:
         """Zeroise everything kept (the best frame too, unless result() already handed it to the caller)."""
-        if self._best is not None:
-            self._best[1].fill(0)
-            self._best = None
+        for _, _, frame in self._calm:
+            frame.fill(0)
+        self._calm = []
         if self._reference is not None:
             self._reference[0].fill(0)
         if self._peak is not None:
