@@ -153,11 +153,14 @@ def _eval_conditions(cfg: Config, pairs: Path, images: Optional[Path], condition
         return
     typer.echo(f"{reports[0]['pairs']} pairs, the second image of each degraded; shipped threshold "
                f"{cfg.face.threshold}; failures to acquire count as errors")
-    typer.echo(f"{'condition':14s} {'accuracy':>9s} {'FTA':>5s} {'face found':>11s} {'gates refuse':>13s}  findings")
+    typer.echo(f"{'condition':14s} {'accuracy':>9s} {'FTA':>5s} {'face found':>11s} {'gates refuse':>13s} "
+               f"{'decided on':>11s} {'their accuracy':>15s}  findings")
     for r in reports:
         notes = ", ".join(f"{code.removeprefix('quality.')} {n}" for code, n in r["findings"].items()) or "-"
+        decided = "-" if r["accuracy_decided"] is None else f"{100 * r['accuracy_decided']:.2f}%"
         typer.echo(f"{r['condition']:14s} {100 * r['accuracy']:8.2f}% {r['failures_to_acquire']:5d} "
-                   f"{100 * r['face_found']:10.2f}% {100 * r['refused_by_gates']:12.2f}%  {notes}")
+                   f"{100 * r['face_found']:10.2f}% {100 * r['refused_by_gates']:12.2f}% "
+                   f"{r['pairs_decided']:11d} {decided:>15s}  {notes}")
 
 
 @eval_app.command("face-threshold")

@@ -215,6 +215,11 @@ def condition_report(scores: PairScores, threshold: float, condition: str) -> di
     report["face_found"] = round(len(found) / len(probes), 6) if probes else 0.0
     gated = [q for q in found if set(q.findings) - {"quality.multiple_faces"}]
     report["refused_by_gates"] = round(len(gated) / len(probes), 6) if probes else 0.0
+    # What the product decides on: pairs whose probe the gates accept (the others get a prompt, not a decision).
+    decided = np.array([_gates_pass(probes.get(pair.b)) for pair in scores.pairs], dtype=bool)
+    report["pairs_decided"] = int(decided.sum())
+    report["accuracy_decided"] = (round(accuracy_at(scores.distances[decided], scores.same[decided], threshold), 6)
+                                  if decided.any() else None)
     codes: dict[str, int] = {}
     for q in found:
         for code in q.findings:
@@ -225,6 +230,11 @@ def condition_report(scores: PairScores, threshold: float, condition: str) -> di
         if values:
             report[f"median_{key}"] = round(float(np.median(values)), 4)
     return report
+
+
+def _gates_pass(probe: ProbeQuality | None) -> bool:
+    """A face was found and no gate refuses it (several faces in a press photo are not a capture problem)."""
+    return probe is not None and probe.measures is not None and not set(probe.findings) - {"quality.multiple_faces"}
 
 
 def choose_threshold(distances: np.ndarray, same: np.ndarray) -> float:

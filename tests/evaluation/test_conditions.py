@@ -98,6 +98,10 @@ def test_quick_subset_per_condition(tmp_path):
     # the gates: small faces are refused for their size (the terminal prompts "move closer"), clean ones are not
     assert reports["face50"]["findings"].get("quality.face_too_small", 0) > 0.5 * reports["face50"]["probes"]
     assert reports["clean"]["findings"].get("quality.face_too_small", 0) == 0
+    # what the product decides on is what the gates accept: most 50 px faces get a prompt, not a decision
+    assert reports["face50"]["pairs_decided"] < 0.5 * reports["face50"]["pairs"]
+    assert reports["clean"]["pairs_decided"] > 0.9 * reports["clean"]["pairs"]
+    assert reports["clean"]["accuracy_decided"] >= 0.98
 
 
 @pytest.fixture(scope="module")
