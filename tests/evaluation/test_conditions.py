@@ -128,8 +128,9 @@ def test_development_pairs_75px_faces_keep_their_accuracy(all_pairs):
 
 @pytest.mark.slow
 @pytest.mark.timeout(4 * 3600)
-@pytest.mark.xfail(strict=True, reason="issue 18 target not reached: on fold 1 low light, JPEG q12 and motion blur "
-                                       "cost 1.3-2.0 points against the 0.5 allowed (MODEL_CARD, Capture conditions)")
+@pytest.mark.xfail(strict=True, reason="issue 18 target not reached: on all 3,000 pairs low light, JPEG q12 and motion "
+                                       "blur cost 2.2 / 1.6 / 2.0 points against the 0.5 allowed, measured 2026-12-03 "
+                                       "(MODEL_CARD, Capture conditions)")
 def test_development_pairs_degraded_within_half_a_point(all_pairs):
     for name in ("low_light", "jpeg12", "motion_blur"):
         assert all_pairs[name]["accuracy"] >= all_pairs["clean"]["accuracy"] - 0.005, (name, all_pairs[name])
