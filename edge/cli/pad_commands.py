@@ -1,19 +1,21 @@
 """`biogate eval pad`: the passive presentation-attack detector on labelled image lists (ISO/IEC 30107-3).
 
     biogate eval pad --live ../shared/data/pad/nuaa/live.txt --attack ../shared/data/pad/nuaa/attack.txt \\
-        --subjects 0007,0008,0009 --json
+        --cross-validate --json
 
 Lists hold one image path per line, relative to the list's folder (as NUAA's live.txt / attack.txt).
 APCER: attacks accepted as live, BPCER: live presentations refused, both at the configured
 `liveness.passive_threshold`; BPCER20: the lowest BPCER with APCER <= 5 % (threshold-free). An image
 where no face is found counts as refused (a BPCER error for a live image).
+
+Without `--cross-validate` the shipped model is scored (it trained on all nine NUAA subjects: on NUAA that is
+in-sample); with it, the training procedure is measured on people it never saw (edge/evaluation/pad_training.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 import typer
 
@@ -26,21 +28,14 @@ def _subjects(text: Optional[str]) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
-def score_images(paths: list[Path], locator, detector, progress=None) -> np.ndarray:
+def score_samples(samples: list, locator, detector, progress=None) -> np.ndarray:
     """Bona fide probability per image (-inf where no face is found)."""
-    from edge.biometrics.liveness.features import passive_features
+    from edge.evaluation.pad_training import extract_features
 
-    scores = np.full(len(paths), -np.inf)
-    for i, path in enumerate(paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # applies EXIF orientation, as the training did
-        if image is None:
-            raise InputError(f"cannot read image {path}", code="input.unreadable_image")
-        geometry = locator.locate(image)
-        if geometry is not None:
-            scores[i] = detector.score_features(passive_features(image, geometry))[0]
-        image.fill(0)
-        if progress is not None:
-            progress()
+    features = extract_features(samples, locator, progress=progress)
+    scores = np.full(len(samples), -np.inf)
+    if features.found.any():
+        scores[features.found] = detector.score_features(features.x[features.found])
     return scores
 
 
@@ -82,8 +77,8 @@ def eval_pad(
         with progress_bar() as bar:
             task = bar.add_task("scoring", total=len(live_samples) + len(attack_samples))
             advance = lambda: bar.advance(task)  # noqa: E731
-            live_scores = score_images([s.path for s in live_samples], locator, detector, advance)
-            attack_scores = score_images([s.path for s in attack_samples], locator, detector, advance)
+            live_scores = score_samples(live_samples, locator, detector, advance)
+            attack_scores = score_samples(attack_samples, locator, detector, advance)
         rates = pad_rates(live_scores, attack_scores, cfg.liveness.passive_threshold)
     except BiogateError as exc:
         fail(exc, as_json)

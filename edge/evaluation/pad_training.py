@@ -49,7 +49,9 @@ class Features:
     ms_per_frame: float    # mean CPU time of the passive features alone (the face location is the face path's)
 
 
-def extract_features(samples: list[PadSample], locator, log: Callable[[str], None] | None = None) -> Features:
+def extract_features(samples: list[PadSample], locator, log: Callable[[str], None] | None = None,
+                     progress: Callable[[], None] | None = None) -> Features:
+    """The passive features of each sample's most prominent face (`progress()` after each image)."""
     from edge.biometrics.liveness.features import feature_names, passive_features
 
     x = np.full((len(samples), len(feature_names())), np.nan, dtype=np.float32)  # as the runtime feeds the model
@@ -66,6 +68,8 @@ def extract_features(samples: list[PadSample], locator, log: Callable[[str], Non
             spent += time.process_time() - t0
             found[i] = True
         image.fill(0)
+        if progress is not None:
+            progress()
         if log is not None and (i + 1) % 200 == 0:
             log(f"  features {i + 1}/{len(samples)}")
     return Features(x.astype(np.float64), found, 1000.0 * spent / max(1, int(found.sum())))
