@@ -32,8 +32,8 @@ class FaceConfig(Section):
                                                    "looks again in four overlapping tiles (small, distant faces)")
     hog_fallback: bool = Field(True, description="when BlazeFace finds no face, try dlib's HOG detector (slower)")
     # Smallest accepted face (detector box width, frame pixels): LFW development pairs keep their accuracy with
-    # faces of 69-85 px (face75: 98.67 % on fold 1) and lose it at 44-59 px (face50: 96.83 %); models/MODEL_CARD.md,
-    # "Capture conditions". Below it the terminal asks the customer to move closer.
+    # faces of 69-85 px (face75: 98.63 %, clean 99.07 %) and lose it at 44-59 px (face50: 97.33 %), all 3,000 pairs;
+    # models/MODEL_CARD.md, "Capture conditions". Below it the terminal asks the customer to move closer.
     min_face_px: int = Field(64, ge=8, description="smallest accepted face (detector box width, pixels)")
     max_image_px: int = Field(40_000_000, description="images with more pixels are refused before decoding")
     min_brightness: float = 40.0

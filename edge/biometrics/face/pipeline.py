@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from edge.biometrics.face.align import AlignedFace, Aligner
-from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector
+from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector, most_prominent
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import PROMPTS, QualityFinding, QualityMeasures, capture_score, findings, measure
 from edge.biometrics.config import FaceConfig
@@ -76,13 +76,6 @@ def as_bgr3(frame: np.ndarray) -> np.ndarray:
     return frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
 
 
-def _prominence(det: Detection, width: int, height: int) -> float:
-    """Bigger and more central faces win: the customer stands in front of the camera."""
-    cx = (det.box[0] + det.box[2]) / 2 / width - 0.5
-    cy = (det.box[1] + det.box[3]) / 2 / height - 0.5
-    return det.width * det.height / (1.0 + 4.0 * (cx * cx + cy * cy))
-
-
 class FacePipeline:
     def __init__(self, cfg: FaceConfig, models_dir: Path):
         self.cfg = cfg
@@ -140,7 +133,7 @@ class FacePipeline:
         if not faces:
             return FaceAnalysis(faces, findings=[QualityFinding("quality.no_face", "no face found in the image")])
         h, w = bgr.shape[:2]
-        face = max(faces, key=lambda d: _prominence(d, w, h))
+        face = most_prominent(faces, w, h)
         aligned = self.aligner.align_bgr(bgr, face)
         measures = measure(aligned.chip, aligned.landmarks, face.width)
         found = findings(measures, self.cfg)

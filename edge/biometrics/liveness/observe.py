@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.biometrics.face.detector import most_prominent
 from edge.biometrics.liveness.geometry import FaceGeometry, check_image
 
 PATCH_SIZE = 192        # side of the grey face patch, pixels
@@ -95,13 +96,6 @@ class FrameObservation:
             self.patch.fill(0)
 
 
-def _prominence(box: tuple[float, float, float, float], width: int, height: int) -> float:
-    """Bigger and more central faces win (the customer stands in front of the camera)."""
-    cx = (box[0] + box[2]) / 2 / width - 0.5
-    cy = (box[1] + box[3]) / 2 / height - 0.5
-    return (box[2] - box[0]) * (box[3] - box[1]) / (1.0 + 4.0 * (cx * cx + cy * cy))
-
-
 class FaceObserver:
     """Turns frames into `FrameObservation`s; keeps the previous frame's thumbnail to measure change.
 
@@ -146,7 +140,7 @@ class FaceObserver:
         if not detections:
             return FrameObservation(index=index, faces=0, change=change)
         h, w = grey.shape
-        face = max(detections, key=lambda d: _prominence(d.box, w, h))
+        face = most_prominent(detections, w, h)
         aligned = self.aligner.align(rgb, face)
         landmarks = np.asarray(aligned.landmarks, dtype=np.float64).copy()
         aligned.chip.fill(0)  # the chip is a biometric sample we do not need

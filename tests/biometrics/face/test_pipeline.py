@@ -192,3 +192,30 @@ def test_the_best_frame_is_picked_not_the_first(pipeline, example):
     index, analysis = pipeline.analyze_best([blurred, dark, frame, blurred])
     assert index == 2 and analysis.acquired and analysis.capture_findings() == []
     assert pipeline.analyze_best([np.full((480, 640, 3), 90, np.uint8)]) is None
+
+
+def test_a_confident_face_beats_a_larger_unsure_one():
+    """Size alone let a background the detector is unsure of (a large box at 0.5-0.7) win over the customer's
+    smaller face at 0.9; within the score margin the larger, more central face still wins (a bystander behind)."""
+    from edge.biometrics.face.detector import PROMINENCE_SCORE_MARGIN, Detection, most_prominent
+
+    customer = Detection((300.0, 200.0, 355.0, 255.0), 0.894, None)
+    background = Detection((40.0, 60.0, 140.0, 160.0), 0.681, None)
+    assert most_prominent([background, customer], 640, 480) is customer
+    bystander = Detection((500.0, 50.0, 540.0, 90.0), customer.score + PROMINENCE_SCORE_MARGIN / 2, None)
+    assert most_prominent([bystander, customer], 640, 480) is customer
+
+
+def test_a_small_face_in_a_textured_frame_is_the_one_analysed(pipeline):
+    """A development face pasted at 50 px into a 640 x 480 lobby frame (edge.evaluation.conditions): full range also
+    reports a 100 px box on the background at 0.68; the analysed face must be the real one (it was the box)."""
+    from edge.biometrics.face import load_image
+    from edge.evaluation.conditions import in_frame, seed_of
+    from tests.conftest import require_data
+
+    path = require_data("faces", "lfw", "images") / "Placido_Domingo" / "Placido_Domingo_0003.jpg"
+    frame = in_frame(load_image(path), seed_of(path.name), 50)
+    analysis = pipeline.analyze(frame)
+    assert len(analysis.faces) >= 2 and "quality.multiple_faces" in codes(analysis)
+    assert analysis.face.score == max(f.score for f in analysis.faces)
+    assert analysis.face.width < 64 and "quality.face_too_small" in codes(analysis)
