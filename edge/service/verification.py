@@ -412,7 +412,7 @@ class VerificationService:
 
     def _capture_face(self, session: Session, probe: _Probe) -> list[str]:
         t0 = time.perf_counter()
-        candidates: list[np.ndarray] = []  # frames the probe is chosen from; copies this method wipes
+        candidates: list[np.ndarray] = []  # frames the probe is chosen from; this method wipes them
         try:
             with self.devices.use("camera") as camera:
                 show = self._prompt(session, camera)
@@ -422,14 +422,13 @@ class VerificationService:
                     result = self.core.check_liveness(camera, show, rng)
                     probe.liveness = result
                     self.metrics.liveness.labels("live" if result.live else "attack_or_fail").inc()
-                    candidates = [frame.copy() for frame in result.probe_frames()]
+                    candidates = result.probe_frames()  # the result's own frames: wiped here once used
                     failure = [] if result.live else list(result.reasons or ["liveness.failed"])
                 else:
                     first, failure = self._first_face_frame(camera), []
                     if first is not None:
                         candidates = [first]
-                        for _ in range(PROBE_FRAMES):  # one by one: a camera that fails midway leaves none unwiped
-                            candidates.append(camera.read(timeout=2.0))
+                        candidates += self._read_frames(camera, PROBE_FRAMES)
         except DeviceError as exc:
             self.metrics.device_errors.labels("camera", exc.code).inc()
             for frame in candidates:
@@ -500,9 +499,16 @@ class VerificationService:
 
     @staticmethod
     def _read_frames(camera: Camera, count: int) -> list[np.ndarray]:
-        frames = []
-        for _ in range(count):
-            frames.append(camera.read(timeout=2.0))
+        """`count` frames; when a read fails midway, the frames already read are zeroised before the error goes on
+        (the caller never received them, so nobody else could wipe them)."""
+        frames: list[np.ndarray] = []
+        try:
+            for _ in range(count):
+                frames.append(camera.read(timeout=2.0))
+        except BaseException:
+            for frame in frames:
+                frame.fill(0)
+            raise
         return frames
 
     def _first_face_frame(self, camera: Camera) -> np.ndarray | None:
