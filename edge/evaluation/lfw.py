@@ -213,7 +213,7 @@ def condition_report(scores: PairScores, threshold: float, condition: str) -> di
     found = [q for q in probes.values() if q.measures is not None]
     report["probes"] = len(probes)
     report["face_found"] = round(len(found) / len(probes), 6) if probes else 0.0
-    gated = [q for q in found if set(q.findings) - {"quality.multiple_faces"}]
+    gated = [q for q in found if not _gates_pass(q)]
     report["refused_by_gates"] = round(len(gated) / len(probes), 6) if probes else 0.0
     # What the product decides on: pairs whose probe the gates accept (the others get a prompt, not a decision).
     decided = np.array([_gates_pass(probes.get(pair.b)) for pair in scores.pairs], dtype=bool)

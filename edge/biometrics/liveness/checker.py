@@ -78,7 +78,7 @@ class LivenessResult:
     measures: dict[str, float] = field(default_factory=dict)  # what each test measured (no biometric data)
 
     def wipe(self) -> None:
-        """Zeroise the kept frame (NIST SP 800-63B: samples are zeroised after the transaction)."""
+        """Zeroise the kept frames (NIST SP 800-63B: samples are zeroised after the transaction)."""
         for frame in self.probe_frames():
             frame.fill(0)
 
