@@ -58,12 +58,12 @@ FEATURES = ("ln_mcc", "ln_paired", "ln_paired_similarity", "ln_overlap_agreement
 N_MINUTIAE_FEATURES = 4   # the first four need only minutiae
 # ln_paired and ln_paired_similarity move together (each pair adds up to 1 to the similarity), so only
 # their combination reads: more pairs count for, pairs that agree only weakly count less than strong ones.
-WEIGHTS = (3.407, 3.21, -1.836, 0.618, -0.7, 0.436, 9.007)
-BIAS = 5.664
-MINUTIAE_WEIGHTS = (4.447, 3.713, -1.717, 0.606)
-MINUTIAE_BIAS = 10.514
+WEIGHTS = (3.302, 3.1, -1.585, 0.539, -0.775, 0.358, 9.617)
+BIAS = 5.223
+MINUTIAE_WEIGHTS = (4.236, 3.625, -1.487, 0.653)
+MINUTIAE_BIAS = 9.877
 # FMR <= 0.1 % on the same pooled development comparisons (with the ridge field).
-DEFAULT_THRESHOLD = 1.2
+DEFAULT_THRESHOLD = 1.09
 MCC_FLOOR = 0.02          # keeps ln(mcc) finite for comparisons with no agreeing structure
 SIMILARITY_FLOOR = 0.5    # the same for the paired similarity (about one weakly agreeing pair)
 AGREEMENT_FLOOR = 0.003   # and for the overlap agreement (about 1 pair in 18 x 18 minutiae)

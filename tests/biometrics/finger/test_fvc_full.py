@@ -33,15 +33,15 @@ def cross_validated(fvc_root) -> dict[str, dict]:
 
 @pytest.mark.timeout(1800)
 def test_cross_validated_figures_hold(cross_validated):
-    # Measured 2026-12-02 (see models/MODEL_CARD.md): EER 2.1-3.6 %, FMR1000 5.7-9.6 % (minutiae only:
-    # EER 1.8-4.6 %, FMR1000 6.4-21.1 %). These bounds guard against regressions; the issue-15 targets
-    # (EER <= 2.5 %, FMR1000 <= 5 % on every DB) are not reached yet (FMR1000 on every DB, EER on
-    # DB1_B, DB3_B and DB4_B).
+    # Measured 2026-12-03 (see models/MODEL_CARD.md): EER 1.43 / 2.50 / 2.50 / 2.13 %, FMR1000 4.64 / 6.79 / 7.50 /
+    # 5.71 % (DB1-4_B; minutiae only: EER 1.8-4.3 %, FMR1000 7.1-12.1 %). Issue 15's EER target (2.5 % on every
+    # DB) is held here, with a margin of a fraction of one genuine pair for the two DBs that sit on it; the
+    # FMR1000 target (5 %) is met on DB1_B only, so FMR1000 keeps a regression bound.
     with_field = {db: r for db, r in cross_validated.items() if db != "minutiae_only"}
     for db, r in with_field.items():
-        assert r["eer"] <= 0.04 and r["fmr1000"] <= 0.11, (db, r)
-    assert np.mean([r["eer"] for r in with_field.values()]) <= 0.03, with_field
-    assert np.mean([r["fmr1000"] for r in with_field.values()]) <= 0.08, with_field
+        assert r["eer"] <= 0.0255 and r["fmr1000"] <= 0.08, (db, r)
+    assert np.mean([r["eer"] for r in with_field.values()]) <= 0.0225, with_field
+    assert np.mean([r["fmr1000"] for r in with_field.values()]) <= 0.065, with_field
     for db, r in cross_validated["minutiae_only"].items():
         assert r["eer"] <= 0.05 and r["fmr1000"] <= 0.22, (db, r)
 
