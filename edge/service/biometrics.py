@@ -114,16 +114,18 @@ class BiometricCore:
                          ) -> tuple[FaceSample, list[str]] | None:
         """The probe from the best of several frames of one capture (FacePipeline.analyze_best) and its capture
         findings (too small, dark, bright, blurred, smeared: the customer can fix them). With `reference` (the
-        embedding of the frame the liveness check kept), a frame whose face is not the same face is not taken.
-        None when no frame shows a usable face."""
+        embedding of the frame the liveness check kept), the best frame whose face is that same face: a better
+        frame of someone else (or of a face the embedder cannot tell is the same) is passed over, not taken and
+        not allowed to end the capture. None when no frame shows a usable face."""
+        def same_face(embedding: np.ndarray) -> bool:
+            return self.face.is_same(self.face.distance(embedding, reference))
+
         with self._lock:
-            chosen = self.face.analyze_best(frames_bgr)
+            chosen = self.face.analyze_best(frames_bgr, accept=same_face if reference is not None else None)
         if chosen is None:
             return None
         index, analysis = chosen
         try:
-            if reference is not None and not self.face.is_same(self.face.distance(analysis.embedding, reference)):
-                return None
             crop = _evidence_crop(frames_bgr[index], analysis.face.box)
             sample = FaceSample(analysis.embedding.copy(), crop, analysis.measures.to_dict(),
                                 [f.code for f in analysis.findings])

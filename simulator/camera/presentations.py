@@ -63,6 +63,23 @@ def _envelope(curve: tuple[float, ...], started: list[int], t: int) -> float:
     return value
 
 
+def _closer_scale(started: list[int], t: int) -> float:
+    """How much nearer than at rest at frame `t`. A `closer` comes CLOSER_SCALE nearer from wherever the subject
+    is, holds, then goes back to rest; asked again before going back, it comes nearer still from there (a
+    person, or the hand holding a photo, does not step back first)."""
+    earlier = sorted(st for st in started if st <= t)
+    if not earlier:
+        return 1.0
+    start = earlier[-1]  # the latest request governs; the earlier ones set where it starts from
+    k = t - start
+    if k >= len(CLOSER):
+        return 1.0
+    before = _closer_scale(earlier[:-1], start)
+    near, c = before * CLOSER_SCALE, CLOSER[k]
+    scale = before + (near - before) * c if k < CLOSER.index(1.0) else 1.0 + (near - 1.0) * c
+    return scale
+
+
 class Presentation(abc.ABC):
     name: str = "presentation"
     live: bool = False
@@ -131,7 +148,7 @@ class _Actor:
             return None
         closed = max(_envelope(BLINK, self.started["blink"] + self.natural, t), 0.0)
         yaw = TURN_DEG * (_envelope(TURN, self.started["turn_left"], t) - _envelope(TURN, self.started["turn_right"], t))
-        s *= 1.0 + (CLOSER_SCALE - 1.0) * _envelope(CLOSER, self.started["closer"], t)
+        s *= _closer_scale(self.started["closer"], t)
         img = self.sprite.with_eyes_closed(closed)
         img, alpha = self.sprite.turned(img, self.sprite.alpha, yaw)
         # a turning head also shifts a little the way it turns
@@ -246,7 +263,7 @@ class PrintedPhoto(Presentation):
         return self._cache[i]
 
     def render(self, t, rng):
-        closer = 1.0 + (CLOSER_SCALE - 1.0) * _envelope(CLOSER, self.started["closer"], t)
+        closer = _closer_scale(self.started["closer"], t)
         tilt = TURN_DEG * (_envelope(TURN, self.started["turn_left"], t) - _envelope(TURN, self.started["turn_right"], t))
         h, w = self.background.shape[:2]
         hand = np.random.default_rng(self.seed * 100003 + t)  # a hand is never still

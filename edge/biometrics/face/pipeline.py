@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -99,27 +100,28 @@ class FacePipeline:
                     r.embedding = next(embeddings)
         return results
 
-    def analyze_best(self, images_bgr: list[np.ndarray]) -> tuple[int, FaceAnalysis] | None:
+    def analyze_best(self, images_bgr: list[np.ndarray], accept: Callable[[np.ndarray], bool] | None = None
+                     ) -> tuple[int, FaceAnalysis] | None:
         """The best frame of one capture (edge.biometrics.face.quality.capture_score: large, well exposed, sharp,
-        still, frontal), analysed and embedded; the others are only located (no embedding is computed for them).
-        None when no frame shows a face."""
-        best: tuple[float, int, FaceAnalysis] | None = None
+        still, frontal), analysed and embedded; the others are only located. With `accept` (a test on the
+        embedding: the same face as the one the capture began with), the best frame that passes it: the next
+        best is embedded only when a better one fails. None when no frame shows an accepted face."""
+        located: list[tuple[float, int, FaceAnalysis]] = []
         for i, image in enumerate(images_bgr):
             analysis = self._locate(as_bgr3(image))
             if analysis.measures is None:
                 continue
-            score = capture_score(analysis.measures, self.cfg)
-            if best is None or score > best[0]:
-                if best is not None:
-                    best[2].wipe()
-                best = (score, i, analysis)
-            else:
-                analysis.wipe()
-        if best is None:
-            return None
-        _, index, analysis = best
-        analysis.embedding = self.embedder.embed(analysis.aligned.chip[None])[0]
-        return index, analysis
+            located.append((capture_score(analysis.measures, self.cfg), i, analysis))
+        located.sort(key=lambda entry: (-entry[0], entry[1]))
+        chosen: tuple[int, FaceAnalysis] | None = None
+        for _, index, analysis in located:
+            if chosen is None:
+                analysis.embedding = self.embedder.embed(analysis.aligned.chip[None])[0]
+                if accept is None or accept(analysis.embedding):
+                    chosen = (index, analysis)
+                    continue
+            analysis.wipe()
+        return chosen
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Every face in the frame: the BlazeFace chain, else (when configured) dlib's HOG detector."""

@@ -7,8 +7,11 @@ detector on the frames before it, and physical tests on the motion. The one publ
     result.wipe()                                   # zeroise the kept frames
 
 How one check runs:
-1. Frames are read until the face has been in view for a random 0.6-1.2 s (`prompt_delay_*`): the start
-   pose (baseline). A still image (no frame-to-frame change) is refused here, before any prompt.
+1. Frames are read until the face has been in view for a random 0.6-1.2 s (`prompt_delay_*`) and has been
+   steady for `STEADY_S` (its size and yaw as at rest: a customer still stepping back or turning back from an
+   earlier instruction is not at a start pose yet; after `SETTLE_WAIT_S` more the prompt comes anyway). The
+   steady frames are the start pose (baseline) the action is measured against. A still image (no
+   frame-to-frame change) is refused here, before any prompt.
    The passive detector scores `passive_frames` of these frames; the `CALM_FRAMES` most frontal ones are
    kept as the probe's candidates (frames during and after the action show a moving, turned or nearer face).
 2. `prompt(action)` shows one randomly chosen action (`challenges`: blink, turn_left, turn_right,
@@ -39,7 +42,7 @@ import cv2
 import numpy as np
 
 from edge.biometrics.liveness.challenge import (ACTIONS, ActionEvidence, EyeChangeMeter, action_evidence,
-                                                start_yaw, turn_shift)
+                                                frames_for, start_yaw, turn_shift)
 from edge.biometrics.liveness.medium import (MediumEvidence, face_motion, is_static, medium_evidence,
                                              nonplanar_motion)
 from edge.biometrics.liveness.observe import FaceObserver, FrameObservation
@@ -60,6 +63,12 @@ READ_TIMEOUT_S = 2.0  # one camera read; a camera that stalls longer raises its 
 # natural blink; choosing among them (edge.biometrics.face) costs a detection each.
 CALM_FRAMES = 4
 SETTLE_S = 0.25       # move_closer: the face has stopped growing for this long
+# The start pose is steady: for STEADY_S the face's inter-ocular distance stays within STEADY_SCALE of its
+# smallest and its yaw signal within `turn_offset` (what a turn must reach). Half the closer growth: a face
+# still shrinking back from a step closer, or turning back, moves more than this between a few frames.
+STEADY_S = 0.4
+STEADY_SCALE = 0.075
+SETTLE_WAIT_S = 2.0   # a customer who never keeps still is prompted after this much more anyway
 
 
 @dataclass
@@ -128,6 +137,7 @@ class _Sequence:
         self.fps = fps
         self.obs: list[FrameObservation] = []
         self.prompt_at: int | None = None
+        self.start_at = 0  # first observation of the start pose the action is measured against
         self.meter: EyeChangeMeter | None = None
         self.start_yaw: float | None = None
         self.first_face: int | None = None
@@ -187,11 +197,32 @@ class _Sequence:
             self._peak = (moved, grey.copy(), o.eyes())
             self.peak_at = o.index
 
+    def steady_frames(self) -> int:
+        """How many of the latest observations show one steady face (see STEADY_S): each with a face, their
+        inter-ocular distances within STEADY_SCALE and their yaw signals within `turn_offset` of each other."""
+        n, low, high, left, right = 0, np.inf, -np.inf, np.inf, -np.inf
+        for o in reversed(self.obs):
+            if not o.has_face:
+                break
+            low, high = min(low, o.iod), max(high, o.iod)
+            left, right = min(left, o.yaw_signal), max(right, o.yaw_signal)
+            if high > low * (1 + STEADY_SCALE) or right - left > self.cfg.turn_offset:
+                break
+            n += 1
+        return n
+
+    def steady(self) -> bool:
+        return self.steady_frames() >= frames_for(STEADY_S, self.fps)
+
     def mark_prompt(self) -> None:
         self.prompt_at = len(self.obs)
-        self.meter = EyeChangeMeter(self.prompt_at)
+        steady = self.steady_frames()
+        # the action is measured against the steady frames just before the prompt (all of them when the
+        # customer never kept still: the check cannot wait for ever)
+        self.start_at = self.prompt_at - steady if steady >= frames_for(STEADY_S, self.fps) else 0
+        self.meter = EyeChangeMeter(self.prompt_at - self.start_at)
         if self.challenge in ("turn_left", "turn_right"):
-            self.start_yaw = start_yaw(self.obs, self.prompt_at)
+            self.start_yaw = start_yaw(self.obs[self.start_at:], self.prompt_at - self.start_at)
 
     def static(self) -> bool:
         start = self.first_face or 0
@@ -200,7 +231,8 @@ class _Sequence:
     def evidence(self, final: bool) -> ActionEvidence | None:
         if self.prompt_at is None:
             return None
-        return action_evidence(self.challenge, self.obs, self.prompt_at, self.cfg, self.fps, self.meter, final)
+        return action_evidence(self.challenge, self.obs[self.start_at:], self.prompt_at - self.start_at, self.cfg,
+                               self.fps, self.meter, final)
 
     def medium(self) -> MediumEvidence | None:
         if self._reference is None or self._peak is None:
@@ -306,7 +338,8 @@ class LivenessChecker:
     def _run(self, camera: Any, prompt: Callable[[str], None], seq: _Sequence, clock: _Clock,
              delay_s: float) -> LivenessResult:
         cfg = self.cfg
-        # 1. the start pose: enough frames with a face, at a moment the customer cannot predict
+        # 1. the start pose: enough frames with a face, at a moment the customer cannot predict, and steady
+        long_enough_at: float | None = None
         while True:
             seq.add(camera.read(timeout=READ_TIMEOUT_S))
             clock.tick()
@@ -314,8 +347,10 @@ class LivenessChecker:
             if seq.static():
                 return seq.result()
             if seq.baseline_faces >= max(1, round(delay_s * seq.fps)):
-                break
-            if clock.now() > cfg.face_wait_s:
+                long_enough_at = clock.now() if long_enough_at is None else long_enough_at
+                if seq.steady() or clock.now() - long_enough_at >= SETTLE_WAIT_S:
+                    break
+            elif clock.now() > cfg.face_wait_s:
                 return seq.result()
         # 2. the challenge
         prompt(seq.challenge)

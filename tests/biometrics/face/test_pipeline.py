@@ -219,3 +219,30 @@ def test_a_small_face_in_a_textured_frame_is_the_one_analysed(pipeline):
     assert len(analysis.faces) >= 2 and "quality.multiple_faces" in codes(analysis)
     assert analysis.face.score == max(f.score for f in analysis.faces)
     assert analysis.face.width < 64 and "quality.face_too_small" in codes(analysis)
+
+
+def test_the_best_frame_of_the_customer_is_taken_when_a_better_one_shows_someone_else(face_config, pipeline, example):
+    """The probe must be the face the capture began with (BiometricCore.best_face_sample passes the liveness
+    frame's embedding). A sharper, larger frame of another face used to be chosen first and then refused, and
+    the capture ended with quality.no_face while the customer's own frames were there: the choice now passes
+    over frames of another face and keeps the best of the customer's."""
+    from edge.service.biometrics import BiometricCore
+
+    core = BiometricCore(face_config)
+    customer = example("obama")
+    reference = core.face_sample(customer, strict=False).embedding
+    # still the customer, but a worse frame than the other face: smaller and darker
+    h, w = customer.shape[:2]
+    small = cv2.resize(customer, (w // 3, h // 3), interpolation=cv2.INTER_AREA)
+    dim = np.full_like(customer, 120)
+    dim[h // 3:h // 3 + small.shape[0], w // 3:w // 3 + small.shape[1]] = small
+    dim = (dim * 0.4).astype(np.uint8)
+    other = example("biden")
+    chosen = core.best_face_sample([dim, other], reference=reference)
+    assert chosen is not None, "the customer's own frame was there"
+    sample, _ = chosen
+    assert core.face.is_same(core.face.distance(sample.embedding, reference))
+    index, analysis = core.face.analyze_best([dim, other])
+    assert index == 1, "the other face is the better frame: without the reference it would be taken"
+    analysis.wipe()
+    assert core.best_face_sample([other], reference=reference) is None
