@@ -80,15 +80,26 @@ class Aligner:
 
     def align_bgr(self, image_bgr: np.ndarray, det: Detection) -> AlignedFace:
         """Align a face of a BGR frame: only the region around it is converted to RGB."""
+        x0, y0, x1, y1 = self.region(image_bgr.shape, det)
+        return self.align_region(image_bgr[y0:y1, x0:x1], det, x0, y0)
+
+    def region(self, shape: tuple[int, ...], det: Detection) -> tuple[int, int, int, int]:
+        """The part of a frame of this shape that alignment reads for a face: (x0, y0, x1, y1)."""
         box = self.predictor_box(det)
-        h, w = image_bgr.shape[:2]
+        h, w = shape[:2]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         half = REGION_HALF_SIDES * max(box[2] - box[0], box[3] - box[1])
         x0, y0 = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
         x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
         if x1 <= x0 or y1 <= y0:  # a box entirely outside the frame: let dlib see the whole frame
             x0, y0, x1, y1 = 0, 0, w, h
-        region = cv2.cvtColor(image_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2RGB)
+        return x0, y0, x1, y1
+
+    def align_region(self, region_bgr: np.ndarray, det: Detection, x0: int, y0: int) -> AlignedFace:
+        """Align a face from the BGR region of the frame that `region` names (its top left corner at x0, y0): the
+        region may be a restored copy of those pixels (edge.biometrics.face.restore)."""
+        box = self.predictor_box(det)
+        region = cv2.cvtColor(region_bgr, cv2.COLOR_BGR2RGB)
         shifted = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
         return self._align(region, shifted, x0, y0)
 

@@ -18,6 +18,7 @@ from edge.biometrics.face.align import AlignedFace, Aligner
 from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector, most_prominent
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import PROMPTS, QualityFinding, QualityMeasures, capture_score, findings, measure
+from edge.biometrics.face.restore import MotionEstimate, deblur, motion_to_undo
 from edge.biometrics.config import FaceConfig
 from edge.errors import InputError, QualityError
 
@@ -32,6 +33,7 @@ class FaceAnalysis:
     measures: QualityMeasures | None = None
     findings: list[QualityFinding] = field(default_factory=list)
     embedding: np.ndarray | None = None
+    motion_undone: MotionEstimate | None = None  # the motion smear taken out of the face before alignment
 
     @property
     def acquired(self) -> bool:
@@ -138,12 +140,32 @@ class FacePipeline:
         face = most_prominent(faces, w, h)
         aligned = self.aligner.align_bgr(bgr, face)
         measures = measure(aligned.chip, aligned.landmarks, face.width)
+        motion = None
+        if self.cfg.undo_motion_blur:
+            restored = self._undo_motion(bgr, face, measures)
+            if restored is not None:
+                aligned.chip.fill(0)
+                aligned, measures, motion = restored
         found = findings(measures, self.cfg)
         if len(faces) > 1:
             found.insert(0, QualityFinding("quality.multiple_faces",
                                            f"{len(faces)} faces in the image; exactly one is expected",
                                            float(len(faces))))
-        return FaceAnalysis(faces, face, aligned, measures, found)
+        return FaceAnalysis(faces, face, aligned, measures, found, motion_undone=motion)
+
+    def _undo_motion(self, bgr: np.ndarray, face: Detection, measures: QualityMeasures
+                     ) -> tuple[AlignedFace, QualityMeasures, MotionEstimate] | None:
+        """The face re-aligned from its region with the motion smear taken out (edge.biometrics.face.restore), or
+        None when the face is not smeared or its motion is not clear enough to undo."""
+        x0, y0, x1, y1 = self.aligner.region(bgr.shape, face)
+        region = bgr[y0:y1, x0:x1]
+        motion = motion_to_undo(region, face.width, measures.motion_blur)
+        if motion is None:
+            return None
+        sharp = deblur(region, motion)
+        aligned = self.aligner.align_region(sharp, face, x0, y0)
+        sharp.fill(0)  # a copy of the customer's face: not kept
+        return aligned, measure(aligned.chip, aligned.landmarks, face.width), motion
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> float:
         return face_distance(a, b)

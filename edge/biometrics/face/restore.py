@@ -1,0 +1,112 @@
+"""Motion deblurring of the face region: a face smeared by movement during the exposure, sharpened again before
+alignment and embedding.
+
+A face that moves during the exposure is the frame convolved with a short line (the path of the motion). Such a
+kernel leaves exact zeros in the frame's spectrum at multiples of 1/length along its direction, and the cepstrum
+(inverse transform of the log spectrum) shows them as one strong negative peak at the motion vector. The peak
+gives the length and direction (`estimate_motion`); a Wiener filter with that line undoes the smear
+(`deblur`). It runs only on a face that the directional-blur measure already calls smeared and whose cepstral
+peak stands out from the rest of the cepstrum: a still face, or the 8 px block grid of a strongly compressed
+frame, is left as it is.
+
+All tuning constants are here; they were chosen on LFW development pairs (models/MODEL_CARD.md "Capture
+conditions").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# The directional-blur measure (quality.directional_blur) above which a face is examined for motion: LFW chips
+# at rest reach 0.71 at their 95th percentile, faces smeared over 5-25 px have a median of 0.82-0.85.
+MIN_DIRECTIONAL_BLUR = 0.72
+# Motion lengths looked for, in frame pixels: below 3 px the smear costs nothing; the upper bound is a share of
+# the face width (a face smeared over a third of its width is not worth restoring: the terminal asks to hold still).
+MIN_LENGTH_PX = 3
+MAX_LENGTH_FACE_SHARE = 0.3
+# How far the cepstral peak must stand below the median of the searched ring, in median absolute deviations.
+MIN_PEAK_STRENGTH = 10.0
+# Wiener filter's noise-to-signal constant: lower restores more detail and amplifies more noise.
+WIENER_K = 0.02
+
+
+@dataclass(frozen=True)
+class MotionEstimate:
+    length: float    # px
+    angle_deg: float  # 0 = horizontal, counter-clockwise in image coordinates (y down), 0-180
+    strength: float  # the cepstral peak's depth in median absolute deviations of the searched ring
+
+
+def estimate_motion(grey: np.ndarray, max_length: float) -> MotionEstimate | None:
+    """The motion vector of a smeared face region (2-D grey array) from its cepstrum, or None when the region is
+    too small for the lengths asked."""
+    h, w = grey.shape
+    max_length = min(max_length, min(h, w) / 4)
+    if max_length < MIN_LENGTH_PX + 1:
+        return None
+    g = grey.astype(np.float64)
+    g -= g.mean()
+    window = np.hanning(h)[:, None] * np.hanning(w)[None, :]  # no false zeros from the region's edges
+    spectrum = np.abs(np.fft.fft2(g * window))
+    cepstrum = np.fft.fftshift(np.real(np.fft.ifft2(np.log(spectrum + 1e-3))))
+    cy, cx = h // 2, w // 2
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - cy, xx - cx)
+    ring = (r >= MIN_LENGTH_PX) & (r <= max_length) & (yy >= cy)  # half the plane: the cepstrum is symmetric
+    values = cepstrum[ring]
+    i = int(np.argmin(values))
+    dy, dx = int(yy[ring][i] - cy), int(xx[ring][i] - cx)
+    median = float(np.median(values))
+    spread = float(np.median(np.abs(values - median))) + 1e-12
+    return MotionEstimate(float(np.hypot(dx, dy)), float(np.degrees(np.arctan2(dy, dx)) % 180.0),
+                          (median - float(values[i])) / spread)
+
+
+def line_kernel(length: float, angle_deg: float) -> np.ndarray:
+    """The point-spread function of a straight motion: a line of `length` px at `angle_deg`, summing to 1."""
+    size = int(np.ceil(length)) | 1  # odd, so the line is centred on a pixel
+    kernel = np.zeros((size, size), np.float64)
+    if length <= 1.0:
+        kernel[size // 2, size // 2] = 1.0
+        return kernel
+    # The line as a dense row of points, each counted in the pixel it falls in: a box of `length` pixels when the
+    # line is horizontal or vertical and the length odd (a camera's smear along x is exactly that).
+    samples = int(np.ceil(length)) * 16
+    t = (np.arange(samples) + 0.5) / samples * length - length / 2
+    a = np.radians(angle_deg)
+    xs = np.clip(np.round(size // 2 + t * np.cos(a)).astype(int), 0, size - 1)
+    ys = np.clip(np.round(size // 2 + t * np.sin(a)).astype(int), 0, size - 1)
+    np.add.at(kernel, (ys, xs), 1.0)
+    return kernel / kernel.sum()
+
+
+def deblur(region_bgr: np.ndarray, motion: MotionEstimate) -> np.ndarray:
+    """The region with the motion undone by a Wiener filter (edges reflected first, so they do not ring)."""
+    kernel = line_kernel(motion.length, motion.angle_deg)
+    pad = kernel.shape[0]
+    padded = cv2.copyMakeBorder(region_bgr, pad, pad, pad, pad, cv2.BORDER_REFLECT).astype(np.float64)
+    h, w = padded.shape[:2]
+    psf = np.zeros((h, w))
+    k = kernel.shape[0]
+    psf[:k, :k] = kernel
+    psf = np.roll(psf, (-(k // 2), -(k // 2)), axis=(0, 1))  # kernel centre at the origin: no shift
+    transfer = np.fft.rfft2(psf)
+    wiener = np.conj(transfer) / (np.abs(transfer) ** 2 + WIENER_K)
+    out = np.empty_like(padded)
+    for c in range(padded.shape[2]):
+        out[:, :, c] = np.fft.irfft2(np.fft.rfft2(padded[:, :, c]) * wiener, s=(h, w))
+    return np.clip(np.round(out[pad:-pad, pad:-pad]), 0, 255).astype(np.uint8)
+
+
+def motion_to_undo(region_bgr: np.ndarray, face_px: float, directional_blur: float) -> MotionEstimate | None:
+    """The motion worth undoing in this face region, or None: only for a face the directional-blur measure calls
+    smeared, and only when the cepstrum shows one clear motion vector."""
+    if directional_blur < MIN_DIRECTIONAL_BLUR:
+        return None
+    grey = cv2.cvtColor(region_bgr, cv2.COLOR_BGR2GRAY)
+    motion = estimate_motion(grey, MAX_LENGTH_FACE_SHARE * face_px)
+    if motion is None or motion.strength < MIN_PEAK_STRENGTH:
+        return None
+    return motion
