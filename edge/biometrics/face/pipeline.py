@@ -18,7 +18,7 @@ from edge.biometrics.face.align import AlignedFace, Aligner
 from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector, most_prominent
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import PROMPTS, QualityFinding, QualityMeasures, capture_score, findings, measure
-from edge.biometrics.face.restore import MotionEstimate, deblur, motion_to_undo
+from edge.biometrics.face.restore import MotionEstimate, deblock, deblur, is_blocky, motion_to_undo
 from edge.biometrics.config import FaceConfig
 from edge.errors import InputError, QualityError
 
@@ -33,7 +33,8 @@ class FaceAnalysis:
     measures: QualityMeasures | None = None
     findings: list[QualityFinding] = field(default_factory=list)
     embedding: np.ndarray | None = None
-    motion_undone: MotionEstimate | None = None  # the motion smear taken out of the face before alignment
+    deblocked: bool = False  # the frame's JPEG block grid was smoothed before the face was looked for (restore.py)
+    motion_undone: MotionEstimate | None = None  # the motion smear taken out of the face region (restore.py)
 
     @property
     def acquired(self) -> bool:
@@ -133,9 +134,20 @@ class FacePipeline:
         return faces
 
     def _locate(self, bgr: np.ndarray) -> FaceAnalysis:
+        deblocked = self.cfg.undo_blocks and is_blocky(bgr)
+        if deblocked:
+            bgr = deblock(bgr)
+        try:
+            return self._locate_in(bgr, deblocked)
+        finally:
+            if deblocked:
+                bgr.fill(0)  # our copy of the customer's frame: not kept
+
+    def _locate_in(self, bgr: np.ndarray, deblocked: bool) -> FaceAnalysis:
         faces = self.detect(bgr)
         if not faces:
-            return FaceAnalysis(faces, findings=[QualityFinding("quality.no_face", "no face found in the image")])
+            return FaceAnalysis(faces, findings=[QualityFinding("quality.no_face", "no face found in the image")],
+                                deblocked=deblocked)
         h, w = bgr.shape[:2]
         face = most_prominent(faces, w, h)
         aligned = self.aligner.align_bgr(bgr, face)
@@ -151,12 +163,12 @@ class FacePipeline:
             found.insert(0, QualityFinding("quality.multiple_faces",
                                            f"{len(faces)} faces in the image; exactly one is expected",
                                            float(len(faces))))
-        return FaceAnalysis(faces, face, aligned, measures, found, motion_undone=motion)
+        return FaceAnalysis(faces, face, aligned, measures, found, deblocked=deblocked, motion_undone=motion)
 
     def _undo_motion(self, bgr: np.ndarray, face: Detection, measures: QualityMeasures
                      ) -> tuple[AlignedFace, QualityMeasures, MotionEstimate] | None:
-        """The face re-aligned from its region with the motion smear taken out (edge.biometrics.face.restore), or
-        None when the face is not smeared or its motion is not clear enough to undo."""
+        """The face re-aligned from its region with the motion smear taken out (restore.py), re-measured; None when
+        the face is not smeared or its motion is not clear enough to undo."""
         x0, y0, x1, y1 = self.aligner.region(bgr.shape, face)
         region = bgr[y0:y1, x0:x1]
         motion = motion_to_undo(region, face.width, measures.motion_blur)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edge.biometrics.face import FacePipeline
-from edge.biometrics.face.restore import deblur, estimate_motion, line_kernel, motion_to_undo
+from edge.biometrics.face.restore import (MIN_BLOCKINESS, blockiness, deblock, deblur, estimate_motion, line_kernel,
+                                         motion_to_undo)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,14 +52,28 @@ def test_deblurring_brings_the_smeared_face_back_towards_the_sharp_one(pipeline,
     assert error(restored) < 0.7 * error(region)  # 0.63 measured
 
 
-def test_still_and_compressed_faces_are_left_as_they_are(pipeline, example):
+def test_a_still_face_is_left_as_it_is_and_a_compressed_one_only_deblocked(pipeline, example):
     frame = example("obama")
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 12])
-    for image in (frame, cv2.imdecode(data, cv2.IMREAD_COLOR)):
-        analysis = pipeline.analyze(image)
-        assert analysis.motion_undone is None
+    compressed = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    still, blocky = pipeline.analyze(frame), pipeline.analyze(compressed)
+    assert not still.deblocked and still.motion_undone is None
+    assert blocky.deblocked and blocky.motion_undone is None  # the block grid is not taken for a motion
+    for image in (frame, compressed):
         face, region = face_region(pipeline, image)
-        assert motion_to_undo(region, face.width, analysis.measures.motion_blur) is None
+        assert motion_to_undo(region, face.width, pipeline.analyze(image).measures.motion_blur) is None
+
+
+def test_deblocking_smooths_the_block_steps_and_keeps_the_face(pipeline, example):
+    frame = example("obama")
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 12])
+    compressed = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    grey = lambda img: cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # noqa: E731
+    assert blockiness(grey(frame)) < MIN_BLOCKINESS <= blockiness(grey(compressed))
+    smoothed = deblock(compressed)
+    assert blockiness(grey(smoothed)) < 0.5 * (1 + blockiness(grey(compressed)))  # steps at least halved
+    error = lambda img: float(np.sqrt(np.mean((img.astype(float) - frame.astype(float)) ** 2)))  # noqa: E731
+    assert error(smoothed) <= error(compressed)
 
 
 def test_a_smeared_face_is_restored_before_it_is_embedded(face_config, face_models_dir, pipeline, example):
