@@ -44,9 +44,10 @@ class FaceConfig(Section):
     # edge.biometrics.face.quality.directional_blur above which the face is smeared by motion ("hold still");
     # set on LFW development faces against horizontally smeared copies (models/MODEL_CARD.md, "Capture conditions").
     max_motion_blur: float = 0.8
-    # Smooth a strong JPEG block grid in the frame before the face is looked for, and take out of the face region
-    # a motion smear whose direction and length are clear (edge.biometrics.face.restore); the gates then judge
-    # the restored face.
+    # Before the face is looked for, smooth a dark frame's sensor noise (and brighten it) and a strong JPEG block
+    # grid; take out of the face region a motion smear whose direction and length are clear
+    # (edge.biometrics.face.restore). The gates then judge the restored face.
+    undo_noise: bool = True
     undo_blocks: bool = True
     undo_motion_blur: bool = True
     max_yaw_deg: float = 35.0

@@ -7,6 +7,7 @@ BlazeFace sees a 128 x 128 letterbox of it and dlib only the region around the c
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,8 @@ from edge.biometrics.face.align import AlignedFace, Aligner
 from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector, most_prominent
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import PROMPTS, QualityFinding, QualityMeasures, capture_score, findings, measure
-from edge.biometrics.face.restore import MotionEstimate, deblock, deblur, is_blocky, motion_to_undo
+from edge.biometrics.face.restore import (MotionEstimate, Restoration, deblock, deblur, denoise, is_blocky, is_low_light,
+                                         motion_to_undo)
 from edge.biometrics.config import FaceConfig
 from edge.errors import InputError, QualityError
 
@@ -33,8 +35,11 @@ class FaceAnalysis:
     measures: QualityMeasures | None = None
     findings: list[QualityFinding] = field(default_factory=list)
     embedding: np.ndarray | None = None
-    deblocked: bool = False  # the frame's JPEG block grid was smoothed before the face was looked for (restore.py)
-    motion_undone: MotionEstimate | None = None  # the motion smear taken out of the face region (restore.py)
+    restoration: Restoration = field(default_factory=Restoration)  # what was undone before embedding (restore.py)
+
+    @property
+    def motion_undone(self) -> MotionEstimate | None:
+        return self.restoration.motion
 
     @property
     def acquired(self) -> bool:
@@ -134,20 +139,29 @@ class FacePipeline:
         return faces
 
     def _locate(self, bgr: np.ndarray) -> FaceAnalysis:
-        deblocked = self.cfg.undo_blocks and is_blocky(bgr)
+        """Restore what the whole frame needs (noise, then compression blocks), then find, align and measure the
+        customer's face."""
+        frame = bgr
+        denoised = self.cfg.undo_noise and is_low_light(frame)
+        if denoised:
+            frame = denoise(frame)
+        deblocked = self.cfg.undo_blocks and is_blocky(frame)
         if deblocked:
-            bgr = deblock(bgr)
+            smoothed = deblock(frame)
+            if frame is not bgr:
+                frame.fill(0)
+            frame = smoothed
         try:
-            return self._locate_in(bgr, deblocked)
+            return self._locate_in(frame, Restoration(denoised, deblocked))
         finally:
-            if deblocked:
-                bgr.fill(0)  # our copy of the customer's frame: not kept
+            if frame is not bgr:
+                frame.fill(0)  # our copy of the customer's frame: not kept
 
-    def _locate_in(self, bgr: np.ndarray, deblocked: bool) -> FaceAnalysis:
+    def _locate_in(self, bgr: np.ndarray, restoration: Restoration) -> FaceAnalysis:
         faces = self.detect(bgr)
         if not faces:
             return FaceAnalysis(faces, findings=[QualityFinding("quality.no_face", "no face found in the image")],
-                                deblocked=deblocked)
+                                restoration=restoration)
         h, w = bgr.shape[:2]
         face = most_prominent(faces, w, h)
         aligned = self.aligner.align_bgr(bgr, face)
@@ -163,7 +177,8 @@ class FacePipeline:
             found.insert(0, QualityFinding("quality.multiple_faces",
                                            f"{len(faces)} faces in the image; exactly one is expected",
                                            float(len(faces))))
-        return FaceAnalysis(faces, face, aligned, measures, found, deblocked=deblocked, motion_undone=motion)
+        return FaceAnalysis(faces, face, aligned, measures, found,
+                            restoration=dataclasses.replace(restoration, motion=motion))
 
     def _undo_motion(self, bgr: np.ndarray, face: Detection, measures: QualityMeasures
                      ) -> tuple[AlignedFace, QualityMeasures, MotionEstimate] | None:

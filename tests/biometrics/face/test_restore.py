@@ -1,4 +1,5 @@
-"""Motion deblurring (edge.biometrics.face.restore) on real photos smeared as a moving customer is."""
+"""Restoration before the face path (edge.biometrics.face.restore) on real photos: smeared as a moving customer is,
+compressed as a cheap MJPEG camera does, dark and noisy as a small sensor at dusk."""
 from __future__ import annotations
 
 import cv2
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 
 from edge.biometrics.face import FacePipeline
-from edge.biometrics.face.restore import (MIN_BLOCKINESS, blockiness, deblock, deblur, estimate_motion, line_kernel,
-                                         motion_to_undo)
+from edge.biometrics.face.restore import (MIN_BLOCKINESS, blockiness, deblock, deblur, estimate_motion, is_low_light,
+                                         line_kernel, motion_to_undo, noise_level)
+from edge.evaluation.conditions import dark
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,8 +59,8 @@ def test_a_still_face_is_left_as_it_is_and_a_compressed_one_only_deblocked(pipel
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 12])
     compressed = cv2.imdecode(data, cv2.IMREAD_COLOR)
     still, blocky = pipeline.analyze(frame), pipeline.analyze(compressed)
-    assert not still.deblocked and still.motion_undone is None
-    assert blocky.deblocked and blocky.motion_undone is None  # the block grid is not taken for a motion
+    assert not still.restoration.any
+    assert blocky.restoration.deblocked and blocky.motion_undone is None and not blocky.restoration.denoised  # the block grid is not taken for a motion
     for image in (frame, compressed):
         face, region = face_region(pipeline, image)
         assert motion_to_undo(region, face.width, pipeline.analyze(image).measures.motion_blur) is None
@@ -87,3 +89,27 @@ def test_a_smeared_face_is_restored_before_it_is_embedded(face_config, face_mode
     assert after.motion_undone.length == pytest.approx(21, abs=1.5)
     assert pipeline.distance(sharp, after.embedding) < 0.7 * pipeline.distance(sharp, before.embedding)
     assert after.measures.motion_blur < before.measures.motion_blur
+
+
+def test_low_light_is_told_from_a_dark_or_a_busy_frame(example):
+    frame = example("obama")
+    assert not is_low_light(frame) and noise_level(frame) < 1.0
+    assert is_low_light(dark(frame, seed=1, percent=20))
+    assert not is_low_light((frame * 0.12).astype(np.uint8))  # dark without noise: "more light needed", not noise
+    busy = frame.astype(np.float32) + np.random.default_rng(2).normal(0, 6, frame.shape)
+    assert noise_level(np.clip(busy, 0, 255).astype(np.uint8)) >= 3.0
+    assert not is_low_light(np.clip(busy, 0, 255).astype(np.uint8))  # noisy but bright: left as it is
+
+
+def test_a_dark_noisy_face_is_denoised_and_brightened_before_it_is_embedded(face_config, face_models_dir, pipeline,
+                                                                             example):
+    """The defect: at a fifth of the light, sensor noise hid faces from the detector and moved the embedding
+    (development folds 1-2: 32 errors of 1,200 against 9 clean); denoised and brightened, the face comes back."""
+    frame = example("obama")
+    sharp = pipeline.analyze(frame).embedding
+    low = dark(frame, seed=3, percent=20)
+    as_is = FacePipeline(face_config.face.model_copy(update={"undo_noise": False}), face_models_dir)
+    before, after = as_is.analyze(low), pipeline.analyze(low)
+    assert not before.restoration.denoised and after.restoration.denoised
+    assert after.measures.brightness > before.measures.brightness + 20
+    assert pipeline.distance(sharp, after.embedding) < pipeline.distance(sharp, before.embedding)
