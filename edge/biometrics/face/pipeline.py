@@ -19,8 +19,8 @@ from edge.biometrics.face.align import AlignedFace, Aligner
 from edge.biometrics.face.detector import Detection, HogFaceDetector, build_detector, most_prominent
 from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import PROMPTS, QualityFinding, QualityMeasures, capture_score, findings, measure
-from edge.biometrics.face.restore import (MotionEstimate, Restoration, deblock, deblur, denoise, is_blocky, is_low_light,
-                                         motion_to_undo)
+from edge.biometrics.face.restore import (DENOISE_SIGMA_RETRY, MotionEstimate, Restoration, deblock, deblur, denoise,
+                                         is_blocky, is_low_light, motion_to_undo)
 from edge.biometrics.config import FaceConfig
 from edge.errors import InputError, QualityError
 
@@ -152,10 +152,18 @@ class FacePipeline:
                 frame.fill(0)
             frame = smoothed
         try:
-            return self._locate_in(frame, Restoration(denoised, deblocked))
+            analysis = self._locate_in(frame, Restoration(denoised, deblocked))
         finally:
             if frame is not bgr:
                 frame.fill(0)  # our copy of the customer's frame: not kept
+        if denoised and analysis.face is None:
+            # The darkest frames: their noise still hides the face; smooth more, from the original.
+            frame = denoise(bgr, DENOISE_SIGMA_RETRY)
+            try:
+                analysis = self._locate_in(frame, Restoration(denoised, False))
+            finally:
+                frame.fill(0)
+        return analysis
 
     def _locate_in(self, bgr: np.ndarray, restoration: Restoration) -> FaceAnalysis:
         faces = self.detect(bgr)
