@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from edge.biometrics.face import FacePipeline
-from edge.biometrics.face.restore import (MIN_BLOCKINESS, blockiness, deblock, deblur, estimate_motion, is_low_light,
-                                         line_kernel, motion_to_undo, noise_level)
+from edge.biometrics.face.restore import (MIN_BLOCKINESS, MotionEstimate, blockiness, deblock, deblur, denoise,
+                                         estimate_motion, is_blocky, is_low_light, line_kernel, motion_to_undo,
+                                         noise_level)
 from edge.evaluation.conditions import dark
 
 pytestmark = pytest.mark.timeout(120)
@@ -129,3 +130,14 @@ def test_the_darkest_frames_are_smoothed_again_when_no_face_is_found(pipeline, m
     assert found.acquired and found.restoration.denoised
     monkeypatch.setattr(face_pipeline, "DENOISE_SIGMA_RETRY", 1.0)  # the retry no stronger than the first pass
     assert not pipeline.analyze(low).acquired
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 3), (5, 5, 3), (1, 300, 3), (300, 1, 3), (20, 20, 3)])
+def test_tiny_and_thin_frames_pass_through_every_restoration(shape):
+    frame = np.random.default_rng(0).integers(0, 30, shape, dtype=np.uint8)
+    assert not is_blocky(frame) and noise_level(frame) >= 0.0
+    is_low_light(frame)
+    for restored in (deblock(frame), denoise(frame), deblur(frame, MotionEstimate(5.0, 0.0, 20.0))):
+        assert restored.shape == frame.shape and restored.dtype == np.uint8
+    motion = estimate_motion(frame[:, :, 0], 10.0)
+    assert motion is None or motion.length >= 3
