@@ -289,6 +289,8 @@ def cross_validate(scores: PairScores) -> CrossValidation:
 # -- development distances for calibration (cached) ----------------------------------------------------------
 
 _memory: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+# Every model file the face path reads (manifest names): a new one of any of them is a new key.
+FACE_MODELS = ("face_detector", "face_detector_full_range", "face_landmarks_5", "face_embedder")
 
 
 def cache_key(pairs: list[Pair], pairs_path: Path, cfg) -> str:
@@ -305,7 +307,7 @@ def cache_key(pairs: list[Pair], pairs_path: Path, cfg) -> str:
         except OSError:
             h.update(f"{p}|missing\n".encode())
     h.update(cfg.face.model_dump_json().encode())
-    for name in ("face_detector", "face_embedder"):
+    for name in FACE_MODELS:
         h.update(manifest_entry(name).sha256.encode())
     for source in sorted((Path(__file__).resolve().parents[1] / "biometrics" / "face").glob("*.py")):
         h.update(source.read_bytes())

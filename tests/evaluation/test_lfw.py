@@ -151,6 +151,29 @@ def test_pair_distances_are_cached_by_what_they_depend_on(mini_lfw, monkeypatch)
     assert cached.is_file()
 
 
+@pytest.mark.parametrize("model", ["face_detector", "face_detector_full_range", "face_landmarks_5", "face_embedder"])
+def test_the_cache_key_follows_every_face_model_file(tmp_path, monkeypatch, model):
+    """The defect: the full-range detector and the landmark model were not in the key, so a new file of either
+    kept serving the distances of the old one."""
+    import dataclasses
+
+    from edge import models
+
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("A 1 2\n")
+    pairs = lfw.read_pairs(pairs_file)
+    cfg = load_config()
+    before = lfw.cache_key(pairs, pairs_file, cfg)
+    real = models.manifest_entry
+
+    def changed(name, *args, **kwargs):
+        entry = real(name, *args, **kwargs)
+        return dataclasses.replace(entry, sha256="0" * 64) if name == model else entry
+
+    monkeypatch.setattr(models, "manifest_entry", changed)
+    assert lfw.cache_key(pairs, pairs_file, cfg) != before
+
+
 # -- the development data --------------------------------------------------------------------------------------
 
 def dev_subset(tmp_path: Path, same: int, different: int) -> Path:
