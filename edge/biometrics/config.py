@@ -11,6 +11,11 @@ from pydantic import Field, field_validator
 from edge.sections import Section
 
 
+# Every model file the face path reads (manifest names): what the daemon's health check and the evaluation caches
+# look at.
+FACE_MODEL_ARTIFACTS = ("face_detector", "face_detector_full_range", "face_landmarks_5", "face_embedder")
+
+
 class FaceConfig(Section):
     """edge.biometrics.face: detection, alignment, embedding and the same-person threshold."""
 

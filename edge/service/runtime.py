@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from typing import Protocol
 
+from edge.biometrics.config import FACE_MODEL_ARTIFACTS
 from edge.config import Config
 from edge.decision.calibration import Calibration
 from edge.errors import BiogateError
@@ -167,7 +168,7 @@ class Runtime:
     def health(self) -> dict:
         devices = self.devices.health()
         try:
-            for name in ("face_embedder", "face_detector"):
+            for name in FACE_MODEL_ARTIFACTS:
                 model_path(name, self.cfg.paths.models_dir)
             models = {"status": "ok"}
         except BiogateError as exc:
