@@ -11,8 +11,8 @@ the exposure, the compression after it):
    a blocky frame sit worse): a strongly compressed frame steps at every 8th pixel along both axes. Each shifted
    copy of the frame, compressed again, puts its block edges elsewhere; their average keeps what they agree on,
    the face, and smooths the steps (re-application of JPEG, Nosratinia 2001).
-3. Motion, on the face region after alignment (`estimate_motion`, `deblur`): a face that moves during the exposure is the frame convolved with a
-   short line (the path of the motion). Such a kernel leaves exact zeros in the frame's spectrum at multiples of
+3. Motion, on the face region after alignment (`estimate_motion`, `deblur`): a face that moves during the
+   exposure is the frame convolved with a short line (the path of the motion). Such a kernel leaves exact zeros in the frame's spectrum at multiples of
    1/length along its direction, and the cepstrum (inverse transform of the log spectrum) shows them as one
    strong negative peak at the motion vector. The peak gives the length and direction; a Wiener filter with that
    line undoes the smear. It runs only on a face that the directional-blur measure already calls smeared and
@@ -54,7 +54,7 @@ NOISE_WINDOW = 512  # px: the noise is read in a central window at most this lar
 DENOISE_SIGMA = 1.0
 # A low-light frame in which no face is found is smoothed again from the original, this much: at exposure 20 %,
 # 10 of the 2,266 development probes showed no face after the first smoothing (the darkest frames, several of them
-# dark-skinned people); at 1.5 / 2 / 3 px 2 / 5 / 5 of them were found (chosen on those 10 frames, all folds).
+# of people with darker skin); at 1.5 / 2 / 3 px 2 / 5 / 5 of them were found (chosen on those 10 frames, all folds).
 DENOISE_SIGMA_RETRY = 2.0
 BRIGHTEN_TARGET = 0.18  # mean linear light of the brightened frame (mid grey)
 MAX_GAIN = 8.0
