@@ -12,12 +12,12 @@ the exposure, the compression after it):
    copy of the frame, compressed again, puts its block edges elsewhere; their average keeps what they agree on,
    the face, and smooths the steps (re-application of JPEG, Nosratinia 2001).
 3. Motion, on the face region after alignment (`estimate_motion`, `deblur`): a face that moves during the
-   exposure is the frame convolved with a short line (the path of the motion). Such a kernel leaves exact zeros in the frame's spectrum at multiples of
-   1/length along its direction, and the cepstrum (inverse transform of the log spectrum) shows them as one
-   strong negative peak at the motion vector. The peak gives the length and direction; a Wiener filter with that
-   line undoes the smear. It runs only on a face that the directional-blur measure already calls smeared and
-   whose cepstral peak stands out from the rest of the cepstrum: a still face, or a compressed frame's block
-   grid, is left as it is.
+   exposure is the frame convolved with a short line (the path of the motion). Such a kernel leaves exact zeros
+   in the frame's spectrum at multiples of 1/length along its direction, and the cepstrum (inverse transform of
+   the log spectrum) shows them as one strong negative peak at the motion vector. The peak gives the length and
+   direction; a Wiener filter with that line undoes the smear. It runs only on a face that the directional-blur
+   measure already calls smeared and whose cepstral peak stands out from the rest of the cepstrum: a still face,
+   or a compressed frame's block grid, is left as it is.
 
 All tuning constants are here; they were chosen on LFW development pairs, folds 1-2 (models/MODEL_CARD.md
 "Capture conditions").
@@ -214,15 +214,16 @@ def is_blocky(frame_bgr: np.ndarray) -> bool:
     return blockiness(frame_bgr[:, :, 1], stride) >= MIN_BLOCKINESS
 
 
-def deblock(region_bgr: np.ndarray) -> np.ndarray:
-    """The frame (or a region of it starting on the block grid) with its block steps smoothed: the average of shifted copies compressed again (module docstring)."""
-    h, w = region_bgr.shape[:2]
-    total = np.zeros(region_bgr.shape, np.float32)
+def deblock(frame_bgr: np.ndarray) -> np.ndarray:
+    """The frame with its block steps smoothed: the average of shifted copies compressed again (module
+    docstring)."""
+    h, w = frame_bgr.shape[:2]
+    total = np.zeros(frame_bgr.shape, np.float32)
     for dy, dx in DEBLOCK_SHIFTS:
-        shifted = cv2.copyMakeBorder(region_bgr, dy, JPEG_BLOCK, dx, JPEG_BLOCK, cv2.BORDER_REFLECT)
+        shifted = cv2.copyMakeBorder(frame_bgr, dy, JPEG_BLOCK, dx, JPEG_BLOCK, cv2.BORDER_REFLECT)
         ok, data = cv2.imencode(".jpg", shifted, [cv2.IMWRITE_JPEG_QUALITY, DEBLOCK_QUALITY])
         if not ok:  # the encoder refused this region: leave it as it is
-            return region_bgr.copy()
+            return frame_bgr.copy()
         total += cv2.imdecode(data, cv2.IMREAD_COLOR)[dy:dy + h, dx:dx + w]
     return np.clip(np.round(total / len(DEBLOCK_SHIFTS)), 0, 255).astype(np.uint8)
 
