@@ -38,10 +38,6 @@ class FaceAnalysis:
     restoration: Restoration = field(default_factory=Restoration)  # what was undone before embedding (restore.py)
 
     @property
-    def motion_undone(self) -> MotionEstimate | None:
-        return self.restoration.motion
-
-    @property
     def acquired(self) -> bool:
         return self.embedding is not None
 
@@ -139,31 +135,36 @@ class FacePipeline:
         return faces
 
     def _locate(self, bgr: np.ndarray) -> FaceAnalysis:
-        """Restore what the whole frame needs (noise, then compression blocks), then find, align and measure the
-        customer's face."""
+        """Restore what the whole frame needs, then find, align and measure the customer's face."""
+        frame, restoration = self._restore_frame(bgr)
+        analysis = self._locate_in_copy(bgr, frame, restoration)
+        if restoration.denoised and analysis.face is None:
+            # The darkest frames: their noise still hides the face; smooth more, from the original.
+            analysis = self._locate_in_copy(bgr, denoise(bgr, DENOISE_SIGMA_RETRY), Restoration(denoised=True))
+        return analysis
+
+    def _restore_frame(self, bgr: np.ndarray) -> tuple[np.ndarray, Restoration]:
+        """The frame with low-light noise, then compression blocks, undone where they are found (restore.py): a
+        copy when anything was undone, `bgr` itself otherwise."""
         frame = bgr
-        denoised = self.cfg.undo_noise and is_low_light(frame)
+        denoised = self.cfg.undo_noise and is_low_light(bgr)
         if denoised:
-            frame = denoise(frame)
+            frame = denoise(bgr)
         deblocked = self.cfg.undo_blocks and is_blocky(frame)
         if deblocked:
             smoothed = deblock(frame)
             if frame is not bgr:
                 frame.fill(0)
             frame = smoothed
+        return frame, Restoration(denoised, deblocked)
+
+    def _locate_in_copy(self, bgr: np.ndarray, frame: np.ndarray, restoration: Restoration) -> FaceAnalysis:
+        """`_locate_in` on `frame`, which is wiped afterwards when it is a restored copy of `bgr`."""
         try:
-            analysis = self._locate_in(frame, Restoration(denoised, deblocked))
+            return self._locate_in(frame, restoration)
         finally:
             if frame is not bgr:
                 frame.fill(0)  # our copy of the customer's frame: not kept
-        if denoised and analysis.face is None:
-            # The darkest frames: their noise still hides the face; smooth more, from the original.
-            frame = denoise(bgr, DENOISE_SIGMA_RETRY)
-            try:
-                analysis = self._locate_in(frame, Restoration(denoised, False))
-            finally:
-                frame.fill(0)
-        return analysis
 
     def _locate_in(self, bgr: np.ndarray, restoration: Restoration) -> FaceAnalysis:
         faces = self.detect(bgr)

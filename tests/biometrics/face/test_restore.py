@@ -64,7 +64,7 @@ def test_a_still_face_is_left_as_it_is_and_a_compressed_one_only_deblocked(pipel
     still, blocky = pipeline.analyze(frame), pipeline.analyze(compressed)
     assert not still.restoration.any
     # the block grid is not taken for a motion, nor the compressed frame for a dark one
-    assert blocky.restoration.deblocked and blocky.motion_undone is None and not blocky.restoration.denoised
+    assert blocky.restoration.deblocked and blocky.restoration.motion is None and not blocky.restoration.denoised
     for image in (frame, compressed):
         face, region = face_region(pipeline, image)
         assert motion_to_undo(region, face.width, pipeline.analyze(image).measures.motion_blur) is None
@@ -89,8 +89,8 @@ def test_a_smeared_face_is_restored_before_it_is_embedded(face_config, face_mode
     smeared = smear(example("obama"), 21, 0)
     as_is = FacePipeline(face_config.face.model_copy(update={"undo_motion_blur": False}), face_models_dir)
     before, after = as_is.analyze(smeared), pipeline.analyze(smeared)
-    assert before.motion_undone is None and after.motion_undone is not None
-    assert after.motion_undone.length == pytest.approx(21, abs=1.5)
+    assert before.restoration.motion is None and after.restoration.motion is not None
+    assert after.restoration.motion.length == pytest.approx(21, abs=1.5)
     assert pipeline.distance(sharp, after.embedding) < 0.7 * pipeline.distance(sharp, before.embedding)
     assert after.measures.motion_blur < before.measures.motion_blur
 
