@@ -11,9 +11,12 @@ from pydantic import Field, field_validator
 from edge.sections import Section
 
 
-# Every model file the face path reads (manifest names): what the daemon's health check and the evaluation caches
-# look at.
-FACE_MODEL_ARTIFACTS = ("face_detector", "face_detector_full_range", "face_landmarks_5", "face_embedder")
+# The builds of the embedding network (manifest names), one chosen by `[face] embedder`. The int8 build
+# (models/build/embedder_int8.py) takes about half the time on a CPU with 8-bit dot products and kept every LFW
+# development figure (models/MODEL_CARD.md, "Speed"); the float build is dlib's network exactly.
+EMBEDDER_ARTIFACTS = {"int8": "face_embedder_int8", "float32": "face_embedder"}
+# The other model files the face path reads.
+FACE_FINDER_ARTIFACTS = ("face_detector", "face_detector_full_range", "face_landmarks_5")
 
 
 class FaceConfig(Section):
@@ -26,6 +29,10 @@ class FaceConfig(Section):
     threshold: float = 0.5926
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
     flip_augment: bool = True  # embed each chip and its mirror image, average the two descriptors
+    # Which build of the embedding network runs (edge.biometrics.face.embedder.EMBEDDER_ARTIFACTS): "int8" (8-bit
+    # convolutions, about twice as fast) or "float32" (dlib's network exactly). Templates belong to the build that
+    # made them: every terminal and the registry of one fleet use the same one.
+    embedder: Literal["int8", "float32"] = "int8"
     detector_score: float = Field(0.5, ge=0.0, le=1.0)
     # The face finder (edge.biometrics.face.detector.DetectorChain), chosen on LFW development pairs degraded as
     # an ATM camera sees them (models/MODEL_CARD.md, "Capture conditions"): full range finds the 50-150 px face of
@@ -57,6 +64,12 @@ class FaceConfig(Section):
     undo_motion_blur: bool = True
     max_yaw_deg: float = 35.0
     max_roll_deg: float = 30.0
+
+    @property
+    def model_artifacts(self) -> tuple[str, ...]:
+        """Every model file this configuration's face path reads (manifest names): what the daemon's health check
+        and the evaluation caches look at."""
+        return FACE_FINDER_ARTIFACTS + (EMBEDDER_ARTIFACTS[self.embedder],)
 
 
 class LivenessConfig(Section):

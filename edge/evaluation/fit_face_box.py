@@ -4,7 +4,7 @@ dlib's 5-point predictor expects the box its HOG detector would give. On develop
 detectors find the same single face, we regress the HOG box from BlazeFace's keypoints:
     hog_centre - eye_mid = along * (mouth - eye_mid) + across * (left_eye - right_eye)
     hog_side             = side_eyes * |left_eye - right_eye| + side_mouth * |mouth - eye_mid|
-Usage: python -m edge.evaluation.fit_face_box [--images DIR] [--limit N]
+Usage: python -m edge.evaluation.fit_face_box [--images DIR] [--limit N] [--detector short_range|full_range]
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import dlib
 import numpy as np
 
-from edge.biometrics.face.detector import FaceDetector
+from edge.biometrics.face.detector import MODELS, FaceDetector
 from edge.biometrics.face.image import as_rgb, load_image
 from edge.config import load_config
 
@@ -24,9 +24,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=cfg.paths.data_dir / "faces" / "lfw" / "images")
     parser.add_argument("--limit", type=int, default=600)
+    parser.add_argument("--detector", choices=sorted(MODELS), default="short_range",
+                        help="the BlazeFace model whose keypoints are mapped")
     args = parser.parse_args()
     paths = sorted(args.images.glob("*/*_0001.jpg"))[:: 2][: args.limit]
-    detector = FaceDetector(cfg.paths.models_dir, 1, 0.5)
+    detector = FaceDetector(cfg.paths.models_dir, 1, 0.5, args.detector)
     hog = dlib.get_frontal_face_detector()
     rows_c, targets_c, rows_s, targets_s = [], [], [], []
     for p in paths:

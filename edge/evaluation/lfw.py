@@ -294,7 +294,6 @@ _memory: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 def cache_key(pairs: list[Pair], pairs_path: Path, cfg) -> str:
     """Everything the distances depend on: the pairs and image files, the face configuration, the model
     files' manifest hashes and the face pipeline's source code."""
-    from edge.biometrics.config import FACE_MODEL_ARTIFACTS
     from edge.models import manifest_entry
 
     h = hashlib.sha256()
@@ -306,7 +305,7 @@ def cache_key(pairs: list[Pair], pairs_path: Path, cfg) -> str:
         except OSError:
             h.update(f"{p}|missing\n".encode())
     h.update(cfg.face.model_dump_json().encode())
-    for name in FACE_MODEL_ARTIFACTS:  # a new file of any of them is a new key
+    for name in cfg.face.model_artifacts:  # a new file of any of them is a new key
         h.update(manifest_entry(name).sha256.encode())
     for source in sorted((Path(__file__).resolve().parents[1] / "biometrics" / "face").glob("*.py")):
         h.update(source.read_bytes())

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from typing import Protocol
 
-from edge.biometrics.config import FACE_MODEL_ARTIFACTS
 from edge.config import Config
 from edge.decision.calibration import Calibration
 from edge.errors import BiogateError
@@ -168,7 +167,7 @@ class Runtime:
     def health(self) -> dict:
         devices = self.devices.health()
         try:
-            for name in FACE_MODEL_ARTIFACTS:
+            for name in self.cfg.face.model_artifacts:
                 model_path(name, self.cfg.paths.models_dir)
             models = {"status": "ok"}
         except BiogateError as exc:

@@ -151,10 +151,12 @@ def test_pair_distances_are_cached_by_what_they_depend_on(mini_lfw, monkeypatch)
     assert cached.is_file()
 
 
-@pytest.mark.parametrize("model", ["face_detector", "face_detector_full_range", "face_landmarks_5", "face_embedder"])
-def test_the_cache_key_follows_every_face_model_file(tmp_path, monkeypatch, model):
+@pytest.mark.parametrize("embedder, model", [
+    ("int8", "face_detector"), ("int8", "face_detector_full_range"), ("int8", "face_landmarks_5"),
+    ("int8", "face_embedder_int8"), ("float32", "face_embedder")])
+def test_the_cache_key_follows_every_face_model_file(tmp_path, monkeypatch, embedder, model):
     """The defect: the full-range detector and the landmark model were not in the key, so a new file of either
-    kept serving the distances of the old one."""
+    kept serving the distances of the old one. The embedder in the key is the configured build."""
     import dataclasses
 
     from edge import models
@@ -162,7 +164,7 @@ def test_the_cache_key_follows_every_face_model_file(tmp_path, monkeypatch, mode
     pairs_file = tmp_path / "pairs.txt"
     pairs_file.write_text("A 1 2\n")
     pairs = lfw.read_pairs(pairs_file)
-    cfg = load_config()
+    cfg = load_config(env={"BIOGATE_FACE__EMBEDDER": embedder})
     before = lfw.cache_key(pairs, pairs_file, cfg)
     real = models.manifest_entry
 

@@ -90,12 +90,13 @@ def test_reader_refuses_damaged_files():
 
 @pytest.mark.timeout(180)
 def test_pipeline_embedder_on_pipeline_chips_equals_dlib(models_dir, dlib_models):
-    """The chips our pipeline cuts (BlazeFace -> 5-point -> chip) through FaceEmbedder.descriptors: dlib's
-    own network gives the same descriptors on the same chips."""
+    """The chips our pipeline cuts (BlazeFace -> 5-point -> chip) through FaceEmbedder.descriptors of the float
+    build: dlib's own network gives the same descriptors on the same chips (the int8 build's distance to the float
+    one: tests/models/test_embedder_int8.py)."""
     from edge.biometrics.face import FacePipeline, load_image
     from edge.config import load_config
 
-    pipeline = FacePipeline(load_config(env={}).face, models_dir)
+    pipeline = FacePipeline(load_config(env={"BIOGATE_FACE__EMBEDDER": "float32"}).face, models_dir)
     frames = [load_image(models_dir / "examples" / p) for p in ["obama3.jpg", "obama_partial_face.jpg", "32bit.png"]]
     chips = np.stack([a.aligned.chip for a in pipeline.analyze_many(frames)])
     ours = pipeline.embedder.descriptors(chips)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.biometrics.config import FACE_MODEL_ARTIFACTS
+from edge.biometrics.config import FaceConfig
 from edge.errors import ModelError
 from edge.models import manifest_entry
 from edge.service.server import DaemonThread
@@ -12,13 +12,16 @@ from tests.service.conftest import client, make_config
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.mark.parametrize("missing", FACE_MODEL_ARTIFACTS)
+FACE_MODELS = FaceConfig().model_artifacts  # the shipped configuration's: the int8 embedder
+
+
+@pytest.mark.parametrize("missing", FACE_MODELS)
 def test_a_face_model_gone_while_the_daemon_runs_is_reported(tmp_path, config, missing):
     """The defect: health looked at the embedder and the short-range detector only, so a terminal whose full-range
     detector or landmark model had been removed (or replaced: the hash is checked) reported its models ok."""
     source = config.paths.models_dir
     models = tmp_path / "models"
-    for name in FACE_MODEL_ARTIFACTS:
+    for name in FACE_MODELS:
         file = manifest_entry(name).file
         if not (source / file).is_file():
             pytest.skip(f"{source / file} not built (run `make models`)")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.biometrics.config import EMBEDDER_ARTIFACTS
 from edge.models import load_session
 
 EMBEDDING_DIM = 128
@@ -26,8 +27,9 @@ TEMPLATE_NORM = 1.42
 
 
 class FaceEmbedder:
-    def __init__(self, models_dir: Path, threads: int = 1, flip: bool = True, batch_size: int = 32):
-        self.session = load_session("face_embedder", models_dir, threads)
+    def __init__(self, models_dir: Path, threads: int = 1, flip: bool = True, batch_size: int = 32,
+                 precision: str = "int8"):
+        self.session = load_session(EMBEDDER_ARTIFACTS[precision], models_dir, threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_is_float = "float" in inp.type
