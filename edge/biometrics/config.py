@@ -29,9 +29,10 @@ class FaceConfig(Section):
     threshold: float = 0.5926
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
     flip_augment: bool = True  # embed each chip and its mirror image, average the two descriptors
-    # Which build of the embedding network runs (edge.biometrics.face.embedder.EMBEDDER_ARTIFACTS): "int8" (8-bit
-    # convolutions, about twice as fast) or "float32" (dlib's network exactly). Templates belong to the build that
-    # made them: every terminal and the registry of one fleet use the same one.
+    # Which build of the embedding network runs (EMBEDDER_ARTIFACTS): "int8" (8-bit convolutions, about twice as
+    # fast) or "float32" (dlib's network exactly). The two compute the same embedding within about 0.03, so their
+    # templates compare with each other (LFW development pairs 99.00-99.03 % across builds, 99.07 / 99.10 % within
+    # one; models/MODEL_CARD.md "Speed"), but the terminals and registry of one fleet should use one build.
     embedder: Literal["int8", "float32"] = "int8"
     detector_score: float = Field(0.5, ge=0.0, le=1.0)
     # The face finder (edge.biometrics.face.detector.DetectorChain), chosen on LFW development pairs degraded as

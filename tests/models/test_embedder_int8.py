@@ -57,8 +57,8 @@ def example_embeddings():
 def test_int8_embeddings_stay_close_to_the_float_builds(example_embeddings):
     as_int8, as_float, _ = example_embeddings
     drift = [float(np.linalg.norm(as_int8[p] - as_float[p])) for p in as_int8]
-    # LFW development images: median 0.038, largest 0.063 of 100 (models/MODEL_CARD.md "Speed"); the same-person
-    # threshold is 0.59, the length 1.42.
+    # The 3,810 LFW development images with a face: median 0.026, 95th percentile 0.034, largest 0.12
+    # (models/MODEL_CARD.md "Speed"); the same-person threshold is 0.59, the length 1.42.
     assert max(drift) < 0.1, drift
 
 

@@ -8,7 +8,8 @@ Layout (integers big-endian; the same bytes in the store, in signed exports and 
     value type 1     1 byte (1 = float32 little-endian)
     dim    128       2 bytes
     model  16 bytes  ASCII name of the embedder, NUL padded ("dlib-resnet-v1n": dlib's ResNet, flip-averaged
-                     and scaled to a fixed length; records of another embedder are refused)
+                     and scaled to a fixed length, by either build, float or int8, which agree within about 0.03;
+                     records of another embedder are refused)
     values dim * 4 bytes
 
 Reading checks every field, so a record from another model or a damaged record is refused
