@@ -130,6 +130,32 @@ def load_session(name: str, models_dir: Path, threads: int = 1, *,
         return session
 
 
+# CPU feature flags (Linux /proc/cpuinfo: "flags" on x86, "Features" on ARM) of 8-bit dot-product instructions.
+# With one of them onnxruntime's integer convolutions are fast and exact; without, its x86 u8 x s8 kernels add
+# pairs of products in 16 bits, which can saturate, so `[face] embedder = "auto"` runs the float build there.
+INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+
+def cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The feature flags of the first processor listed in a /proc/cpuinfo text."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+@lru_cache(maxsize=1)
+def cpu_has_int8_dot_products() -> bool:
+    """Whether this machine's CPU has 8-bit dot-product instructions (INT8_DOT_PRODUCT_FLAGS); False when it
+    cannot be told (no /proc/cpuinfo): the float build is the safe choice."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return bool(cpu_flags(text) & INT8_DOT_PRODUCT_FLAGS)
+
+
 def examples_dir(models_dir: Path) -> Path:
     """Directory of the bundled example photos (obama.jpg, biden.jpg, ...); verify single files with
     `model_path("examples/<file>", models_dir)`."""

@@ -30,10 +30,11 @@ class FaceConfig(Section):
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
     flip_augment: bool = True  # embed each chip and its mirror image, average the two descriptors
     # Which build of the embedding network runs (EMBEDDER_ARTIFACTS): "int8" (8-bit convolutions, about twice as
-    # fast) or "float32" (dlib's network exactly). The two compute the same embedding within about 0.03, so their
-    # templates compare with each other (LFW development pairs 99.00-99.03 % across builds, 99.07 / 99.10 % within
-    # one; models/MODEL_CARD.md "Speed"), but the terminals and registry of one fleet should use one build.
-    embedder: Literal["int8", "float32"] = "int8"
+    # fast) or "float32" (dlib's network exactly); "auto": int8 on a CPU with 8-bit dot-product instructions
+    # (edge.models.cpu_has_int8_dot_products), float32 elsewhere. The two compute the same embedding within about
+    # 0.03, so their templates compare with each other (LFW development pairs 99.00-99.03 % across builds, 99.07 /
+    # 99.10 % within one; models/MODEL_CARD.md "Speed").
+    embedder: Literal["auto", "int8", "float32"] = "auto"
     detector_score: float = Field(0.5, ge=0.0, le=1.0)
     # The face finder (edge.biometrics.face.detector.DetectorChain), chosen on LFW development pairs degraded as
     # an ATM camera sees them (models/MODEL_CARD.md, "Capture conditions"): full range finds the 50-150 px face of
@@ -67,10 +68,19 @@ class FaceConfig(Section):
     max_roll_deg: float = 30.0
 
     @property
+    def embedder_build(self) -> Literal["int8", "float32"]:
+        """The embedder build that runs on this machine (`embedder` with "auto" resolved)."""
+        if self.embedder != "auto":
+            return self.embedder
+        from edge.models import cpu_has_int8_dot_products
+
+        return "int8" if cpu_has_int8_dot_products() else "float32"
+
+    @property
     def model_artifacts(self) -> tuple[str, ...]:
         """Every model file this configuration's face path reads (manifest names): what the daemon's health check
         and the evaluation caches look at."""
-        return FACE_FINDER_ARTIFACTS + (EMBEDDER_ARTIFACTS[self.embedder],)
+        return FACE_FINDER_ARTIFACTS + (EMBEDDER_ARTIFACTS[self.embedder_build],)
 
 
 class LivenessConfig(Section):

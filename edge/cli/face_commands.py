@@ -273,6 +273,7 @@ def bench_face(
         "frame_sizes": sorted({f"{f.shape[1]}x{f.shape[0]}" for f in bgr}),
         "threads": cfg.face.threads,
         "flip_augment": cfg.face.flip_augment,
+        "embedder": cfg.face.embedder_build,
         "ours_faces": ours_faces,
         "face_recognition_faces": theirs_faces,
         "ours_ms": round(ours, 2),
@@ -289,7 +290,8 @@ def bench_face(
         return
     typer.echo(f"{report['frames']} real frames ({', '.join(report['frame_sizes'][:6])}), mean per frame "
                f"(best of {repeats} passes):")
-    typer.echo(f"  biogate (BlazeFace + 5-point + ONNX ResNet{' + flip' if cfg.face.flip_augment else ''}, "
+    typer.echo(f"  biogate (BlazeFace + 5-point + ONNX ResNet {report['embedder']}"
+               f"{' + flip' if cfg.face.flip_augment else ''}, "
                f"{cfg.face.threads} thread(s)): {ours:8.2f} ms  (faces in {ours_faces} frames)")
     typer.echo(f"  face_recognition (HOG upsample 0 + face_encodings):        {theirs:8.2f} ms  "
                f"(faces in {theirs_faces} frames)")

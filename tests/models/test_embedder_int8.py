@@ -93,3 +93,28 @@ def test_a_range_always_holds_zero():
     assert zero == 0 and scale == pytest.approx(10.0 / 255)
     scale, zero = embedder_int8._activation_qparams(-5.1, 0.0)
     assert zero == 255
+
+
+def test_cpu_flags_are_read_from_x86_and_arm_cpuinfo():
+    from edge.models import INT8_DOT_PRODUCT_FLAGS, cpu_flags
+
+    x86 = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 fma avx512f\nbogomips\t: 4000\n"
+    arm = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd crc32 atomics asimddp\n"
+    assert not cpu_flags(x86) & INT8_DOT_PRODUCT_FLAGS          # AVX2 without VNNI: u8 x s8 pairs can saturate
+    assert cpu_flags(x86.replace("avx512f", "avx512f avx512_vnni")) & INT8_DOT_PRODUCT_FLAGS
+    assert cpu_flags(arm) & INT8_DOT_PRODUCT_FLAGS
+    assert cpu_flags("no flags here") == frozenset()
+
+
+@pytest.mark.parametrize("int8_cpu, build, artefact", [(True, "int8", "face_embedder_int8"),
+                                                       (False, "float32", "face_embedder")])
+def test_auto_runs_the_int8_build_only_on_a_cpu_with_8_bit_dot_products(monkeypatch, int8_cpu, build, artefact):
+    from edge import models
+    from edge.biometrics.config import FaceConfig
+
+    monkeypatch.setattr(models, "cpu_has_int8_dot_products", lambda: int8_cpu)
+    face = FaceConfig()
+    assert face.embedder == "auto" and face.embedder_build == build and face.model_artifacts[-1] == artefact
+    # An explicit choice is kept whatever the CPU.
+    assert FaceConfig(embedder="float32").embedder_build == "float32"
+    assert FaceConfig(embedder="int8").embedder_build == "int8"

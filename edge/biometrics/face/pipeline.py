@@ -88,7 +88,7 @@ class FacePipeline:
                                        cfg.close_up_detector, cfg.redetect_tiles)
         self.fallback = HogFaceDetector() if cfg.hog_fallback else None
         self.aligner = Aligner(models_dir)
-        self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment, precision=cfg.embedder)
+        self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment, precision=cfg.embedder_build)
 
     def analyze(self, image_bgr: np.ndarray) -> FaceAnalysis:
         return self.analyze_many([image_bgr])[0]
