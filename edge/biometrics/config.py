@@ -12,8 +12,9 @@ from edge.sections import Section
 
 
 # The builds of the embedding network (manifest names), one chosen by `[face] embedder`. The int8 build
-# (models/build/embedder_int8.py) takes about half the time on a CPU with 8-bit dot products and kept every LFW
-# development figure (models/MODEL_CARD.md, "Speed"); the float build is dlib's network exactly.
+# (models/build/embedder_int8.py) takes about half the time on a CPU with 8-bit dot products and decides the LFW
+# development pairs within a few of the float build's (models/MODEL_CARD.md, "Speed"); the float build is dlib's
+# network exactly.
 EMBEDDER_ARTIFACTS = {"int8": "face_embedder_int8", "float32": "face_embedder"}
 # The other model files the face path reads.
 FACE_FINDER_ARTIFACTS = ("face_detector", "face_detector_full_range", "face_landmarks_5")

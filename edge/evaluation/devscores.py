@@ -67,7 +67,8 @@ def face_dev_scores(cfg: Config, progress: Callable[[int, int], None] | None = N
     return DevScores(np.concatenate(genuine), np.concatenate(impostor).astype(np.float64), {
         "data": "LFW deep-funneled development images (../shared/data/faces/lfw/images), all pairs",
         "images": len(paths), "people": int(len(set(names))), "failures_to_acquire": int((~acquired).sum()),
-        "pipeline": f"BlazeFace + dlib 5-point + dlib ResNet ONNX ({cfg.face.embedder_build}), flip_augment={cfg.face.flip_augment}",
+        "pipeline": f"BlazeFace + dlib 5-point + dlib ResNet ONNX ({cfg.face.embedder_build}), "
+                    f"flip_augment={cfg.face.flip_augment}",
         "score": "minus Euclidean distance between embeddings"})
 
 

@@ -92,13 +92,14 @@ def _activation_qparams(low: float, high: float) -> tuple[float, int]:
 def quantize(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> onnx.ModelProto:
     """The QDQ form of a float graph, given the range of every tensor `quantised_tensors` names."""
     graph = model.graph
-    missing = [n for n in quantised_tensors(model) if n not in ranges]
+    activations = quantised_tensors(model)
+    missing = [n for n in activations if n not in ranges]
     if missing:
         raise ValueError(f"no range for {len(missing)} tensor(s), e.g. {missing[:3]}: re-measure the ranges")
     weights = {init.name: init for init in graph.initializer}
     new_inits: list[TensorProto] = []
     quantised_weight_names: set[str] = set()
-    act = {name: _activation_qparams(*ranges[name]) for name in quantised_tensors(model)}
+    act = {name: _activation_qparams(*ranges[name]) for name in activations}
     for name, (scale, zero) in act.items():
         new_inits += [numpy_helper.from_array(np.array(scale, np.float32), f"{name}_scale"),
                       numpy_helper.from_array(np.array(zero, np.uint8), f"{name}_zero_point")]

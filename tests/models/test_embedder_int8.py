@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from models.build import embedder_int8
+from models.build.pipeline import DEFAULT_CACHE_DIR
 from models.build.sources import source_bytes
 from models.manifest import load_manifest
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def test_the_build_gives_the_manifests_bytes(models_dir):
     artifact = load_manifest().artifacts["face_embedder_int8"]
-    built = embedder_int8.build(source_bytes(artifact.source, models_dir), artifact)
+    built = embedder_int8.build(source_bytes(artifact.source, DEFAULT_CACHE_DIR / "downloads"), artifact)
     assert hashlib.sha256(built).hexdigest() == artifact.sha256
     assert built == (models_dir / artifact.file).read_bytes()
 
@@ -81,7 +82,7 @@ def test_a_tensor_without_a_range_is_refused(models_dir):
 def test_ranges_measured_on_another_float_graph_are_refused(models_dir):
     """A new converter or dlib file changes the float graph: ranges measured on the old one must not be reused."""
     artifact = load_manifest().artifacts["face_embedder_int8"]
-    spec = json.loads(source_bytes(artifact.source, models_dir))
+    spec = json.loads(source_bytes(artifact.source, DEFAULT_CACHE_DIR / "downloads"))
     spec["float_sha256"] = "0" * 64
     with pytest.raises(ValueError, match="re-measure"):
         embedder_int8.build(json.dumps(spec).encode(), artifact)

@@ -12,7 +12,7 @@ from tests.service.conftest import client, make_config
 pytestmark = pytest.mark.timeout(240)
 
 
-FACE_MODELS = FaceConfig().model_artifacts  # the shipped configuration's: the int8 embedder
+FACE_MODELS = FaceConfig().model_artifacts  # the shipped configuration's, with the embedder build `auto` picks here
 
 
 @pytest.mark.parametrize("missing", FACE_MODELS)

@@ -27,8 +27,9 @@ TEMPLATE_NORM = 1.42
 
 
 class FaceEmbedder:
-    def __init__(self, models_dir: Path, threads: int = 1, flip: bool = True, batch_size: int = 32,
-                 precision: str = "int8"):
+    def __init__(self, models_dir: Path, threads: int = 1, flip: bool = True, batch_size: int = 32, *,
+                 precision: str):
+        """`precision`: the build that runs, "int8" or "float32" (FaceConfig.embedder_build)."""
         self.session = load_session(EMBEDDER_ARTIFACTS[precision], models_dir, threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
