@@ -8,7 +8,7 @@ BIOGATE := $(VENV)/bin/biogate
 SETUP_STAMP  := $(VENV)/.biogate-setup
 MODELS_STAMP := models/artifacts/.built
 
-.PHONY: setup setup-postgres models console-assets browser run fleet test bench soak soak-env clean
+.PHONY: setup setup-postgres models console-assets browser run fleet test bench soak soak-env train-tools clean
 
 setup: $(SETUP_STAMP)
 
@@ -29,7 +29,7 @@ setup-postgres:
 
 models: $(MODELS_STAMP)
 
-$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py) models/pad/weights.json
+$(MODELS_STAMP): $(SETUP_STAMP) models/manifest.json $(wildcard models/build/*.py) models/pad/weights.json models/restored/weights.npz
 	$(PY) -m models.build
 	touch $@
 
@@ -78,8 +78,13 @@ bench: models setup-postgres
 # CI test that runs the CLI under this environment (tests/cli/test_environment.py) sees what soak really sets.
 SOAK_ENV := BIOGATE_TEST_SOAK=1
 
-soak: models setup-postgres
+soak: models setup-postgres train-tools
 	$(SOAK_ENV) $(PY) -m pytest -q -m slow
+
+# torch for models.restored.train and its tests (training only: the product runs ONNX). The CPU build of 2.13.0,
+# which pip takes from this machine's disk (uv does not look there; an unpinned torch would be a CUDA build).
+train-tools: $(SETUP_STAMP)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0 "setuptools<81"
 
 soak-env:
 	@echo $(SOAK_ENV)

@@ -16,6 +16,9 @@ from edge.sections import Section
 # development pairs within a few of the float build's (models/MODEL_CARD.md, "Speed"); the float build is dlib's
 # network exactly.
 EMBEDDER_ARTIFACTS = {"int8": "face_embedder_int8", "float32": "face_embedder"}
+# The embedding network fine-tuned on faces the restoration worked on (models/restored): run by
+# `[face] restored_embedder_for` for those faces only.
+RESTORED_EMBEDDER_ARTIFACT = "face_embedder_restored"
 # The other model files the face path reads.
 FACE_FINDER_ARTIFACTS = ("face_detector", "face_detector_full_range", "face_landmarks_5")
 
@@ -65,6 +68,14 @@ class FaceConfig(Section):
     undo_noise: bool = True
     undo_blocks: bool = True
     undo_motion_blur: bool = True
+    # Faces whose restoration included one of these (edge.biometrics.face.restore.Restoration.undone: "denoised",
+    # "deblocked", "deblurred") are embedded by the network fine-tuned on restored faces (models/restored: trained to
+    # give the embedding the original network gives the clean face); every other face by `embedder`. Both embed
+    # into the same template space. Only "deblocked" by default: cross-validated over LFW development folds (each
+    # fold scored by a network trained without its people), JPEG q12 probes lost 62 -> 50 of 3,000 pairs, while
+    # low-light (46 -> 47) and motion-blurred probes (56 -> 52) did not gain clearly (models/MODEL_CARD.md,
+    # "Capture conditions"). Empty: the fine-tuned network is not loaded.
+    restored_embedder_for: tuple[Literal["denoised", "deblocked", "deblurred"], ...] = ("deblocked",)
     max_yaw_deg: float = 35.0
     max_roll_deg: float = 30.0
 
@@ -81,7 +92,8 @@ class FaceConfig(Section):
     def model_artifacts(self) -> tuple[str, ...]:
         """Every model file this configuration's face path reads (manifest names): what the daemon's health check
         and the evaluation caches look at."""
-        return FACE_FINDER_ARTIFACTS + (EMBEDDER_ARTIFACTS[self.embedder_build],)
+        restored = (RESTORED_EMBEDDER_ARTIFACT,) if self.restored_embedder_for else ()
+        return FACE_FINDER_ARTIFACTS + restored + (EMBEDDER_ARTIFACTS[self.embedder_build],)
 
 
 class LivenessConfig(Section):

@@ -225,11 +225,20 @@ def condition_report(scores: PairScores, threshold: float, condition: str) -> di
         for code in q.findings:
             codes[code] = codes.get(code, 0) + 1
     report["findings"] = dict(sorted(codes.items()))
+    report["errors_by_fold"] = errors_by_fold(scores, threshold)
     for key in ("face_px", "brightness", "sharpness", "motion_blur"):
         values = [q.measures[key] for q in found if key in q.measures]
         if values:
             report[f"median_{key}"] = round(float(np.median(values)), 4)
     return report
+
+
+def errors_by_fold(scores: PairScores, threshold: float) -> dict[str, int]:
+    """Wrong decisions per fold of the pairs file ("1", "2", ...): figures on folds a tuning never saw can be read
+    off the same run (failures to acquire count as errors)."""
+    wrong = ~((scores.distances < threshold) == scores.same) | ~np.isfinite(scores.distances)
+    folds = scores.folds
+    return {str(int(f) + 1): int(wrong[folds == f].sum()) for f in sorted(set(folds.tolist()))}
 
 
 def _gates_pass(probe: ProbeQuality | None) -> bool:

@@ -50,8 +50,8 @@ def example_embeddings():
     photos = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
     analyses = pipeline.analyze_many([load_image(cfg.paths.models_dir / "examples" / p) for p in photos])
     chips = np.stack([a.aligned.chip for a in analyses])
-    as_float = FaceEmbedder(cfg.paths.models_dir, precision="float32").embed(chips)
-    as_int8 = FaceEmbedder(cfg.paths.models_dir, precision="int8").embed(chips)
+    as_float = FaceEmbedder(cfg.paths.models_dir, artifact="face_embedder").embed(chips)
+    as_int8 = FaceEmbedder(cfg.paths.models_dir, artifact="face_embedder_int8").embed(chips)
     return dict(zip(photos, as_int8)), dict(zip(photos, as_float)), cfg.face.threshold
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.biometrics.config import EMBEDDER_ARTIFACTS
 from edge.models import load_session
 
 EMBEDDING_DIM = 128
@@ -28,9 +27,10 @@ TEMPLATE_NORM = 1.42
 
 class FaceEmbedder:
     def __init__(self, models_dir: Path, threads: int = 1, flip: bool = True, batch_size: int = 32, *,
-                 precision: str):
-        """`precision`: the build that runs, "int8" or "float32" (FaceConfig.embedder_build)."""
-        self.session = load_session(EMBEDDER_ARTIFACTS[precision], models_dir, threads)
+                 artifact: str):
+        """`artifact`: the manifest name of the network that runs (edge.biometrics.config: EMBEDDER_ARTIFACTS[
+        FaceConfig.embedder_build], or RESTORED_EMBEDDER_ARTIFACT)."""
+        self.session = load_session(artifact, models_dir, threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_is_float = "float" in inp.type

@@ -21,7 +21,7 @@ from edge.biometrics.face.embedder import FaceEmbedder, face_distance
 from edge.biometrics.face.quality import PROMPTS, QualityFinding, QualityMeasures, capture_score, findings, measure
 from edge.biometrics.face.restore import (DENOISE_SIGMA_RETRY, MotionEstimate, Restoration, deblock, deblur, denoise,
                                          is_blocky, is_low_light, motion_to_undo)
-from edge.biometrics.config import FaceConfig
+from edge.biometrics.config import EMBEDDER_ARTIFACTS, RESTORED_EMBEDDER_ARTIFACT, FaceConfig
 from edge.errors import InputError, QualityError
 
 
@@ -88,7 +88,11 @@ class FacePipeline:
                                        cfg.close_up_detector, cfg.redetect_tiles)
         self.fallback = HogFaceDetector() if cfg.hog_fallback else None
         self.aligner = Aligner(models_dir)
-        self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment, precision=cfg.embedder_build)
+        self.embedder = FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment,
+                                     artifact=EMBEDDER_ARTIFACTS[cfg.embedder_build])
+        self.restored_embedder = (FaceEmbedder(models_dir, cfg.threads, flip=cfg.flip_augment,
+                                               artifact=RESTORED_EMBEDDER_ARTIFACT)
+                                  if cfg.restored_embedder_for else None)
 
     def analyze(self, image_bgr: np.ndarray) -> FaceAnalysis:
         return self.analyze_many([image_bgr])[0]
@@ -96,13 +100,23 @@ class FacePipeline:
     def analyze_many(self, images_bgr: list[np.ndarray]) -> list[FaceAnalysis]:
         """Analyse several frames; all chips go through the embedder in one batch."""
         results = [self._locate(as_bgr3(image)) for image in images_bgr]
-        chips = [r.aligned.chip for r in results if r.aligned is not None]
-        if chips:
-            embeddings = iter(self.embedder.embed(np.stack(chips)))
-            for r in results:
-                if r.aligned is not None:
-                    r.embedding = next(embeddings)
+        located = [r for r in results if r.aligned is not None]
+        for embedder in {self.embedder_for(r) for r in located}:
+            mine = [r for r in located if self.embedder_for(r) is embedder]
+            for r, embedding in zip(mine, embedder.embed(np.stack([r.aligned.chip for r in mine]))):
+                r.embedding = embedding
         return results
+
+    def locate(self, image_bgr: np.ndarray) -> FaceAnalysis:
+        """Find, align and measure the customer's face (restoration included), without embedding it."""
+        return self._locate(as_bgr3(image_bgr))
+
+    def embedder_for(self, analysis: FaceAnalysis) -> FaceEmbedder:
+        """The network for this face: the one fine-tuned on restored faces when its restoration included one of
+        `[face] restored_embedder_for`."""
+        if self.restored_embedder is not None and analysis.restoration.undone & set(self.cfg.restored_embedder_for):
+            return self.restored_embedder
+        return self.embedder
 
     def analyze_best(self, images_bgr: list[np.ndarray], accept: Callable[[np.ndarray], bool] | None = None
                      ) -> tuple[int, FaceAnalysis] | None:
@@ -120,7 +134,7 @@ class FacePipeline:
         chosen: tuple[int, FaceAnalysis] | None = None
         for _, index, analysis in located:
             if chosen is None:
-                analysis.embedding = self.embedder.embed(analysis.aligned.chip[None])[0]
+                analysis.embedding = self.embedder_for(analysis).embed(analysis.aligned.chip[None])[0]
                 if accept is None or accept(analysis.embedding):
                     chosen = (index, analysis)
                     continue

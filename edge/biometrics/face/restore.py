@@ -83,6 +83,12 @@ class Restoration:
     def any(self) -> bool:
         return self.denoised or self.deblocked or self.motion is not None
 
+    @property
+    def undone(self) -> set[str]:
+        """What was undone, by name ("denoised", "deblocked", "deblurred": `[face] restored_embedder_for`)."""
+        done = {"denoised": self.denoised, "deblocked": self.deblocked, "deblurred": self.motion is not None}
+        return {name for name, yes in done.items() if yes}
+
 
 @dataclass(frozen=True)
 class MotionEstimate:
