@@ -91,6 +91,8 @@ def test_quick_subset_per_condition(tmp_path):
         assert r["pairs"] == 100 and r["probes"] >= 90, name
         # full range (and its tiles) finds small faces; heavy JPEG and low light may lose one or two of ~95
         assert r["face_found"] >= (0.95 if name in ("jpeg12", "low_light") else 0.98), (name, r)
+        # one fold in this file: its errors are every wrong decision (failures to acquire included)
+        assert r["errors_by_fold"] == {"1": round((1 - r["accuracy"]) * 100)}, (name, r)
     assert reports["clean"]["accuracy"] >= 0.98
     assert reports["face75"]["accuracy"] >= 0.96
     for name in ("low_light", "jpeg12", "motion_blur"):
@@ -132,20 +134,25 @@ def test_development_pairs_degraded_faces_are_restored(all_pairs):
     """Denoising and brightening, deblocking and motion deblurring (edge.biometrics.face.restore) on all 3,000
     pairs, 2026-12-03, float embedder: low light 96.83 -> 98.47 %, JPEG q12 97.50 -> 97.93 %, motion blur 97.03 ->
     98.13 %, clean 99.07 % (unchanged). With the int8 embedder shipped since: clean 99.10 %, low light 98.37 %, JPEG
-    q12 97.90 %, motion blur 98.17 %; each within 1.25 points of clean (2.2 / 1.6 / 2.0 before the restoration)."""
+    q12 97.90 %, motion blur 98.17 %; each within 1.25 points of clean (2.2 / 1.6 / 2.0 before the restoration).
+    With the network fine-tuned for deblocked faces (models/restored, 2026-12-04): JPEG q12 98.30 %, 31 errors on
+    folds 3-5 (which neither the restoration's constants nor that network saw) against 19 clean."""
     clean = all_pairs["clean"]["accuracy"]
     assert clean >= 0.990
     for name in ("low_light", "jpeg12", "motion_blur"):
         assert all_pairs[name]["accuracy"] >= clean - 0.0125, (name, all_pairs[name])
+    assert all_pairs["jpeg12"]["accuracy"] >= clean - 0.0095, all_pairs["jpeg12"]
+    unseen = sum(all_pairs["jpeg12"]["errors_by_fold"][f] for f in ("3", "4", "5"))
+    assert unseen <= 35, all_pairs["jpeg12"]["errors_by_fold"]  # 40 with the main network alone (float), 31 measured
     assert all_pairs["low_light"]["failures_to_acquire"] <= 10  # 32 before denoising, 5 measured
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(4 * 3600)
 @pytest.mark.xfail(strict=True, reason="issue 18 target not reached: on all 3,000 pairs low light, JPEG q12 and motion "
-                                       "blur cost 0.73 / 1.20 / 0.93 points after restoration against the 0.5 allowed "
-                                       "(int8 embedder; 0.60 / 1.14 / 0.94 with the float one), measured 2026-12-03 "
-                                       "(MODEL_CARD, Capture conditions and Speed)")
+                                       "blur cost 0.73 / 0.80 / 0.93 points after restoration against the 0.5 allowed "
+                                       "(int8 embedder, the fine-tuned network for deblocked faces), measured "
+                                       "2026-12-04 (MODEL_CARD, Capture conditions)")
 def test_development_pairs_degraded_within_half_a_point(all_pairs):
     for name in ("low_light", "jpeg12", "motion_blur"):
         assert all_pairs[name]["accuracy"] >= all_pairs["clean"]["accuracy"] - 0.005, (name, all_pairs[name])

@@ -211,3 +211,13 @@ def test_full_development_pairs_meet_the_bar():
     report = protocol_report(scores, cfg.face.threshold)
     assert report["failures_to_acquire"] == 0 and report["accuracy"] >= 0.99
     assert cross_validate(scores).accuracy >= 0.985
+
+
+def test_errors_by_fold_counts_wrong_decisions_and_failures_per_fold():
+    p = Path("x.jpg")
+    pairs = [Pair(p, p, True, 0), Pair(p, p, False, 0), Pair(p, p, True, 1), Pair(p, p, False, 1), Pair(p, p, True, 2)]
+    # fold 1: right, wrong (an impostor under the threshold); fold 2: a failure to acquire, right; fold 3: wrong
+    distances = np.array([0.3, 0.4, np.inf, 0.9, 0.8])
+    scores = PairScores(pairs, distances, {}, {})
+    assert lfw.errors_by_fold(scores, 0.6) == {"1": 1, "2": 1, "3": 1}
+    assert lfw.errors_by_fold(scores, 0.35) == {"1": 0, "2": 1, "3": 1}

@@ -55,7 +55,7 @@ def test_fine_tuning_pulls_degraded_chips_towards_their_clean_descriptor(float_m
     copies = BATCH // n
     chips = np.concatenate([clean, blocky] * copies)
     clean_of = np.concatenate([k * 2 * n + np.tile(np.arange(n), 2) for k in range(copies)])
-    tuned = fine_tune(float_model, chips, clean_of, seed=0, epochs=5, learning_rate=3e-4, log=lambda _: None)
+    tuned = fine_tune(float_model, chips, clean_of, seed=0, epochs=5, learning_rate=3e-5, log=lambda _: None)
 
     def unit(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -67,4 +67,4 @@ def test_fine_tuning_pulls_degraded_chips_towards_their_clean_descriptor(float_m
             graph.tensors[init.name] = torch.from_numpy(tuned[init.name])
     after = np.linalg.norm(unit(descriptors(graph, blocky)) - unit(descriptors(EmbedderGraph(float_model), clean)),
                            axis=1)
-    assert after.mean() < before.mean(), (before, after)
+    assert after.mean() < 0.8 * before.mean(), (before, after)
