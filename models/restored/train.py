@@ -17,7 +17,7 @@ float network with the changes (models.restored.weights) that `make models` adds
 
 The evaluation folds must stay out of `--folds`: LFW folds hold disjoint people, and the face path's figures for
 this network are read on the folds it never saw (models/MODEL_CARD.md, "Capture conditions"). Deterministic for a
-given seed on one machine (torch's CPU kernels; the chips are the same everywhere).
+given seed on one machine (torch's CPU kernels may round differently elsewhere).
 """
 from __future__ import annotations
 
