@@ -72,9 +72,9 @@ class FaceConfig(Section):
     # "deblocked", "deblurred") are embedded by the network fine-tuned on restored faces (models/restored: trained to
     # give the embedding the original network gives the clean face); every other face by `embedder`. Both embed
     # into the same template space. Only "deblocked" by default: cross-validated over LFW development folds (each
-    # fold scored by a network trained without its people), JPEG q12 probes lost 62 -> 50 of 3,000 pairs, while
-    # low-light (46 -> 47) and motion-blurred probes (56 -> 52) did not gain clearly (models/MODEL_CARD.md,
-    # "Capture conditions"). Empty: the fine-tuned network is not loaded.
+    # half scored by a network trained without its people), JPEG q12 errors fell 62 -> 51 of 3,000 pairs (20 fixed,
+    # 9 broken), while low-light (46 -> 47) and motion-blurred probes (56 -> 51, but worse on one half) did not gain
+    # on both halves (models/MODEL_CARD.md, "Capture conditions"). Empty: the fine-tuned network is not loaded.
     restored_embedder_for: tuple[Literal["denoised", "deblocked", "deblurred"], ...] = ("deblocked",)
     max_yaw_deg: float = 35.0
     max_roll_deg: float = 30.0

@@ -98,7 +98,7 @@ class FacePipeline:
         return self.analyze_many([image_bgr])[0]
 
     def analyze_many(self, images_bgr: list[np.ndarray]) -> list[FaceAnalysis]:
-        """Analyse several frames; all chips go through the embedder in one batch."""
+        """Analyse several frames; the chips go through their network (`embedder_for`) in one batch per network."""
         results = [self._locate(as_bgr3(image)) for image in images_bgr]
         located = [r for r in results if r.aligned is not None]
         for embedder in {self.embedder_for(r) for r in located}:
