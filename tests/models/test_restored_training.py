@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-torch = pytest.importorskip("torch", reason="torch is a training-only dependency: make soak installs it")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch():
+    """Imported here, not at collection: `make test` deselects these slow tests without importing torch."""
+    return pytest.importorskip("torch", reason="torch is a training-only dependency: make soak installs it")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,7 @@ def test_torch_runs_the_float_graph_as_onnxruntime_does(models_dir, float_model,
     np.testing.assert_allclose(descriptors(EmbedderGraph(float_model), chips), expected, atol=1e-4)
 
 
-def test_fine_tuning_pulls_degraded_chips_towards_their_clean_descriptor(float_model, example_chips):
+def test_fine_tuning_pulls_degraded_chips_towards_their_clean_descriptor(torch, float_model, example_chips):
     from models.restored.graph import EmbedderGraph, descriptors
     from models.restored.train import BATCH, fine_tune
 
