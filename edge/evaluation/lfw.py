@@ -184,10 +184,14 @@ def score_pairs(pairs: list[Pair], pipeline, max_image_px: int, progress: Progre
 
 # -- error rates ---------------------------------------------------------------------------------------------
 
+def decided_right(distances: np.ndarray, same: np.ndarray, threshold: float) -> np.ndarray:
+    """Per pair: decided right with "same" when distance < threshold; failures (inf) are errors."""
+    return ((distances < threshold) == same) & np.isfinite(distances)
+
+
 def accuracy_at(distances: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    """Share of pairs decided right with "same" when distance < threshold; failures (inf) are errors."""
-    correct = (distances < threshold) == same
-    return float(np.mean(correct & np.isfinite(distances)))
+    """Share of pairs decided right (`decided_right`)."""
+    return float(np.mean(decided_right(distances, same, threshold)))
 
 
 def protocol_report(scores: PairScores, threshold: float) -> dict:
@@ -236,7 +240,7 @@ def condition_report(scores: PairScores, threshold: float, condition: str) -> di
 def errors_by_fold(scores: PairScores, threshold: float) -> dict[str, int]:
     """Wrong decisions per fold of the pairs file ("1", "2", ...): figures on folds a tuning never saw can be read
     off the same run (failures to acquire count as errors)."""
-    wrong = ~((scores.distances < threshold) == scores.same) | ~np.isfinite(scores.distances)
+    wrong = ~decided_right(scores.distances, scores.same, threshold)
     folds = scores.folds
     return {str(int(f) + 1): int(wrong[folds == f].sum()) for f in sorted(set(folds.tolist()))}
 

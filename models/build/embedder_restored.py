@@ -15,8 +15,8 @@ from models.manifest import Artifact
 def build(source: bytes, artifact: Artifact) -> bytes:
     from models.restored.weights import apply, decode
 
-    model = apply(float_embedder_bytes(), source)
-    training = decode(source)[2]
+    changes, float_sha256, training = decode(source)
+    model = apply(float_embedder_bytes(), changes, float_sha256)
     model.doc_string = (f"{model.doc_string} Fine-tuned on restored faces by biogate models.restored.train "
                         f"({training['data']}).")
     return model.SerializeToString()

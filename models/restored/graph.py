@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
+from edge.biometrics.face.embedder import EMBEDDING_DIM
+
 
 def _pad(x: torch.Tensor, pads: torch.Tensor) -> torch.Tensor:
     """ONNX Pad (all begins, then all ends, outermost axis first) as torch's (innermost axis first) pairs."""
@@ -102,4 +104,4 @@ def descriptors(graph: EmbedderGraph, chips: np.ndarray, batch: int = 64) -> np.
     with torch.no_grad():
         for start in range(0, len(chips), batch):
             rows.append(graph(torch.from_numpy(np.ascontiguousarray(chips[start:start + batch])).float()).numpy())
-    return np.concatenate(rows) if rows else np.zeros((0, 128), np.float32)
+    return np.concatenate(rows) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)

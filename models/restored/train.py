@@ -70,7 +70,7 @@ def _image_chips(job: tuple[int, str, int, tuple[str, ...]]) -> list[tuple[str, 
     from edge.evaluation import conditions
 
     index, path, seed, kinds = job
-    image = load_image(Path(path), 40_000_000)
+    image = load_image(Path(path), _face_path().cfg.max_image_px)
     clean = _chip(image)
     if clean is None:
         return []
@@ -88,32 +88,28 @@ def _image_chips(job: tuple[int, str, int, tuple[str, ...]]) -> list[tuple[str, 
     return rows
 
 
-def training_chips(images: list[Path], seed: int, kinds: tuple[str, ...] = tuple(LEVELS), workers: int = 2
+def training_chips(images: list[Path], seed: int, kinds: tuple[str, ...] = KINDS, workers: int = 2
                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(chips, index of each chip's clean chip, kind of each chip) of the images, through the product's face path."""
     jobs = [(i, str(p), seed, kinds) for i, p in enumerate(images)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         per_image = pool.map(_image_chips, jobs, chunksize=8)
-    chips, clean_of, kinds = [], [], []
+    chips, clean_of, chip_kinds = [], [], []
     for rows in per_image:
         base = len(chips)
         for kind, chip in rows:
             chips.append(chip)
             clean_of.append(base)
-            kinds.append(kind)
-    return np.stack(chips), np.array(clean_of), kinds
+            chip_kinds.append(kind)
+    return np.stack(chips), np.array(clean_of), chip_kinds
 
 
 def float_embedder_bytes() -> bytes:
-    """The float embedder as `make models` built and checked it (models/artifacts/face_embedder.onnx)."""
+    """The float embedder as `make models` built it, checked against the manifest by edge.models."""
     from edge.config import load_config
-    from models.manifest import load_manifest
+    from edge.models import model_path
 
-    artifact = load_manifest().artifacts["face_embedder"]
-    data = (load_config(env={}).paths.models_dir / artifact.file).read_bytes()
-    if hashlib.sha256(data).hexdigest() != artifact.sha256:
-        raise SystemExit(f"{artifact.file} does not match the manifest: run make models first")
-    return data
+    return model_path("face_embedder", load_config(env={}).paths.models_dir).read_bytes()
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -185,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     originals = {init.name: onnx.numpy_helper.to_array(init) for init in float_model.graph.initializer}
     changes = {name: (value - originals[name], output_axis(operators[name])) for name, value in tuned.items()}
     training = {"data": f"LFW {args.pairs.name} folds {folds}: {len(images)} images",
-                "chips": len(chips), "kinds": args.kinds, "levels": LEVELS, "samples_per_kind": SAMPLES_PER_KIND, "epochs": args.epochs,
-                "batch": BATCH, "learning_rate": LEARNING_RATE, "seed": args.seed, "torch": torch.__version__}
+                "chips": len(chips), "kinds": args.kinds, "levels": LEVELS, "samples_per_kind": SAMPLES_PER_KIND,
+                "epochs": args.epochs, "batch": BATCH, "learning_rate": LEARNING_RATE, "seed": args.seed,
+                "torch": torch.__version__}
     args.out.write_bytes(encode(changes, hashlib.sha256(float_bytes).hexdigest(), training))
     print(f"wrote {args.out}; now: .venv/bin/python -m models.build --update-manifest --only face_embedder_restored")
     return 0

@@ -81,9 +81,9 @@ def decode(data: bytes) -> tuple[dict[str, np.ndarray], str, dict]:
     return changes, bytes(arrays["float_sha256"]).decode("ascii"), json.loads(bytes(arrays["training"]))
 
 
-def apply(float_bytes: bytes, data: bytes) -> onnx.ModelProto:
-    """The float embedder with the weights file's changes added to its tensors."""
-    changes, expected_sha, _ = decode(data)
+def apply(float_bytes: bytes, changes: dict[str, np.ndarray], expected_sha: str) -> onnx.ModelProto:
+    """The float embedder with a weights file's changes (`decode`) added to its tensors; `expected_sha` is the float
+    graph they were trained on."""
     actual_sha = hashlib.sha256(float_bytes).hexdigest()
     if actual_sha != expected_sha:
         raise WeightsError(f"the weights were trained on the float embedder {expected_sha[:12]}, not on "

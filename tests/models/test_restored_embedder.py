@@ -41,14 +41,14 @@ def test_weights_for_another_float_graph_or_unknown_tensors_are_refused():
     sha = hashlib.sha256(float_bytes).hexdigest()
     wrong_graph = weights.encode({}, "0" * 64, {"data": "test"})
     with pytest.raises(weights.WeightsError, match="retrain"):
-        weights.apply(float_bytes, wrong_graph)
+        weights.apply(float_bytes, *weights.decode(wrong_graph)[:2])
     unknown = weights.encode({"no_such_tensor": (np.zeros((2, 2), np.float32), 0)}, sha, {"data": "test"})
     with pytest.raises(weights.WeightsError, match="does not have"):
-        weights.apply(float_bytes, unknown)
+        weights.apply(float_bytes, *weights.decode(unknown)[:2])
     conv_weight = onnx.load_from_string(float_bytes).graph.node[4].input[1]
     misshapen = weights.encode({conv_weight: (np.zeros((2, 2), np.float32), 0)}, sha, {"data": "test"})
     with pytest.raises(weights.WeightsError, match="float embedder"):
-        weights.apply(float_bytes, misshapen)
+        weights.apply(float_bytes, *weights.decode(misshapen)[:2])
 
 
 def test_the_build_gives_the_manifests_bytes(models_dir):

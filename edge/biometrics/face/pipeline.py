@@ -100,9 +100,11 @@ class FacePipeline:
     def analyze_many(self, images_bgr: list[np.ndarray]) -> list[FaceAnalysis]:
         """Analyse several frames; the chips go through their network (`embedder_for`) in one batch per network."""
         results = [self._locate(as_bgr3(image)) for image in images_bgr]
-        located = [r for r in results if r.aligned is not None]
-        for embedder in {self.embedder_for(r) for r in located}:
-            mine = [r for r in located if self.embedder_for(r) is embedder]
+        by_network: dict[FaceEmbedder, list[FaceAnalysis]] = {}
+        for r in results:
+            if r.aligned is not None:
+                by_network.setdefault(self.embedder_for(r), []).append(r)
+        for embedder, mine in by_network.items():
             for r, embedding in zip(mine, embedder.embed(np.stack([r.aligned.chip for r in mine]))):
                 r.embedding = embedding
         return results
