@@ -113,21 +113,27 @@ def load_session(name: str, models_dir: Path, threads: int = 1, *,
         session = _sessions.get(key)
         if session is not None:
             return session
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            session = cpu_session(str(path), threads)
         except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
             raise ModelError(f"model {name!r} at {path} cannot be loaded by onnxruntime: {exc}; {REBUILD_HINT}",
                              code="model.invalid", details={"model": name, "path": str(path)}) from None
         _sessions[key] = session
         return session
+
+
+def cpu_session(model: str | bytes, threads: int = 1) -> "onnxruntime.InferenceSession":
+    """An onnxruntime CPU session of a model file (path) or of serialised model bytes, run sequentially on
+    `threads` threads: how every network of the product runs (`load_session` for the shipped artefacts)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 # CPU feature flags (Linux /proc/cpuinfo: "flags" on x86, "Features" on ARM) of 8-bit dot-product instructions.

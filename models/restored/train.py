@@ -154,9 +154,33 @@ def fine_tune(float_model: onnx.ModelProto, chips: np.ndarray, clean_of: np.ndar
     return {name: student.value(name).detach().numpy().copy() for name in names}
 
 
-def main(argv: list[str] | None = None) -> int:
+def fold_images(pairs_path: Path, folds: set[int]) -> list[Path]:
+    """The images of the chosen LFW folds (1-based), both sides of every pair."""
     from edge.evaluation.lfw import read_pairs
 
+    return sorted({p for pair in read_pairs(pairs_path) if pair.fold + 1 in folds for p in (pair.a, pair.b)})
+
+
+def train_weights(images: list[Path], *, seed: int = 0, kinds: tuple[str, ...] = KINDS, epochs: int = EPOCHS,
+                  data: str = "", log=print) -> bytes:
+    """The weights file's bytes (models.restored.weights) of a network fine-tuned on these images."""
+    log(f"{len(images)} images: chips through the face path ...")
+    chips, clean_of, chip_kinds = training_chips(images, seed, kinds)
+    log(f"{len(chips)} chips ({chip_kinds.count('clean')} clean); fine-tuning ...")
+    float_bytes = float_embedder_bytes()
+    float_model = onnx.load_from_string(float_bytes)
+    tuned = fine_tune(float_model, chips, clean_of, seed=seed, epochs=epochs, log=log)
+    chips.fill(0)
+    operators = dict(weight_tensors(float_model))
+    originals = {init.name: onnx.numpy_helper.to_array(init) for init in float_model.graph.initializer}
+    changes = {name: (value - originals[name], output_axis(operators[name])) for name, value in tuned.items()}
+    training = {"data": f"{data}: {len(images)} images", "chips": len(chips), "kinds": ",".join(kinds),
+                "levels": LEVELS, "samples_per_kind": SAMPLES_PER_KIND, "epochs": epochs, "batch": BATCH,
+                "learning_rate": LEARNING_RATE, "seed": seed, "torch": torch.__version__}
+    return encode(changes, hashlib.sha256(float_bytes).hexdigest(), training)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.restored.train", description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=Path, required=True, help="LFW pairs.txt with a folds header")
     parser.add_argument("--folds", default="1,2", help="the folds whose images are trained on (1-based)")
@@ -166,25 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=WEIGHTS_PATH)
     args = parser.parse_args(argv)
     folds = sorted({int(f) for f in args.folds.split(",") if f.strip()})
-    pairs = read_pairs(args.pairs)
-    images = sorted({p for pair in pairs if pair.fold + 1 in folds for p in (pair.a, pair.b)})
     torch.set_num_threads(2)
-    print(f"{len(images)} images of LFW folds {folds}: chips through the face path ...", flush=True)
-    chips, clean_of, kinds = training_chips(images, args.seed, tuple(k for k in args.kinds.split(",") if k))
-    print(f"{len(chips)} chips ({kinds.count('clean')} clean); fine-tuning ...", flush=True)
-    float_bytes = float_embedder_bytes()
-    float_model = onnx.load_from_string(float_bytes)
-    tuned = fine_tune(float_model, chips, clean_of, seed=args.seed, epochs=args.epochs,
-                      log=lambda line: print(line, flush=True))
-    chips.fill(0)
-    operators = dict(weight_tensors(float_model))
-    originals = {init.name: onnx.numpy_helper.to_array(init) for init in float_model.graph.initializer}
-    changes = {name: (value - originals[name], output_axis(operators[name])) for name, value in tuned.items()}
-    training = {"data": f"LFW {args.pairs.name} folds {folds}: {len(images)} images",
-                "chips": len(chips), "kinds": args.kinds, "levels": LEVELS, "samples_per_kind": SAMPLES_PER_KIND,
-                "epochs": args.epochs, "batch": BATCH, "learning_rate": LEARNING_RATE, "seed": args.seed,
-                "torch": torch.__version__}
-    args.out.write_bytes(encode(changes, hashlib.sha256(float_bytes).hexdigest(), training))
+    data = train_weights(fold_images(args.pairs, set(folds)), seed=args.seed, epochs=args.epochs,
+                         kinds=tuple(k for k in args.kinds.split(",") if k),
+                         data=f"LFW {args.pairs.name} folds {folds}", log=lambda line: print(line, flush=True))
+    args.out.write_bytes(data)
     print(f"wrote {args.out}; now: .venv/bin/python -m models.build --update-manifest --only face_embedder_restored")
     return 0
 

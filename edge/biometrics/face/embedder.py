@@ -30,8 +30,19 @@ class FaceEmbedder:
                  artifact: str):
         """`artifact`: the manifest name of the network that runs (edge.biometrics.config: EMBEDDER_ARTIFACTS[
         FaceConfig.embedder_build], or RESTORED_EMBEDDER_ARTIFACT)."""
-        self.session = load_session(artifact, models_dir, threads)
-        inp = self.session.get_inputs()[0]
+        self._bind(load_session(artifact, models_dir, threads), flip, batch_size)
+
+    @classmethod
+    def from_session(cls, session, flip: bool = True, batch_size: int = 32) -> "FaceEmbedder":
+        """An embedder around a network that is not a shipped artefact (a candidate being cross-validated:
+        models.restored.crossval)."""
+        embedder = cls.__new__(cls)
+        embedder._bind(session, flip, batch_size)
+        return embedder
+
+    def _bind(self, session, flip: bool, batch_size: int) -> None:
+        self.session = session
+        inp = session.get_inputs()[0]
         self.input_name = inp.name
         self.input_is_float = "float" in inp.type
         self.flip = flip
