@@ -11,7 +11,7 @@ Each probe the restoration worked on is embedded twice, by the main network and 
 an error at the shipped threshold as in `biogate eval faces` (a probe with no face is an error either way). Per
 condition the report gives both error counts, the pairs the candidate fixed and broke, what the restoration undid,
 and over all splits an exact two-sided sign test of fixed against broken: what `[face] restored_embedder_for` is
-chosen from (models/MODEL_CARD.md, "The network fine-tuned for deblocked faces"). About 25 minutes on 2 cores.
+chosen from (models/MODEL_CARD.md, "The network fine-tuned for deblocked faces"). About 20 minutes on 2 cores.
 """
 from __future__ import annotations
 
